@@ -1,0 +1,39 @@
+//! The runtime of [shmem](https://docs.rs/shmem): named shared-memory
+//! segments with layout-checked attach, and atomic scalars in shared memory.
+//!
+//! Most users depend on the `shmem` facade crate and `#[derive(Shared)]`;
+//! this crate holds everything that runs.
+//!
+//! ```
+//! use shmem_core::Segment;
+//! # let name = format!("doc-core-{}", std::process::id());
+//! let temps = Segment::<[f64; 4]>::create(&name, &[20.0; 4])?;
+//! temps[1].fetch_add(1.5);
+//! assert_eq!(temps.snapshot(), [20.0, 21.5, 20.0, 20.0]);
+//! # Ok::<(), shmem_core::Error>(())
+//! ```
+//!
+//! Layers, bottom up: `os` (the only OS-specific code), [`sync`] (atomics),
+//! [`layout`] (the [`Shared`] trait, fingerprints, schemas) and [`segment`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod layout;
+mod os;
+pub mod segment;
+pub mod sync;
+
+pub use error::{Corruption, Error, Result};
+pub use layout::{Schema, SchemaBuilder, SchemaEntry, Shared};
+pub use segment::header::Header;
+pub use segment::{inspect, unlink, validate_name, Segment, SegmentInfo, SegmentOptions};
+pub use sync::atomic::{self, Atomic, Integer, Scalar};
+
+/// Items used by code that `#[derive(Shared)]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::layout::fingerprint;
+    pub use core;
+    pub use std;
+}

@@ -1,0 +1,194 @@
+//! Linux implementation of the OS layer.
+//!
+//! Shared-memory objects are files in `/dev/shm` (a tmpfs), exactly what
+//! `shm_open(3)` uses, so a segment named `stats` is `/dev/shm/stats` and is
+//! visible to `shm_open("/stats")` from C or `SharedMemory("stats")` from Python.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The directory that holds POSIX shared-memory objects.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The path of the shared-memory object `name` (already validated).
+pub(crate) fn shm_path(name: &str) -> PathBuf {
+    Path::new(SHM_DIR).join(name)
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// A new shared-memory file that has no name yet, with exactly `mode` as its
+/// permission bits (the umask does not apply).
+///
+/// Uses `O_TMPFILE`, so a process that dies before [`link_into_place`] leaves
+/// nothing behind. Where the kernel or file system lacks `O_TMPFILE`, falls
+/// back to a hidden temporary name that is linked and then removed.
+pub(crate) fn create_unnamed(mode: u32) -> io::Result<Unnamed> {
+    let tmp = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .mode(mode)
+        .open(SHM_DIR);
+    let (file, temp_path) = match tmp {
+        Ok(file) => (file, None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = shm_path(&format!(".shmem-tmp-{}-{}", std::process::id(), n));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .mode(mode)
+                .open(&path)?;
+            (file, Some(path))
+        }
+        Err(e) => return Err(e),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(Unnamed { file, temp: TempName(temp_path) })
+}
+
+/// A shared-memory file created by [`create_unnamed`], not yet visible under
+/// its final name.
+pub(crate) struct Unnamed {
+    pub(crate) file: File,
+    temp: TempName,
+}
+
+/// The fallback's temporary name, removed when dropped.
+struct TempName(Option<PathBuf>);
+
+impl Drop for TempName {
+    fn drop(&mut self) {
+        if let Some(temp) = self.0.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+impl Unnamed {
+    /// Gives the file its final name, atomically: fails with
+    /// `ErrorKind::AlreadyExists` if the name is taken, and never replaces an
+    /// existing object.
+    pub(crate) fn link_into_place(self, name: &str) -> io::Result<File> {
+        let target = cpath(&shm_path(name))?;
+        let result = match &self.temp.0 {
+            None => {
+                let proc_path = cpath(Path::new(&format!("/proc/self/fd/{}", self.file.as_raw_fd())))?;
+                // SAFETY: both arguments are valid NUL-terminated strings that
+                // outlive the call; `linkat` does not retain them.
+                let rc = unsafe {
+                    libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+                };
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            Some(temp) => std::fs::hard_link(temp, shm_path(name)),
+        };
+        result?;
+        drop(self.temp);
+        Ok(self.file)
+    }
+}
+
+/// Opens the existing shared-memory object `name` for reading and writing.
+pub(crate) fn open_existing(name: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(shm_path(name))
+}
+
+/// Reserves `len` bytes of memory for `file` (and sets its size), so that a
+/// full `/dev/shm` is an error now instead of a `SIGBUS` on first touch.
+pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: `file` is an open file descriptor owned by `file` for the whole call.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        // tmpfs before Linux 3.5 and some other file systems: fall back to a
+        // plain size change (memory is then reserved lazily).
+        libc::EOPNOTSUPP | libc::ENOSYS => file.set_len(len as u64),
+        err => Err(io::Error::from_raw_os_error(err)),
+    }
+}
+
+/// Takes a shared `flock` on `file` without blocking. Every handle to a
+/// segment holds one for as long as it lives; the kernel drops it when the
+/// process dies, so "can someone take an exclusive lock?" answers "is any
+/// process still attached?" without guessing from pids.
+pub(crate) fn hold_liveness_lock(file: &File) -> io::Result<()> {
+    flock(file, libc::LOCK_SH | libc::LOCK_NB)
+}
+
+/// Whether any process still holds a liveness lock on `file` (probes with a
+/// non-blocking exclusive lock, released at once).
+pub(crate) fn has_live_holders(file: &File) -> io::Result<bool> {
+    match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {
+            flock(file, libc::LOCK_UN)?;
+            Ok(false)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: `file` owns an open descriptor for the whole call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Removes the name `name`; the memory lives on while anyone has it mapped.
+pub(crate) fn unlink(name: &str) -> io::Result<()> {
+    std::fs::remove_file(shm_path(name))
+}
+
+/// Removes `name` only if it still names the same object as `file` (so an
+/// owner never removes a segment that someone else created under the name
+/// after an explicit unlink).
+pub(crate) fn unlink_if_same(name: &str, file: &File) -> io::Result<()> {
+    let ours = file.metadata()?;
+    let theirs = std::fs::symlink_metadata(shm_path(name))?;
+    if ours.dev() == theirs.dev() && ours.ino() == theirs.ino() {
+        unlink(name)
+    } else {
+        Ok(())
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), which together with the pid identifies a process even
+/// after its pid is reused. `None` if the process does not exist.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may itself contain
+    // spaces or parentheses; fields after the last ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}

@@ -1,0 +1,451 @@
+//! Named shared-memory segments holding one [`Shared`] value.
+//!
+//! A [`Segment<T>`] is a named POSIX shared-memory object (`/dev/shm/NAME`
+//! on Linux) that starts with a [header](header) and holds `T`'s shared twin.
+//! It dereferences to that twin, so a field is one method call away:
+//!
+//! ```
+//! use shmem_core::Segment;
+//! # let name = format!("doc-segment-{}", std::process::id());
+//! let counter = Segment::<u64>::create(&name, &0)?;   // an owner handle
+//! counter.fetch_add(1);
+//! let other = Segment::<u64>::attach(&name)?;         // e.g. in another process
+//! assert_eq!(other.load(), 1);
+//! # Ok::<(), shmem_core::Error>(())
+//! ```
+//!
+//! # Ownership and lifetime
+//!
+//! The handle that created a segment owns its name: dropping it removes the
+//! name (unless [`Segment::persist`] was called), after which no new process
+//! can attach, while processes already attached keep their mapping. Handles
+//! that attached never remove anything. [`unlink`] removes a name explicitly.
+//!
+//! # Liveness
+//!
+//! Every handle holds a shared `flock` on the segment for as long as it
+//! lives. The kernel drops it when the process exits or is killed, so
+//! [`inspect`] can tell a segment some process still uses from a stale one
+//! without guessing from pids.
+//!
+//! # What is checked on attach
+//!
+//! Before touching the mapping, `attach` reads the header with `pread`,
+//! checks the magic, version, state, sizes (against the file's real size,
+//! so a truncated file is an error and not a `SIGBUS`), and then the type
+//! name, fingerprint, size and alignment against `T`. Every failure is an
+//! [`Error`] variant. A process that truncates a segment *after* others
+//! attached can still make them fault: shared memory trusts the processes of
+//! its owner's user, as files do.
+
+pub mod header;
+pub mod name;
+
+use crate::error::{Error, Result};
+use crate::layout::{Schema, Shared};
+use crate::os;
+use header::{Header, HeaderError, STATE_READY};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fmt;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+pub use name::validate_name;
+
+/// How to create or attach to a segment: permission bits and timeouts.
+///
+/// ```
+/// use shmem_core::SegmentOptions;
+/// use std::time::Duration;
+/// # let name = format!("doc-options-{}", std::process::id());
+/// let seg = SegmentOptions::new()
+///     .mode(0o640)
+///     .timeout(Duration::from_millis(200))
+///     .create::<[u32; 4]>(&name, &[1, 2, 3, 4])?;
+/// assert_eq!(seg[2].load(), 3);
+/// # Ok::<(), shmem_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    mode: u32,
+    timeout: Duration,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions::new()
+    }
+}
+
+impl SegmentOptions {
+    /// Mode `0o600` (only the creating user can attach) and a 5-second timeout.
+    pub fn new() -> Self {
+        SegmentOptions { mode: 0o600, timeout: Duration::from_secs(5) }
+    }
+
+    /// The permission bits of a created segment (default `0o600`). Applied
+    /// exactly: the process umask does not narrow them.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// How long `attach` waits for a segment that is still initialising, and
+    /// `create_or_attach` for a racing creator (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates segment `name` holding `initial`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken, [`Error::InvalidName`],
+    /// [`Error::NoSpace`], [`Error::PermissionDenied`], [`Error::Io`].
+    pub fn create<T: Shared>(&self, name: &str, initial: &T) -> Result<Segment<T>> {
+        self.create_with(name, |twin| T::store(twin, initial))
+    }
+
+    /// Creates segment `name` with all bytes zero (every integer 0, every
+    /// `bool` false, every float 0.0). Builds nothing on the stack, so it
+    /// suits types of any size.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_zeroed<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
+        self.create_with(name, |_| {})
+    }
+
+    /// Creates segment `name`, zeroed, and runs `init` on the twin before any
+    /// other process can see it. Use it for large state that must not be
+    /// built on the stack first.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create). If `init` panics, nothing is created.
+    pub fn create_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        let name = validate_name(name)?;
+        let mut header = Header::new(
+            T::type_name(),
+            Schema::of::<T>(),
+            T::FINGERPRINT,
+            size_of::<T::Layout>() as u64,
+            align_of::<T::Layout>() as u64,
+        );
+        let io = |op| move |e| Error::from_io(name, op, e);
+        let unnamed = os::create_unnamed(self.mode).map_err(io("create"))?;
+        os::reserve(&unnamed.file, header.file_size).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => Error::NoSpace { name: name.to_owned(), size: header.file_size },
+            _ => Error::from_io(name, "reserve", e),
+        })?;
+        unnamed.file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
+        let map = map(&unnamed.file, &header, name)?;
+        let data = data_ptr::<T>(&map, &header);
+        // SAFETY: `data` points at `data_size = size_of::<T::Layout>()` bytes,
+        // aligned to `align_of::<T::Layout>()` (see `data_ptr`), inside a
+        // mapping that `map` keeps alive until the end of this function. The
+        // bytes are zero (fresh file), a valid `T::Layout` by `Shared`'s
+        // contract, and the file has no name yet, so no other process writes it.
+        init(unsafe { data.as_ref() });
+        header.state = STATE_READY;
+        unnamed.file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
+        os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
+        let file = unnamed.link_into_place(name).map_err(io("link"))?;
+        Ok(Segment { name: name.to_owned(), file, map, header, data, owner: true, persist: false, _type: PhantomData })
+    }
+
+    /// Attaches to the existing segment `name`, checking that it holds `T`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::LayoutMismatch`],
+    /// [`Error::VersionMismatch`], [`Error::Truncated`], [`Error::Corrupt`],
+    /// [`Error::NotReady`], [`Error::PermissionDenied`], [`Error::Io`].
+    pub fn attach<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
+        let name = validate_name(name)?;
+        let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
+        let header = self.wait_ready(name, &file)?;
+        let (expected_size, expected_align) = (size_of::<T::Layout>() as u64, align_of::<T::Layout>() as u64);
+        let expected_type = T::type_name();
+        if header.fingerprint != T::FINGERPRINT
+            || header.type_name != expected_type
+            || header.data_size != expected_size
+            || header.data_align != expected_align
+        {
+            return Err(Error::LayoutMismatch {
+                name: name.to_owned(),
+                expected_type,
+                expected_fingerprint: T::FINGERPRINT,
+                expected_size,
+                found_type: header.type_name,
+                found_fingerprint: header.fingerprint,
+                found_size: header.data_size,
+            });
+        }
+        let map = map(&file, &header, name)?;
+        os::hold_liveness_lock(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+        let data = data_ptr::<T>(&map, &header);
+        Ok(Segment { name: name.to_owned(), file, map, header, data, owner: false, persist: false, _type: PhantomData })
+    }
+
+    /// Attaches to segment `name` if it exists, or creates it holding
+    /// `initial`. Race-free across processes: when several call this at once,
+    /// exactly one creates (its handle's [`is_owner`](Segment::is_owner) is
+    /// true) and the others attach to the initialised segment.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach) and [`create`](Self::create);
+    /// [`Error::NotReady`] if the name kept appearing and disappearing for
+    /// the whole timeout.
+    pub fn create_or_attach<T: Shared>(&self, name: &str, initial: &T) -> Result<Segment<T>> {
+        self.create_or_attach_with(name, |twin| T::store(twin, initial))
+    }
+
+    /// [`create_or_attach`](Self::create_or_attach) with an initialiser, as
+    /// [`create_with`](Self::create_with). `init` runs at most once, and only
+    /// if this call ends up creating... or losing the creation race by a hair,
+    /// in which case its work is discarded.
+    ///
+    /// # Errors
+    /// As [`create_or_attach`](Self::create_or_attach).
+    pub fn create_or_attach_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        let start = Instant::now();
+        let mut init = Some(init);
+        loop {
+            match self.attach(name) {
+                Err(Error::NotFound { .. }) => {}
+                other => return other,
+            }
+            if let Some(f) = init.take() {
+                match self.create_with(name, f) {
+                    Err(Error::AlreadyExists { .. }) => {}
+                    other => return other,
+                }
+            } else {
+                // Our one initialiser was used by a create that lost the race,
+                // and the winner has vanished since: create zeroed is wrong, so
+                // wait for someone to recreate it.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if start.elapsed() > self.timeout {
+                return Err(Error::NotReady { name: name.to_owned(), waited: start.elapsed() });
+            }
+        }
+    }
+
+    fn wait_ready(&self, name: &str, file: &File) -> Result<Header> {
+        let start = Instant::now();
+        loop {
+            let header = read_header(name, file)?;
+            if header.state == STATE_READY {
+                return Ok(header);
+            }
+            if start.elapsed() >= self.timeout {
+                return Err(Error::NotReady { name: name.to_owned(), waited: start.elapsed() });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Reads and validates the header of an open segment file.
+fn read_header(name: &str, file: &File) -> Result<Header> {
+    let meta = file.metadata().map_err(|e| Error::from_io(name, "stat", e))?;
+    let corrupt = |reason| Error::Corrupt { name: name.to_owned(), reason };
+    if !meta.is_file() {
+        return Err(corrupt(crate::error::Corruption::NotAFile));
+    }
+    let read = Header::read(meta.len(), |buf, off| file.read_exact_at(buf, off)).map_err(|e| Error::from_io(name, "read header", e))?;
+    read.map_err(|e| match e {
+        HeaderError::Truncated { expected, found } => Error::Truncated { name: name.to_owned(), expected, found },
+        HeaderError::Version(found) => Error::VersionMismatch { name: name.to_owned(), expected: header::VERSION, found },
+        HeaderError::Corrupt(reason) => corrupt(reason),
+    })
+}
+
+fn map(file: &File, header: &Header, name: &str) -> Result<MmapRaw> {
+    MmapOptions::new()
+        .len(header.file_size as usize)
+        .map_raw(file)
+        .map_err(|e| Error::from_io(name, "map", e))
+}
+
+/// The twin's address inside `map`.
+fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
+    debug_assert!(header.data_offset + header.data_size <= map.len() as u64);
+    debug_assert_eq!(header.data_offset % align_of::<T::Layout>() as u64, 0);
+    // `wrapping_add` keeps this free of `unsafe`: the offset was validated
+    // against the mapping length (`Header::read`: data_offset + data_size ==
+    // file_size == map.len()), and the mapping is page-aligned while
+    // `data_offset` is a multiple of the type's alignment (`Header::new` for
+    // created segments; checked against `align_of` in `attach`).
+    let ptr = map.as_mut_ptr().wrapping_add(header.data_offset as usize);
+    NonNull::new(ptr.cast::<T::Layout>()).unwrap_or(NonNull::dangling())
+}
+
+/// A handle to a named shared-memory segment holding a `T`.
+///
+/// Dereferences to `T`'s shared twin (`T::Layout`), whose accessors are the
+/// only way to read or write the data. See the [module docs](self).
+/// Handles are `Send + Sync`: threads may share one.
+pub struct Segment<T: Shared> {
+    name: String,
+    file: File,
+    map: MmapRaw,
+    header: Header,
+    data: NonNull<T::Layout>,
+    owner: bool,
+    persist: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+// SAFETY: the handle owns its file and mapping (both Send + Sync); `data`
+// points into that mapping, and `T::Layout: Send + Sync` (required by
+// `Shared`) governs what may be done through it from any thread.
+unsafe impl<T: Shared> Send for Segment<T> {}
+// SAFETY: as for `Send`: shared access only goes through `&T::Layout`, which
+// is `Sync`.
+unsafe impl<T: Shared> Sync for Segment<T> {}
+
+impl<T: Shared> Segment<T> {
+    /// Creates segment `name` holding `initial`, with default [`SegmentOptions`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create`].
+    pub fn create(name: &str, initial: &T) -> Result<Self> {
+        SegmentOptions::new().create(name, initial)
+    }
+
+    /// Creates segment `name` zeroed. See [`SegmentOptions::create_zeroed`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create`].
+    pub fn create_zeroed(name: &str) -> Result<Self> {
+        SegmentOptions::new().create_zeroed(name)
+    }
+
+    /// Creates segment `name` initialised in place. See [`SegmentOptions::create_with`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create`].
+    pub fn create_with(name: &str, init: impl FnOnce(&T::Layout)) -> Result<Self> {
+        SegmentOptions::new().create_with(name, init)
+    }
+
+    /// Attaches to segment `name`. See [`SegmentOptions::attach`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::attach`].
+    pub fn attach(name: &str) -> Result<Self> {
+        SegmentOptions::new().attach(name)
+    }
+
+    /// Attaches to or creates segment `name`. See [`SegmentOptions::create_or_attach`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create_or_attach`].
+    pub fn create_or_attach(name: &str, initial: &T) -> Result<Self> {
+        SegmentOptions::new().create_or_attach(name, initial)
+    }
+
+    /// The segment's name (without a leading `/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this handle created the segment (and removes its name on drop).
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Keeps the segment's name after this owner handle is dropped; remove
+    /// it later with [`unlink`]. No effect on attached handles.
+    pub fn persist(&mut self) {
+        self.persist = true;
+    }
+
+    /// The segment's header as read when this handle was opened.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Reads the whole value, field by field (not one atomic snapshot: fields
+    /// written meanwhile may mix old and new values). Builds `T` on the
+    /// stack: for very large types read the fields you need instead.
+    pub fn snapshot(&self) -> T {
+        T::load(self)
+    }
+
+    /// Writes the whole value, field by field (not one atomic step).
+    pub fn store(&self, value: &T) {
+        T::store(self, value)
+    }
+}
+
+impl<T: Shared> Deref for Segment<T> {
+    type Target = T::Layout;
+
+    fn deref(&self) -> &T::Layout {
+        // SAFETY: `data` points at a `T::Layout` inside `self.map`, which
+        // lives as long as `self`: in bounds and aligned (see `data_ptr`),
+        // and initialised, since the creator finished `init` before linking
+        // the file and the twin is valid for every bit pattern (`Shared`).
+        // Only shared references are ever made; mutation goes through the
+        // twin's atomics.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl<T: Shared> Drop for Segment<T> {
+    fn drop(&mut self) {
+        if self.owner && !self.persist {
+            let _ = os::unlink_if_same(&self.name, &self.file);
+        }
+    }
+}
+
+impl<T: Shared> fmt::Debug for Segment<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("type", &self.header.type_name)
+            .field("size", &self.map.len())
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes the segment name `name`. Processes that have it mapped keep
+/// their mapping; new `attach` calls fail with [`Error::NotFound`].
+///
+/// # Errors
+/// [`Error::NotFound`], [`Error::InvalidName`], [`Error::PermissionDenied`], [`Error::Io`].
+pub fn unlink(name: &str) -> Result<()> {
+    let name = validate_name(name)?;
+    os::unlink(name).map_err(|e| Error::from_io(name, "unlink", e))
+}
+
+/// What [`inspect`] finds about a segment, without knowing its type.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: String,
+    /// Its header.
+    pub header: Header,
+    /// Whether some process still holds a handle to it.
+    pub live: bool,
+}
+
+/// Reads a segment's header and liveness without its Rust type (for tools).
+///
+/// # Errors
+/// As [`SegmentOptions::attach`], less the layout check.
+pub fn inspect(name: &str) -> Result<SegmentInfo> {
+    let name = validate_name(name)?;
+    let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
+    let header = read_header(name, &file)?;
+    let live = os::has_live_holders(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+    Ok(SegmentInfo { name: name.to_owned(), header, live })
+}
