@@ -1,1 +1,104 @@
-//! placeholder
+//! # shmem: typed state shared between processes
+//!
+//! Describe the shared state as an ordinary struct, derive [`Shared`], and
+//! every process on the machine can create or attach to it by name. Every
+//! access is atomic (or, for compound fields, lock-protected): a data race
+//! cannot be written in safe code, and nothing is serialised.
+//!
+//! ```
+//! use shmem::{Segment, Shared};
+//!
+//! #[derive(Shared, Debug, Default, PartialEq)]
+//! pub struct Stats {
+//!     /// Requests served.
+//!     pub hits: u64,
+//!     pub temperature: f64,
+//!     pub running: bool,
+//!     pub per_core: [u32; 4],
+//!     pub limits: Limits,
+//! }
+//!
+//! #[derive(Shared, Debug, Default, PartialEq)]
+//! pub struct Limits {
+//!     pub max_rps: u32,
+//! }
+//!
+//! # let name = format!("doc-stats-{}", std::process::id());
+//! // Process A creates the segment (and removes it when `stats` drops).
+//! let stats = Segment::create(&name, &Stats { running: true, ..Stats::default() })?;
+//!
+//! // Process B (here: the same one) attaches by name; the layout is checked.
+//! let seen = Segment::<Stats>::attach(&name)?;
+//! seen.hits().fetch_add(1);
+//! seen.temperature().store(21.5);
+//! seen.per_core()[2].fetch_add(7);
+//! seen.limits().max_rps().store(1000);
+//!
+//! assert_eq!(stats.hits().load(), 1);
+//! assert!(stats.running().load());
+//! assert_eq!(Segment::snapshot(&stats).per_core, [0, 0, 7, 0]);
+//! assert_eq!(Segment::snapshot(&stats).limits, Limits { max_rps: 1000 });
+//! # Ok::<(), shmem::Error>(())
+//! ```
+//!
+//! ## What `#[derive(Shared)]` generates
+//!
+//! For `struct Stats`, a `#[repr(C)]` twin `StatsShared` (with the struct's
+//! visibility) that lives in the segment, and `unsafe impl Shared for Stats`.
+//! [`Segment<Stats>`] dereferences to `StatsShared`, which has one accessor
+//! per field, named like the field, with the field's visibility and docs:
+//!
+//! | field type | accessor returns | operations |
+//! |---|---|---|
+//! | integers (`u8`..`u64`, `i8`..`i64`, `usize`, `isize`) | `&Atomic<T>` | load, store, swap, compare_exchange, fetch_add/sub/and/nand/or/xor/max/min, fetch_update, update |
+//! | `f32`, `f64` | `&Atomic<T>` | load, store, swap, compare_exchange (on bits), fetch_add/sub/max/min, update |
+//! | `bool` | `&Atomic<bool>` | load, store, swap, compare_exchange, fetch_and/or/xor/nand/not, update |
+//! | `char` | `&Atomic<char>` | load, store, swap, compare_exchange, update |
+//! | `[T; N]` of the above | `&[Atomic<T>; N]` | index, iterate |
+//! | a `#[derive(Shared)]` struct `Inner` | `&InnerShared` | its own accessors |
+//!
+//! Operations default to `SeqCst`; every one has a `*_with` form taking
+//! explicit orderings (see [`Atomic`]). The plain struct stays a plain value
+//! type: it is what [`Segment::create`] takes and [`Segment::snapshot`]
+//! returns.
+//!
+//! ## Layout rules
+//!
+//! Checked at compile time, with messages that name the field and the fix:
+//! only structs with named fields; no lifetimes or generic parameters; no
+//! references, raw pointers, `Box`, `String`, `Vec`, `Rc`, `Arc`, trait
+//! objects or other address-holding types; a field of a type with no shared
+//! form is rejected (the message says to put it behind a lock); unknown
+//! `#[shared(...)]` options are errors on the option.
+//!
+//! ## Large state
+//!
+//! [`Segment::create_zeroed`] and [`Segment::create_with`] build the value in
+//! place in the segment, so a struct holding millions of elements never
+//! touches the stack:
+//!
+//! ```
+//! use shmem::{Segment, Shared};
+//!
+//! #[derive(Shared)]
+//! pub struct Histogram {
+//!     pub buckets: [u64; 1_000_000],
+//!     pub total: u64,
+//! }
+//!
+//! # let name = format!("doc-histogram-{}", std::process::id());
+//! let h = Segment::<Histogram>::create_with(&name, |h| h.buckets()[42].store(1))?;
+//! assert_eq!(h.buckets()[42].load(), 1);
+//! # Ok::<(), shmem::Error>(())
+//! ```
+//!
+//! ## Segments
+//!
+//! See [`segment`] for creation, attach checks, ownership, liveness and the
+//! header format, and [`Error`] for every failure.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub use shmem_core::*;
+/// Derives [`Shared`](trait@Shared) for a struct with named fields; see the
+/// [crate docs](crate).
+pub use shmem_derive::Shared;

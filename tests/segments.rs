@@ -1,1 +1,535 @@
-fn main() {}
+//! Segments across real processes: attach, layout checks, bad input,
+//! create_or_attach races, ownership, liveness and an increment stress test.
+#![allow(missing_docs, reason = "a test binary, not an API")]
+
+mod common;
+
+use common::{child, run_child_ok, shm_path, unique_name, wait_output, wait_until, RemoveOnDrop};
+use shmem::{Corruption, Error, Segment, SegmentOptions, Shared};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Shared, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub hits: u64,
+    pub errors: i32,
+    pub temperature: f64,
+    pub running: bool,
+    pub grade: char,
+    pub per_core: [u16; 4],
+    pub limits: Limits,
+}
+
+#[derive(Shared, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub max_rps: u32,
+    pub ratio: f32,
+}
+
+/// A different type, to attach under a `Stats` name.
+#[derive(Shared, Debug, Default)]
+pub struct Other {
+    pub hits: u64,
+}
+
+/// Same name as `Other` but a different layout.
+mod reordered {
+    #[derive(shmem::Shared, Debug, Default)]
+    pub struct Other {
+        pub hits: u32,
+    }
+}
+
+#[derive(Shared, Debug, Default)]
+pub struct Race {
+    pub initial: u64,
+    pub attached: u32,
+}
+
+#[derive(Shared)]
+pub struct Big {
+    pub header: u64,
+    pub cells: [u64; 4_000_000],
+}
+
+#[derive(Shared, Default)]
+pub struct AllScalars {
+    pub a_u8: u8,
+    pub a_u16: u16,
+    pub a_u32: u32,
+    pub a_u64: u64,
+    pub a_usize: usize,
+    pub a_i8: i8,
+    pub a_i16: i16,
+    pub a_i32: i32,
+    pub a_i64: i64,
+    pub a_isize: isize,
+    pub a_bool: bool,
+    pub a_char: char,
+    pub a_f32: f32,
+    pub a_f64: f64,
+    pub arr: [i8; 3],
+}
+
+fn sample() -> Stats {
+    Stats {
+        hits: 41,
+        errors: -3,
+        temperature: 21.5,
+        running: true,
+        grade: 'é',
+        per_core: [1, 2, 3, 4],
+        limits: Limits { max_rps: 1000, ratio: 0.25 },
+    }
+}
+
+// ---------------------------------------------------------------- children
+
+/// Attaches to a `Stats`, checks the parent's values, writes its own.
+fn role_check_and_write(args: &[String]) {
+    let seg = Segment::<Stats>::attach(&args[0]).expect("attach");
+    assert!(!Segment::is_owner(&seg));
+    assert_eq!(Segment::snapshot(&seg), sample());
+    seg.hits().fetch_add(1);
+    seg.per_core()[3].store(40);
+    seg.limits().ratio().store(0.5);
+    seg.grade().store('z');
+}
+
+/// Attaches as the wrong type and prints the error it gets.
+fn role_attach_other(args: &[String]) {
+    match Segment::<Other>::attach(&args[0]) {
+        Err(e @ Error::LayoutMismatch { .. }) => println!("{e}"),
+        other => panic!("expected a layout mismatch, got {other:?}"),
+    }
+    match Segment::<reordered::Other>::attach(&args[0]) {
+        Err(Error::LayoutMismatch { found_type, .. }) => assert_eq!(found_type, "Stats"),
+        other => panic!("expected a layout mismatch, got {other:?}"),
+    }
+}
+
+/// Attaches to a name that does not exist.
+fn role_attach_missing(args: &[String]) {
+    match Segment::<Stats>::attach(&args[0]) {
+        Err(Error::NotFound { name }) => println!("not found: {name}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+/// Waits for a start time, then `create_or_attach`es with its own initial
+/// value, and holds the segment until all `n` racers attached.
+fn role_race(args: &[String]) {
+    let (name, index, n, start_ms): (&str, u64, u32, u128) =
+        (&args[0], args[1].parse().unwrap(), args[2].parse().unwrap(), args[3].parse().unwrap());
+    while SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() < start_ms {
+        std::hint::spin_loop();
+    }
+    let seg = Segment::create_or_attach(name, &Race { initial: 1000 + index, attached: 0 }).expect("create_or_attach");
+    seg.attached().fetch_add(1);
+    wait_until("all racers", || seg.attached().load() == n);
+    println!("{} {}", if Segment::is_owner(&seg) { "creator" } else { "attacher" }, seg.initial().load());
+}
+
+/// Increments counters `n` times.
+fn role_increment(args: &[String]) {
+    let seg = Segment::<Stats>::attach(&args[0]).expect("attach");
+    let n: u64 = args[1].parse().unwrap();
+    for _ in 0..n {
+        seg.hits().fetch_add(1);
+        seg.errors().fetch_sub(1);
+        seg.temperature().fetch_add(1.0);
+        seg.per_core()[1].fetch_add(1);
+    }
+}
+
+/// Attaches and drops the handle.
+fn role_attach_and_drop(args: &[String]) {
+    let seg = Segment::<Stats>::attach(&args[0]).expect("attach");
+    drop(seg);
+}
+
+/// Attaches to a large segment and checks it, on a small stack.
+fn role_big(args: &[String]) {
+    let name = args[0].clone();
+    std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let seg = Segment::<Big>::attach(&name).expect("attach");
+            assert_eq!(seg.header().load(), 7);
+            for i in [0, 1, 1_999_999, 3_999_999] {
+                assert_eq!(seg.cells()[i].load(), i as u64 * 3);
+            }
+            seg.cells()[3_999_999].store(1);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Attaches and then sleeps until killed.
+fn role_hold(args: &[String]) {
+    let _seg = Segment::<Stats>::attach(&args[0]).expect("attach");
+    println!("attached");
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+/// Writes through every scalar type's operations.
+fn role_all_scalars(args: &[String]) {
+    let s = Segment::<AllScalars>::attach(&args[0]).expect("attach");
+    s.a_u8().fetch_add(250);
+    s.a_u16().fetch_or(0xF0F0);
+    s.a_u32().fetch_max(7);
+    s.a_u64().swap(u64::MAX);
+    s.a_usize().compare_exchange(5, 6).unwrap();
+    s.a_i8().fetch_sub(100);
+    s.a_i16().fetch_min(-300);
+    s.a_i32().fetch_xor(0b1010);
+    s.a_i64().update(|v| v * 10);
+    s.a_isize().fetch_and(0b0110);
+    s.a_bool().fetch_not();
+    s.a_char().store('λ');
+    s.a_f32().fetch_sub(0.5);
+    s.a_f64().fetch_max(1e300);
+    for (i, a) in s.arr().iter().enumerate() {
+        a.store(-(i as i8));
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+fn attach_from_child_sees_parent_writes() {
+    let name = unique_name("attach");
+    let seg = Segment::create(&name, &sample()).unwrap();
+    assert!(Segment::is_owner(&seg));
+    run_child_ok("check_and_write", &[&name]);
+    let got = Segment::snapshot(&seg);
+    assert_eq!(got.hits, 42);
+    assert_eq!(got.per_core, [1, 2, 3, 40]);
+    assert_eq!(got.limits.ratio, 0.5);
+    assert_eq!(got.grade, 'z');
+}
+
+fn two_types_under_one_name_mismatch() {
+    let name = unique_name("mismatch");
+    let _seg = Segment::create(&name, &sample()).unwrap();
+    let out = run_child_ok("attach_other", &[&name]);
+    assert!(out.contains("holds `Stats`") && out.contains("not `Other`"), "{out}");
+    assert!(out.contains(&format!("{:#018x}", <Stats as Shared>::FINGERPRINT)), "{out}");
+    assert!(out.contains(&format!("{:#018x}", <Other as Shared>::FINGERPRINT)), "{out}");
+}
+
+fn missing_name_is_not_found() {
+    let name = unique_name("missing");
+    let out = run_child_ok("attach_missing", &[&name]);
+    assert_eq!(out.trim(), format!("not found: {name}"));
+    assert!(matches!(shmem::unlink(&name), Err(Error::NotFound { .. })));
+}
+
+fn invalid_names_are_rejected() {
+    for bad in ["", "a/b", ".hidden", "sp ace", "nul\0"] {
+        assert!(matches!(Segment::<Stats>::attach(bad), Err(Error::InvalidName { .. })), "{bad:?}");
+        assert!(matches!(Segment::create(bad, &sample()), Err(Error::InvalidName { .. })), "{bad:?}");
+    }
+    let long = "x".repeat(300);
+    let err = Segment::<Stats>::attach(&long).unwrap_err();
+    assert!(err.to_string().contains("longer than 200 bytes"), "{err}");
+}
+
+fn garbage_file_is_corrupt() {
+    let name = unique_name("garbage");
+    let _rm = RemoveOnDrop(name.clone());
+    std::fs::write(shm_path(&name), vec![0x5Au8; 8192]).unwrap();
+    match Segment::<Stats>::attach(&name) {
+        Err(Error::Corrupt { reason: Corruption::BadMagic, .. }) => {}
+        other => panic!("expected BadMagic, got {other:?}"),
+    }
+    std::fs::write(shm_path(&name), b"hi").unwrap();
+    assert!(matches!(Segment::<Stats>::attach(&name), Err(Error::Corrupt { reason: Corruption::BadMagic, .. })));
+    std::fs::write(shm_path(&name), b"").unwrap();
+    assert!(matches!(Segment::<Stats>::attach(&name), Err(Error::Corrupt { reason: Corruption::BadMagic, .. })));
+}
+
+/// A persisted real segment's bytes, for tests that damage copies of it.
+fn real_segment_bytes() -> Vec<u8> {
+    let name = unique_name("bytes");
+    let mut seg = Segment::create(&name, &sample()).unwrap();
+    Segment::persist(&mut seg);
+    drop(seg);
+    let bytes = std::fs::read(shm_path(&name)).unwrap();
+    shmem::unlink(&name).unwrap();
+    bytes
+}
+
+fn truncated_file_is_truncated() {
+    let bytes = real_segment_bytes();
+    let name = unique_name("truncated");
+    let _rm = RemoveOnDrop(name.clone());
+    for len in [bytes.len() - 1, bytes.len() / 2, 100, 9] {
+        std::fs::write(shm_path(&name), &bytes[..len]).unwrap();
+        match Segment::<Stats>::attach(&name) {
+            Err(Error::Truncated { expected, found, .. }) => {
+                assert_eq!(found, len as u64);
+                assert!(expected > found);
+            }
+            other => panic!("len {len}: expected Truncated, got {other:?}"),
+        }
+    }
+}
+
+fn inconsistent_header_is_corrupt() {
+    let mut bytes = real_segment_bytes();
+    let name = unique_name("inconsistent");
+    let _rm = RemoveOnDrop(name.clone());
+    bytes[40..48].copy_from_slice(&1u64.to_ne_bytes()); // data_size no longer adds up
+    std::fs::write(shm_path(&name), &bytes).unwrap();
+    assert!(matches!(
+        Segment::<Stats>::attach(&name),
+        Err(Error::Corrupt { reason: Corruption::Inconsistent(_), .. })
+    ));
+}
+
+fn other_version_is_version_mismatch() {
+    let mut bytes = real_segment_bytes();
+    let name = unique_name("version");
+    let _rm = RemoveOnDrop(name.clone());
+    bytes[8..12].copy_from_slice(&99u32.to_ne_bytes());
+    std::fs::write(shm_path(&name), &bytes).unwrap();
+    match Segment::<Stats>::attach(&name) {
+        Err(Error::VersionMismatch { expected: 1, found: 99, .. }) => {}
+        other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+}
+
+fn initialising_segment_is_not_ready_after_timeout() {
+    let mut bytes = real_segment_bytes();
+    let name = unique_name("notready");
+    let _rm = RemoveOnDrop(name.clone());
+    bytes[12..16].copy_from_slice(&0u32.to_ne_bytes());
+    std::fs::write(shm_path(&name), &bytes).unwrap();
+    let opts = SegmentOptions::new().timeout(Duration::from_millis(50));
+    match opts.attach::<Stats>(&name) {
+        Err(Error::NotReady { waited, .. }) => assert!(waited >= Duration::from_millis(50)),
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}
+
+fn create_fails_if_name_exists() {
+    let name = unique_name("exists");
+    let seg = Segment::create(&name, &sample()).unwrap();
+    assert!(matches!(Segment::create(&name, &sample()), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(Segment::<Other>::create_zeroed(&name), Err(Error::AlreadyExists { .. })));
+    assert_eq!(Segment::snapshot(&seg), sample(), "the failed create did not touch the existing segment");
+}
+
+fn create_or_attach_race_has_one_creator() {
+    const N: u32 = 8;
+    let name = unique_name("race");
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300;
+    let children: Vec<_> = (0..N)
+        .map(|i| child("race", &[&name, &i.to_string(), &N.to_string(), &start.to_string()]).spawn().unwrap())
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = wait_output(c);
+            common::assert_success(&out, "race");
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    let creators: Vec<&String> = outputs.iter().filter(|o| o.starts_with("creator")).collect();
+    assert_eq!(creators.len(), 1, "{outputs:?}");
+    let value = creators[0].split_whitespace().nth(1).unwrap();
+    for out in &outputs {
+        assert_eq!(out.split_whitespace().nth(1), Some(value), "everyone sees the creator's initial value: {outputs:?}");
+    }
+    assert!(!shm_path(&name).exists(), "the creator's drop removed the name");
+}
+
+fn owner_drop_unlinks_attacher_drop_does_not() {
+    let name = unique_name("owner");
+    let seg = Segment::create(&name, &sample()).unwrap();
+    run_child_ok("attach_and_drop", &[&name]);
+    assert!(shm_path(&name).exists(), "an attacher's drop must not unlink");
+    let attached = Segment::<Stats>::attach(&name).unwrap();
+    drop(attached);
+    assert!(shm_path(&name).exists());
+    drop(seg);
+    assert!(!shm_path(&name).exists(), "the owner's drop unlinks");
+
+    // persist() keeps the name; unlink() removes it.
+    let mut seg = Segment::create(&name, &sample()).unwrap();
+    Segment::persist(&mut seg);
+    drop(seg);
+    assert_eq!(Segment::snapshot(&Segment::<Stats>::attach(&name).unwrap()), sample());
+    shmem::unlink(&name).unwrap();
+    assert!(matches!(Segment::<Stats>::attach(&name), Err(Error::NotFound { .. })));
+
+    // An owner never removes a newer segment created under its old name.
+    let old = Segment::create(&name, &sample()).unwrap();
+    shmem::unlink(&name).unwrap();
+    let newer = Segment::create(&name, &Stats::default()).unwrap();
+    drop(old);
+    assert!(shm_path(&name).exists(), "the old owner left the new segment alone");
+    drop(newer);
+    assert!(!shm_path(&name).exists());
+}
+
+fn attached_handle_outlives_unlink() {
+    let name = unique_name("outlive");
+    let seg = Segment::create(&name, &sample()).unwrap();
+    let other = Segment::<Stats>::attach(&name).unwrap();
+    drop(seg);
+    other.hits().fetch_add(1);
+    assert_eq!(other.hits().load(), 42, "the mapping stays valid after the name is gone");
+}
+
+fn two_process_increments_lose_nothing() {
+    const PER_CHILD: u64 = 1_000_000;
+    let name = unique_name("stress");
+    let seg = Segment::create(&name, &Stats::default()).unwrap();
+    let n = PER_CHILD.to_string();
+    let children: Vec<_> = (0..2).map(|_| child("increment", &[&name, &n]).spawn().unwrap()).collect();
+    for c in children {
+        common::assert_success(&wait_output(c), "increment");
+    }
+    assert_eq!(seg.hits().load(), 2 * PER_CHILD);
+    assert_eq!(seg.errors().load(), -2 * PER_CHILD as i32);
+    assert_eq!(seg.temperature().load(), 2.0 * PER_CHILD as f64, "float adds are exact below 2^53");
+    assert_eq!(seg.per_core()[1].load(), (2 * PER_CHILD) as u16, "u16 wraps");
+}
+
+fn large_state_is_built_in_place() {
+    let name = unique_name("big");
+    let seg = Segment::<Big>::create_with(&name, |big| {
+        big.header().store(7);
+        for (i, cell) in big.cells().iter().enumerate() {
+            cell.store(i as u64 * 3);
+        }
+    })
+    .unwrap();
+    assert_eq!(Segment::header(&seg).data_size, 8 * 4_000_001);
+    run_child_ok("big", &[&name]);
+    assert_eq!(seg.cells()[3_999_999].load(), 1);
+    let zeroed = Segment::<Big>::create_zeroed(&unique_name("big-zero")).unwrap();
+    assert!(zeroed.cells().iter().all(|c| c.load() == 0));
+}
+
+fn handles_are_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Segment<Stats>>();
+    let name = unique_name("threads");
+    let seg = Segment::create(&name, &Stats::default()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10_000 {
+                    seg.hits().fetch_add(1);
+                }
+            });
+        }
+    });
+    assert_eq!(seg.hits().load(), 40_000);
+}
+
+fn every_scalar_type_works_across_processes() {
+    let name = unique_name("scalars");
+    let seg = Segment::create(
+        &name,
+        &AllScalars { a_u8: 10, a_u32: 3, a_usize: 5, a_i16: 5, a_i32: 0b0110, a_i64: -4, a_isize: 0b1100, a_f32: 1.0, ..Default::default() },
+    )
+    .unwrap();
+    run_child_ok("all_scalars", &[&name]);
+    let s = Segment::snapshot(&seg);
+    assert_eq!(s.a_u8, 4, "10 + 250 wraps");
+    assert_eq!(s.a_u16, 0xF0F0);
+    assert_eq!(s.a_u32, 7);
+    assert_eq!(s.a_u64, u64::MAX);
+    assert_eq!(s.a_usize, 6);
+    assert_eq!(s.a_i8, -100);
+    assert_eq!(s.a_i16, -300);
+    assert_eq!(s.a_i32, 0b1100);
+    assert_eq!(s.a_i64, -40);
+    assert_eq!(s.a_isize, 0b0100);
+    assert!(s.a_bool);
+    assert_eq!(s.a_char, 'λ');
+    assert_eq!(s.a_f32, 0.5);
+    assert_eq!(s.a_f64, 1e300);
+    assert_eq!(s.arr, [0, -1, -2]);
+}
+
+fn mode_is_0600_unless_widened() {
+    let name = unique_name("mode");
+    let _seg = Segment::create(&name, &sample()).unwrap();
+    let mode = std::fs::metadata(shm_path(&name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let wide = unique_name("mode-wide");
+    let _seg = SegmentOptions::new().mode(0o644).create(&wide, &sample()).unwrap();
+    let mode = std::fs::metadata(shm_path(&wide)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}
+
+fn header_records_creator_and_liveness() {
+    let name = unique_name("live");
+    let mut seg = Segment::create(&name, &sample()).unwrap();
+    let h = Segment::header(&seg).clone();
+    assert_eq!(h.creator_pid, std::process::id());
+    assert!(h.creator_start_time > 0);
+    assert_eq!(h.type_name, "Stats");
+    let paths: Vec<&str> = h.schema.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["hits", "errors", "temperature", "running", "grade", "per_core", "limits", "limits.max_rps", "limits.ratio"]
+    );
+    assert!(shmem::inspect(&name).unwrap().live);
+
+    Segment::persist(&mut seg);
+    drop(seg);
+    assert!(!shmem::inspect(&name).unwrap().live, "no handle left: stale");
+
+    let mut holder = child("hold", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "attached");
+    assert!(shmem::inspect(&name).unwrap().live, "an attached child keeps it live");
+    holder.kill().unwrap();
+    common::wait_status(&mut holder);
+    assert!(!shmem::inspect(&name).unwrap().live, "the kernel released the killed child's lock");
+    shmem::unlink(&name).unwrap();
+}
+
+fn main() {
+    common::main(
+        &[
+            ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
+            ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
+            ("missing_name_is_not_found", missing_name_is_not_found),
+            ("invalid_names_are_rejected", invalid_names_are_rejected),
+            ("garbage_file_is_corrupt", garbage_file_is_corrupt),
+            ("truncated_file_is_truncated", truncated_file_is_truncated),
+            ("inconsistent_header_is_corrupt", inconsistent_header_is_corrupt),
+            ("other_version_is_version_mismatch", other_version_is_version_mismatch),
+            ("initialising_segment_is_not_ready_after_timeout", initialising_segment_is_not_ready_after_timeout),
+            ("create_fails_if_name_exists", create_fails_if_name_exists),
+            ("create_or_attach_race_has_one_creator", create_or_attach_race_has_one_creator),
+            ("owner_drop_unlinks_attacher_drop_does_not", owner_drop_unlinks_attacher_drop_does_not),
+            ("attached_handle_outlives_unlink", attached_handle_outlives_unlink),
+            ("two_process_increments_lose_nothing", two_process_increments_lose_nothing),
+            ("large_state_is_built_in_place", large_state_is_built_in_place),
+            ("handles_are_shared_between_threads", handles_are_shared_between_threads),
+            ("every_scalar_type_works_across_processes", every_scalar_type_works_across_processes),
+            ("mode_is_0600_unless_widened", mode_is_0600_unless_widened),
+            ("header_records_creator_and_liveness", header_records_creator_and_liveness),
+        ],
+        &[
+            ("check_and_write", role_check_and_write),
+            ("attach_other", role_attach_other),
+            ("attach_missing", role_attach_missing),
+            ("race", role_race),
+            ("increment", role_increment),
+            ("attach_and_drop", role_attach_and_drop),
+            ("big", role_big),
+            ("hold", role_hold),
+            ("all_scalars", role_all_scalars),
+        ],
+    );
+}

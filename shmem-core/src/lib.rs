@@ -9,7 +9,7 @@
 //! # let name = format!("doc-core-{}", std::process::id());
 //! let temps = Segment::<[f64; 4]>::create(&name, &[20.0; 4])?;
 //! temps[1].fetch_add(1.5);
-//! assert_eq!(temps.snapshot(), [20.0, 21.5, 20.0, 20.0]);
+//! assert_eq!(Segment::snapshot(&temps), [20.0, 21.5, 20.0, 20.0]);
 //! # Ok::<(), shmem_core::Error>(())
 //! ```
 //!

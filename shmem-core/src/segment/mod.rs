@@ -204,9 +204,10 @@ impl SegmentOptions {
     }
 
     /// [`create_or_attach`](Self::create_or_attach) with an initialiser, as
-    /// [`create_with`](Self::create_with). `init` runs at most once, and only
-    /// if this call ends up creating... or losing the creation race by a hair,
-    /// in which case its work is discarded.
+    /// [`create_with`](Self::create_with). `init` runs at most once, when this
+    /// call tries to create; if another process wins the race at that moment,
+    /// the segment `init` built is discarded and this call attaches to the
+    /// winner's.
     ///
     /// # Errors
     /// As [`create_or_attach`](Self::create_or_attach).
@@ -290,6 +291,10 @@ fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
 /// Dereferences to `T`'s shared twin (`T::Layout`), whose accessors are the
 /// only way to read or write the data. See the [module docs](self).
 /// Handles are `Send + Sync`: threads may share one.
+///
+/// Like `Arc`, the handle's own operations are associated functions
+/// (`Segment::snapshot(&seg)`, `Segment::name(&seg)`), so they never shadow
+/// a field accessor of the same name.
 pub struct Segment<T: Shared> {
     name: String,
     file: File,
@@ -351,36 +356,36 @@ impl<T: Shared> Segment<T> {
     }
 
     /// The segment's name (without a leading `/`).
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn name(this: &Self) -> &str {
+        &this.name
     }
 
     /// Whether this handle created the segment (and removes its name on drop).
-    pub fn is_owner(&self) -> bool {
-        self.owner
+    pub fn is_owner(this: &Self) -> bool {
+        this.owner
     }
 
     /// Keeps the segment's name after this owner handle is dropped; remove
     /// it later with [`unlink`]. No effect on attached handles.
-    pub fn persist(&mut self) {
-        self.persist = true;
+    pub fn persist(this: &mut Self) {
+        this.persist = true;
     }
 
     /// The segment's header as read when this handle was opened.
-    pub fn header(&self) -> &Header {
-        &self.header
+    pub fn header(this: &Self) -> &Header {
+        &this.header
     }
 
     /// Reads the whole value, field by field (not one atomic snapshot: fields
     /// written meanwhile may mix old and new values). Builds `T` on the
     /// stack: for very large types read the fields you need instead.
-    pub fn snapshot(&self) -> T {
-        T::load(self)
+    pub fn snapshot(this: &Self) -> T {
+        T::load(this)
     }
 
     /// Writes the whole value, field by field (not one atomic step).
-    pub fn store(&self, value: &T) {
-        T::store(self, value)
+    pub fn store(this: &Self, value: &T) {
+        T::store(this, value)
     }
 }
 

@@ -1,0 +1,186 @@
+//! The layout rules that syntax can see, one function each.
+//!
+//! What syntax cannot see (a type alias of `String`, a foreign struct) is
+//! caught afterwards by the compiler: every plain field type must implement
+//! `shmem::Shared`, whose `on_unimplemented` message says what to do.
+
+use crate::ctxt::Ctxt;
+use crate::parse::{Container, Field, FieldKind};
+
+/// Runs every rule, recording all violations.
+pub(crate) fn check(cx: &Ctxt, cont: &Container) {
+    check_generics(cx, cont);
+    for field in &cont.fields {
+        check_no_addresses(cx, field, field.ty);
+        check_lock_kind_supported(cx, field);
+    }
+}
+
+/// No lifetimes or generic parameters. A lifetime would borrow from one
+/// process's memory; a generic parameter would make the layout (and its
+/// fingerprint) depend on the caller, which two programs attaching by name
+/// cannot agree on.
+fn check_generics(cx: &Ctxt, cont: &Container) {
+    for param in &cont.original.generics.params {
+        match param {
+            syn::GenericParam::Lifetime(l) => cx.error_spanned_by(
+                l,
+                "#[derive(Shared)] structs cannot have lifetime parameters: \
+                 data in shared memory cannot borrow from one process's memory; store values inline",
+            ),
+            syn::GenericParam::Type(_) | syn::GenericParam::Const(_) => cx.error_spanned_by(
+                param,
+                "#[derive(Shared)] structs cannot have generic parameters: \
+                 the layout fingerprint must be fixed at compile time; use concrete types",
+            ),
+        }
+    }
+}
+
+/// Nothing that holds an address: an address means nothing in another
+/// process, and a heap pointer would point into the writer's heap.
+fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
+    let report = |what: &str, remedy: &str| {
+        cx.error_spanned_by(
+            ty,
+            format_args!(
+                "field `{}` has type `{}`, {what}, which means nothing in another process; {remedy}",
+                field.name,
+                type_text(field.ty),
+            ),
+        )
+    };
+    match ty {
+        syn::Type::Reference(_) => report("a reference", "store the value itself"),
+        syn::Type::Ptr(_) => report("a raw pointer", "store an index or offset (an integer) instead"),
+        syn::Type::BareFn(_) => report("a function pointer", "store an integer that selects the function"),
+        syn::Type::TraitObject(_) | syn::Type::ImplTrait(_) => {
+            report("a trait object (a pointer to a vtable)", "use a concrete plain-data type")
+        }
+        syn::Type::Slice(_) => report("a slice (unsized)", "use a fixed-size array `[T; N]`"),
+        syn::Type::Array(a) => check_no_addresses(cx, field, &a.elem),
+        syn::Type::Paren(p) => check_no_addresses(cx, field, &p.elem),
+        syn::Type::Group(g) => check_no_addresses(cx, field, &g.elem),
+        syn::Type::Tuple(t) => t.elems.iter().for_each(|e| check_no_addresses(cx, field, e)),
+        syn::Type::Path(p) => {
+            if p.path.segments.first().is_some_and(|s| s.ident == "shmem") {
+                return;
+            }
+            let Some(last) = p.path.segments.last() else { return };
+            let generic_args = match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.len(),
+                _ => 0,
+            };
+            let heap = "a heap pointer";
+            match last.ident.to_string().as_str() {
+                "Box" => report(heap, "store the value inline"),
+                "String" | "str" | "OsString" | "CString" | "PathBuf" | "Path" | "Cow" => {
+                    report(heap, "store text in a fixed-size byte array (`[u8; N]`) behind `#[shared(lock)]`")
+                }
+                "Vec" if generic_args <= 1 => report(heap, "use a fixed-size array `[T; N]`"),
+                "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet" | "VecDeque" | "LinkedList" | "BinaryHeap" => {
+                    report(heap, "use a fixed-size array `[T; N]`")
+                }
+                "Rc" | "Arc" | "Weak" => {
+                    report("a reference-counted pointer", "store the value inline: the segment already shares it")
+                }
+                "Cell" | "RefCell" | "UnsafeCell" | "Mutex" | "RwLock" => report(
+                    "a process-local cell or lock",
+                    "store the plain value; scalars are atomic already, and `#[shared(lock)]` gives a cross-process lock",
+                ),
+                name if name.starts_with("Atomic") && name != "Atomic" => report(
+                    "a process-local atomic",
+                    "store the plain scalar (e.g. `u64`): every scalar field is atomic in shared memory",
+                ),
+                _ => {}
+            }
+            if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+                for arg in &args.args {
+                    if let syn::GenericArgument::Type(inner) = arg {
+                        check_no_addresses(cx, field, inner);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `#[shared(lock)]`, `rwlock` and `seqlock` are recognised but not yet
+/// implemented; say so instead of silently treating the field as plain.
+fn check_lock_kind_supported(cx: &Ctxt, field: &Field) {
+    if field.kind != FieldKind::Plain {
+        cx.error_spanned_by(
+            field.original,
+            format_args!(
+                "`#[shared({})]` on field `{}` is not supported by this version of shmem yet",
+                field.kind.keyword(),
+                field.name
+            ),
+        );
+    }
+}
+
+/// A type as users write it (`Vec<String>`, not `Vec < String >`).
+pub(crate) fn type_text(ty: &syn::Type) -> String {
+    let raw = quote::ToTokens::to_token_stream(ty).to_string();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let prev = out.chars().last();
+        let drop_space = c == ' '
+            && (matches!(next, Some('<' | '>' | ',' | ':' | ']' | ')' | ';'))
+                || matches!(prev, Some('<' | '&' | ':' | '[' | '(' | '*')));
+        if !drop_space {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn errors(input: syn::DeriveInput) -> Vec<String> {
+        let cx = Ctxt::new();
+        if let Some(cont) = crate::parse::container(&cx, &input) {
+            check(&cx, &cont);
+        }
+        cx.check().err().map(|e| e.into_iter().map(|e| e.to_string()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn type_text_reads_naturally() {
+        assert_eq!(type_text(&parse_quote!(Vec<String>)), "Vec<String>");
+        assert_eq!(type_text(&parse_quote!(&'a [u8; 4])), "&'a [u8; 4]");
+        assert_eq!(type_text(&parse_quote!(std::rc::Rc<u8>)), "std::rc::Rc<u8>");
+    }
+
+    #[test]
+    fn all_violations_at_once() {
+        let errs = errors(parse_quote! {
+            struct S<'a, T> {
+                ok: [u64; 4],
+                names: Vec<String>,
+                r: &'a u8,
+                p: *const u8,
+                nested: Option<Box<u8>>,
+                atomic: std::sync::atomic::AtomicU64,
+                keep: shmem::Vec<u8, 4>,
+                t: T,
+            }
+        });
+        assert_eq!(errs.len(), 8, "{errs:#?}");
+        assert!(errs[0].contains("lifetime"));
+        assert!(errs[1].contains("generic"));
+        assert!(errs[2].contains("field `names` has type `Vec<String>`"));
+        assert!(errs[3].contains("field `names`") && errs[3].contains("`[u8; N]`"), "inner String too");
+        assert!(errs[4].contains("a reference"));
+        assert!(errs[5].contains("a raw pointer"));
+        assert!(errs[6].contains("field `nested`"));
+        assert!(errs[7].contains("process-local atomic"));
+    }
+}
