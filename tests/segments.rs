@@ -282,10 +282,7 @@ fn inconsistent_header_is_corrupt() {
     let _rm = RemoveOnDrop(name.clone());
     bytes[40..48].copy_from_slice(&1u64.to_ne_bytes()); // data_size no longer adds up
     std::fs::write(shm_path(&name), &bytes).unwrap();
-    assert!(matches!(
-        Segment::<Stats>::attach(&name),
-        Err(Error::Corrupt { reason: Corruption::Inconsistent(_), .. })
-    ));
+    assert!(matches!(Segment::<Stats>::attach(&name), Err(Error::Corrupt { reason: Corruption::Inconsistent(_), .. })));
 }
 
 fn other_version_is_version_mismatch() {
@@ -340,7 +337,11 @@ fn create_or_attach_race_has_one_creator() {
     assert_eq!(creators.len(), 1, "{outputs:?}");
     let value = creators[0].split_whitespace().nth(1).unwrap();
     for out in &outputs {
-        assert_eq!(out.split_whitespace().nth(1), Some(value), "everyone sees the creator's initial value: {outputs:?}");
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some(value),
+            "everyone sees the creator's initial value: {outputs:?}"
+        );
     }
     assert!(!shm_path(&name).exists(), "the creator's drop removed the name");
 }
@@ -435,7 +436,17 @@ fn every_scalar_type_works_across_processes() {
     let name = unique_name("scalars");
     let seg = Segment::create(
         &name,
-        &AllScalars { a_u8: 10, a_u32: 3, a_usize: 5, a_i16: 5, a_i32: 0b0110, a_i64: -4, a_isize: 0b1100, a_f32: 1.0, ..Default::default() },
+        &AllScalars {
+            a_u8: 10,
+            a_u32: 3,
+            a_usize: 5,
+            a_i16: 5,
+            a_i32: 0b0110,
+            a_i64: -4,
+            a_isize: 0b1100,
+            a_f32: 1.0,
+            ..Default::default()
+        },
     )
     .unwrap();
     run_child_ok("all_scalars", &[&name]);

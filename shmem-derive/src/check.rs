@@ -48,16 +48,17 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
                 field.name,
                 type_text(field.ty),
             ),
-        )
+        );
+        true
     };
     match ty {
-        syn::Type::Reference(_) => report("a reference", "store the value itself"),
-        syn::Type::Ptr(_) => report("a raw pointer", "store an index or offset (an integer) instead"),
-        syn::Type::BareFn(_) => report("a function pointer", "store an integer that selects the function"),
+        syn::Type::Reference(_) => _ = report("a reference", "store the value itself"),
+        syn::Type::Ptr(_) => _ = report("a raw pointer", "store an index or offset (an integer) instead"),
+        syn::Type::BareFn(_) => _ = report("a function pointer", "store an integer that selects the function"),
         syn::Type::TraitObject(_) | syn::Type::ImplTrait(_) => {
-            report("a trait object (a pointer to a vtable)", "use a concrete plain-data type")
+            _ = report("a trait object (a pointer to a vtable)", "use a concrete plain-data type")
         }
-        syn::Type::Slice(_) => report("a slice (unsized)", "use a fixed-size array `[T; N]`"),
+        syn::Type::Slice(_) => _ = report("a slice (unsized)", "use a fixed-size array `[T; N]`"),
         syn::Type::Array(a) => check_no_addresses(cx, field, &a.elem),
         syn::Type::Paren(p) => check_no_addresses(cx, field, &p.elem),
         syn::Type::Group(g) => check_no_addresses(cx, field, &g.elem),
@@ -72,19 +73,28 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
                 _ => 0,
             };
             let heap = "a heap pointer";
-            match last.ident.to_string().as_str() {
+            // Names users often give their own types are flagged only when
+            // written with a std path; a bare `Cell` may be the user's struct
+            // (the `Shared` trait bound still catches `std::cell::Cell` imported
+            // by `use`).
+            let std_path = p.path.segments.len() > 1
+                && p.path
+                    .segments
+                    .first()
+                    .is_some_and(|s| matches!(s.ident.to_string().as_str(), "std" | "core" | "alloc"));
+            let reported = match last.ident.to_string().as_str() {
                 "Box" => report(heap, "store the value inline"),
-                "String" | "str" | "OsString" | "CString" | "PathBuf" | "Path" | "Cow" => {
+                "String" | "str" | "OsString" | "CString" | "PathBuf" | "Cow" => {
                     report(heap, "store text in a fixed-size byte array (`[u8; N]`) behind `#[shared(lock)]`")
                 }
                 "Vec" if generic_args <= 1 => report(heap, "use a fixed-size array `[T; N]`"),
                 "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet" | "VecDeque" | "LinkedList" | "BinaryHeap" => {
                     report(heap, "use a fixed-size array `[T; N]`")
                 }
-                "Rc" | "Arc" | "Weak" => {
+                "Rc" | "Arc" => {
                     report("a reference-counted pointer", "store the value inline: the segment already shares it")
                 }
-                "Cell" | "RefCell" | "UnsafeCell" | "Mutex" | "RwLock" => report(
+                "Cell" | "RefCell" | "UnsafeCell" | "Mutex" | "RwLock" | "Weak" | "Path" if std_path => report(
                     "a process-local cell or lock",
                     "store the plain value; scalars are atomic already, and `#[shared(lock)]` gives a cross-process lock",
                 ),
@@ -92,7 +102,11 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
                     "a process-local atomic",
                     "store the plain scalar (e.g. `u64`): every scalar field is atomic in shared memory",
                 ),
-                _ => {}
+                _ => false,
+            };
+            if reported {
+                // The outer type is the problem; its arguments need no second report.
+                return;
             }
             if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
                 for arg in &args.args {
@@ -169,6 +183,8 @@ mod tests {
                 p: *const u8,
                 nested: Option<Box<u8>>,
                 atomic: std::sync::atomic::AtomicU64,
+            own_cell: Cell,
+            std_cell: std::cell::Cell<u8>,
                 keep: shmem::Vec<u8, 4>,
                 t: T,
             }
@@ -176,11 +192,11 @@ mod tests {
         assert_eq!(errs.len(), 8, "{errs:#?}");
         assert!(errs[0].contains("lifetime"));
         assert!(errs[1].contains("generic"));
-        assert!(errs[2].contains("field `names` has type `Vec<String>`"));
-        assert!(errs[3].contains("field `names`") && errs[3].contains("`[u8; N]`"), "inner String too");
-        assert!(errs[4].contains("a reference"));
-        assert!(errs[5].contains("a raw pointer"));
-        assert!(errs[6].contains("field `nested`"));
-        assert!(errs[7].contains("process-local atomic"));
+        assert!(errs[2].contains("field `names` has type `Vec<String>`"), "reported once, for the outer type");
+        assert!(errs[3].contains("a reference"));
+        assert!(errs[4].contains("a raw pointer"));
+        assert!(errs[5].contains("field `nested` has type `Option<Box<u8>>`"), "found inside Option");
+        assert!(errs[6].contains("process-local atomic"));
+        assert!(errs[7].contains("field `std_cell`"), "a user's own `Cell` is fine, std's is not");
     }
 }

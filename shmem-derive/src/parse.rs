@@ -141,7 +141,9 @@ mod tests {
 
     fn parse(input: syn::DeriveInput) -> (Vec<(String, FieldKind)>, syn::Result<()>) {
         let cx = Ctxt::new();
-        let fields = container(&cx, &input).map(|c| c.fields.iter().map(|f| (f.name.clone(), f.kind)).collect()).unwrap_or_default();
+        let fields = container(&cx, &input)
+            .map(|c| c.fields.iter().map(|f| (f.name.clone(), f.kind)).collect())
+            .unwrap_or_default();
         (fields, cx.check())
     }
 

@@ -32,13 +32,20 @@ pub fn main(tests: &[Test], roles: &[Role]) {
     let args = libtest_mimic::Arguments::from_args();
     let trials = tests
         .iter()
-        .map(|&(name, body)| libtest_mimic::Trial::test(name, move || std::panic::catch_unwind(body).map_err(|e| panic_message(&e).into())))
+        .map(|&(name, body)| {
+            libtest_mimic::Trial::test(name, move || {
+                std::panic::catch_unwind(body).map_err(|e| panic_message(&e).into())
+            })
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 
 fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
-    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// A command that runs this test binary as child role `role` with `args`.

@@ -89,7 +89,13 @@ impl Unnamed {
                 // SAFETY: both arguments are valid NUL-terminated strings that
                 // outlive the call; `linkat` does not retain them.
                 let rc = unsafe {
-                    libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        proc_path.as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
                 };
                 if rc == 0 {
                     Ok(())
@@ -107,11 +113,7 @@ impl Unnamed {
 
 /// Opens the existing shared-memory object `name` for reading and writing.
 pub(crate) fn open_existing(name: &str) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(shm_path(name))
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(shm_path(name))
 }
 
 /// Reserves `len` bytes of memory for `file` (and sets its size), so that a

@@ -304,7 +304,10 @@ mod tests {
         for (at, value) in cases {
             let (_, mut file) = sample();
             patch(&mut file, at, &value.to_ne_bytes());
-            assert!(matches!(read(&file), Err(HeaderError::Corrupt(Corruption::Inconsistent(_)))), "field at {at} = {value}");
+            assert!(
+                matches!(read(&file), Err(HeaderError::Corrupt(Corruption::Inconsistent(_)))),
+                "field at {at} = {value}"
+            );
         }
         let (_, mut file) = sample();
         file.push(0);

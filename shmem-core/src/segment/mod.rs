@@ -138,7 +138,9 @@ impl SegmentOptions {
         let io = |op| move |e| Error::from_io(name, op, e);
         let unnamed = os::create_unnamed(self.mode).map_err(io("create"))?;
         os::reserve(&unnamed.file, header.file_size).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => Error::NoSpace { name: name.to_owned(), size: header.file_size },
+            Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => {
+                Error::NoSpace { name: name.to_owned(), size: header.file_size }
+            }
             _ => Error::from_io(name, "reserve", e),
         })?;
         unnamed.file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
@@ -258,19 +260,19 @@ fn read_header(name: &str, file: &File) -> Result<Header> {
     if !meta.is_file() {
         return Err(corrupt(crate::error::Corruption::NotAFile));
     }
-    let read = Header::read(meta.len(), |buf, off| file.read_exact_at(buf, off)).map_err(|e| Error::from_io(name, "read header", e))?;
+    let read = Header::read(meta.len(), |buf, off| file.read_exact_at(buf, off))
+        .map_err(|e| Error::from_io(name, "read header", e))?;
     read.map_err(|e| match e {
         HeaderError::Truncated { expected, found } => Error::Truncated { name: name.to_owned(), expected, found },
-        HeaderError::Version(found) => Error::VersionMismatch { name: name.to_owned(), expected: header::VERSION, found },
+        HeaderError::Version(found) => {
+            Error::VersionMismatch { name: name.to_owned(), expected: header::VERSION, found }
+        }
         HeaderError::Corrupt(reason) => corrupt(reason),
     })
 }
 
 fn map(file: &File, header: &Header, name: &str) -> Result<MmapRaw> {
-    MmapOptions::new()
-        .len(header.file_size as usize)
-        .map_raw(file)
-        .map_err(|e| Error::from_io(name, "map", e))
+    MmapOptions::new().len(header.file_size as usize).map_raw(file).map_err(|e| Error::from_io(name, "map", e))
 }
 
 /// The twin's address inside `map`.

@@ -56,9 +56,21 @@ pub trait RawAtomic: Send + Sync + sealed::Sealed + 'static {
     #[doc(hidden)]
     fn swap(&self, bits: Self::Bits, order: Ordering) -> Self::Bits;
     #[doc(hidden)]
-    fn compare_exchange(&self, current: Self::Bits, new: Self::Bits, success: Ordering, failure: Ordering) -> Result<Self::Bits, Self::Bits>;
+    fn compare_exchange(
+        &self,
+        current: Self::Bits,
+        new: Self::Bits,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Self::Bits, Self::Bits>;
     #[doc(hidden)]
-    fn compare_exchange_weak(&self, current: Self::Bits, new: Self::Bits, success: Ordering, failure: Ordering) -> Result<Self::Bits, Self::Bits>;
+    fn compare_exchange_weak(
+        &self,
+        current: Self::Bits,
+        new: Self::Bits,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Self::Bits, Self::Bits>;
 }
 
 /// The integer read-modify-write operations of a [`RawAtomic`].
@@ -315,7 +327,12 @@ impl<T: Scalar> Atomic<T> {
     }
 
     /// [`fetch_update`](Self::fetch_update) with explicit orderings, as `std`'s.
-    pub fn fetch_update_with(&self, set_order: Ordering, fetch_order: Ordering, mut f: impl FnMut(T) -> Option<T>) -> Result<T, T> {
+    pub fn fetch_update_with(
+        &self,
+        set_order: Ordering,
+        fetch_order: Ordering,
+        mut f: impl FnMut(T) -> Option<T>,
+    ) -> Result<T, T> {
         let mut prev = self.raw.load(fetch_order);
         while let Some(next) = f(T::from_bits(prev)) {
             match self.raw.compare_exchange_weak(prev, next.to_bits(), set_order, fetch_order) {

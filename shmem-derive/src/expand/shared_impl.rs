@@ -67,7 +67,7 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
             };
 
             fn type_name() -> ::shmem::__private::std::string::String {
-                ::shmem::__private::std::string::String::from(#type_name)
+                ::shmem::__private::std::borrow::ToOwned::to_owned(#type_name)
             }
 
             fn describe(schema: &mut ::shmem::SchemaBuilder, path: &str, offset: usize, count: usize) {

@@ -1,0 +1,6 @@
+use shmem::Shared;
+
+#[derive(Shared)]
+pub struct Pair(u32, u32);
+
+fn main() {}
