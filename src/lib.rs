@@ -57,10 +57,44 @@
 //! | `[T; N]` of the above | `&[Atomic<T>; N]` | index, iterate |
 //! | a `#[derive(Shared)]` struct `Inner` | `&InnerShared` | its own accessors |
 //!
+//! | `#[shared(lock)] T` where `T: bytemuck::Pod` | `&Mutex<T>` | `lock()`, `try_lock()`, `lock_timeout(d)` -> guard; poisoning like std, also on the owner's death |
+//!
 //! Operations default to `SeqCst`; every one has a `*_with` form taking
 //! explicit orderings (see [`Atomic`]). The plain struct stays a plain value
 //! type: it is what [`Segment::create`] takes and [`Segment::snapshot`]
 //! returns.
+//!
+//! ## Compound fields behind a lock
+//!
+//! A field that is not a scalar, an array of scalars or a shared struct is
+//! kept behind a cross-process lock. Its type must be plain data
+//! ([`bytemuck::Pod`](shmem_core::__private::bytemuck::Pod): arrays of
+//! numbers, `#[repr(C)]` structs deriving `Pod`).
+//!
+//! ```
+//! use shmem::{Segment, Shared};
+//!
+//! #[derive(Shared)]
+//! pub struct Samples {
+//!     pub count: u64,
+//!     #[shared(lock)]
+//!     pub values: [i64; 4],
+//! }
+//!
+//! # let name = format!("doc-lock-{}", std::process::id());
+//! let seg = Segment::create(&name, &Samples { count: 0, values: [1, 2, 3, 4] })?;
+//! {
+//!     let mut values = seg.values().lock().unwrap();
+//!     values.iter_mut().for_each(|v| *v *= 10);
+//!     seg.count().fetch_add(1);
+//! } // unlocked here
+//! assert_eq!(*seg.values().lock().unwrap(), [10, 20, 30, 40]);
+//! # Ok::<(), shmem::Error>(())
+//! ```
+//!
+//! If a process dies holding the lock, the next `lock()` gets it within
+//! [`OWNER_CHECK_INTERVAL`](shmem_core::sync::mutex::OWNER_CHECK_INTERVAL)
+//! and returns `Err(PoisonError)` with the guard; see [`Mutex`].
 //!
 //! ## Layout rules
 //!

@@ -110,6 +110,34 @@ unsafe impl<T: Shared, const N: usize> Shared for [T; N] {
     fn __only_derive_is_allowed_to_implement_this_trait() {}
 }
 
+/// The shared form of a field marked `#[shared(lock)]` (and, as they land,
+/// `rwlock` / `seqlock`): a lock around a plain-data value of type `T`.
+///
+/// # Safety
+/// As for [`Shared::Layout`]: valid for every bit pattern (all zeroes is an
+/// unlocked lock holding a zeroed `T`), no pointers, interior mutability only
+/// through the lock.
+pub unsafe trait LockedField<T>: Send + Sync + Sized + 'static {
+    /// The kind recorded in fingerprints and schemas (`"mutex"`).
+    const KIND: &'static str;
+    /// Writes `value` (taking the lock, ignoring poison).
+    fn store_value(&self, value: &T);
+    /// Reads a copy (taking the lock, ignoring poison).
+    fn load_value(&self) -> T;
+}
+
+// SAFETY: `Mutex<T>` is `repr(C)`: a zero-valid lock word, a poison flag
+// and a `T: Pod`, valid for any bytes.
+unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mutex::Mutex<T> {
+    const KIND: &'static str = "mutex";
+    fn store_value(&self, value: &T) {
+        self.set(*value)
+    }
+    fn load_value(&self) -> T {
+        self.get()
+    }
+}
+
 /// Compile-time layout fingerprints: 64-bit FNV-1a over a canonical
 /// description of the layout. Used by the derive; public so generated code
 /// can call it.
@@ -163,6 +191,13 @@ pub mod fingerprint {
     pub const fn field(h: u64, name: &str, kind: &str, ty: u64, offset: usize, size: usize, align: usize) -> u64 {
         let h = str(str(h, name), kind);
         int(int(int(int(h, ty), offset as u64), size as u64), align as u64)
+    }
+
+    /// The fingerprint of a locked plain-data value: the lock kind, the value
+    /// type as written, and its size and alignment. (Changes inside a `Pod`
+    /// struct that keep its name, size and alignment are not seen.)
+    pub const fn locked(kind: &str, type_text: &str, size: usize, align: usize) -> u64 {
+        int(int(str(str(str(new(), "locked"), kind), type_text), size as u64), align as u64)
     }
 
     /// Finishes a struct with its total size and alignment.

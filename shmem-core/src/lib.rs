@@ -25,15 +25,18 @@ pub mod segment;
 pub mod sync;
 
 pub use error::{Corruption, Error, Result};
-pub use layout::{Schema, SchemaBuilder, SchemaEntry, Shared};
+pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;
 pub use segment::{inspect, unlink, validate_name, Segment, SegmentInfo, SegmentOptions};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
+pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};
+pub use sync::raw_mutex::RawMutex;
 
 /// Items used by code that `#[derive(Shared)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::fingerprint;
+    pub use bytemuck;
     pub use core;
     pub use std;
 }

@@ -120,10 +120,10 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
     }
 }
 
-/// `#[shared(lock)]`, `rwlock` and `seqlock` are recognised but not yet
+/// `#[shared(rwlock)]` and `seqlock` are recognised but not yet
 /// implemented; say so instead of silently treating the field as plain.
 fn check_lock_kind_supported(cx: &Ctxt, field: &Field) {
-    if field.kind != FieldKind::Plain {
+    if matches!(field.kind, FieldKind::RwLock | FieldKind::SeqLock) {
         cx.error_spanned_by(
             field.original,
             format_args!(

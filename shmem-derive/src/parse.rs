@@ -35,6 +35,16 @@ pub(crate) enum FieldKind {
 }
 
 impl FieldKind {
+    /// The shared type wrapping a locked field's value, `None` for plain fields.
+    pub(crate) fn lock_type(self) -> Option<proc_macro2::TokenStream> {
+        match self {
+            FieldKind::Plain => None,
+            FieldKind::Lock => Some(quote::quote!(::shmem::Mutex)),
+            FieldKind::RwLock => Some(quote::quote!(::shmem::RwLock)),
+            FieldKind::SeqLock => Some(quote::quote!(::shmem::SeqLock)),
+        }
+    }
+
     /// The keyword, as recorded in fingerprints.
     pub(crate) fn keyword(self) -> &'static str {
         match self {

@@ -194,3 +194,101 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
 }
+
+/// The result of [`futex_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitOutcome {
+    /// Woken, or the word no longer held `expected`, or a signal: re-check.
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
+
+/// Sleeps while the 32-bit word at `word` holds `expected`, for at most
+/// `timeout` (`None`: no limit). A shared futex (no `FUTEX_PRIVATE_FLAG`),
+/// so waiters and wakers may be in different processes mapping the same
+/// memory. Spurious wake-ups are possible: callers re-check their condition.
+///
+/// `word` is only handed to the kernel, never dereferenced here: it may be
+/// the low half of a 64-bit atomic (see `sync::raw_mutex`).
+pub(crate) fn futex_wait(word: *const u32, expected: u32, timeout: Option<std::time::Duration>) -> WaitOutcome {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the kernel reads `word` atomically and fails with EFAULT (not
+    // UB) if it is not mapped; callers pass the address of a live, aligned
+    // atomic. `ts_ptr` is null or points at `ts`, which outlives the call.
+    // FUTEX_WAIT takes a relative timeout.
+    let rc = unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, ts_ptr) };
+    if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
+        WaitOutcome::TimedOut
+    } else {
+        WaitOutcome::Woken
+    }
+}
+
+/// Wakes at most `n` threads (in any process) sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: *const u32, n: u32) {
+    let n = n.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access
+    // the memory.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, n) };
+}
+
+/// This process's pid, cached (re-read after `fork`, see `reset_pid_cache`).
+pub(crate) fn current_pid() -> u32 {
+    use std::sync::Once;
+    static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static ATFORK: Once = Once::new();
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    ATFORK.call_once(|| {
+        extern "C" fn reset_pid_cache() {
+            PID.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: registers a handler that only performs an atomic store,
+        // which is async-signal-safe as fork requires.
+        unsafe { libc::pthread_atfork(None, None, Some(reset_pid_cache)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// This process's start time (see [`process_start_time`]), cached like the pid.
+pub(crate) fn current_start_time() -> u64 {
+    static CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static CACHE_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pid = current_pid();
+    if CACHE_PID.load(Ordering::Acquire) == pid {
+        return CACHE.load(Ordering::Relaxed);
+    }
+    let start = process_start_time(pid).unwrap_or(0);
+    CACHE.store(start, Ordering::Relaxed);
+    CACHE_PID.store(pid, Ordering::Release);
+    start
+}
+
+/// Whether the process `pid` that started at `start_time` (clock ticks since
+/// boot; 0 = unknown; compared on its low 32 bits if `low32`) is still
+/// running. A pid that now belongs to a process with another start time is a
+/// reused pid: the original is dead. A zombie (exited, not yet reaped)
+/// counts as dead.
+pub(crate) fn process_alive(pid: u32, start_time: u64, low32: bool) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return true };
+    let mut fields = rest.split_whitespace();
+    if fields.next() == Some("Z") {
+        return false;
+    }
+    match fields.nth(18).and_then(|s| s.parse::<u64>().ok()) {
+        Some(actual) => start_time == 0 || actual == start_time || (low32 && actual as u32 == start_time as u32),
+        None => true,
+    }
+}

@@ -9,6 +9,7 @@ mod shared_impl;
 mod twin;
 
 use crate::ctxt::Ctxt;
+use crate::parse::Field;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -42,8 +43,23 @@ fn twin_ident(ident: &syn::Ident) -> syn::Ident {
     format_ident!("{}Shared", ident)
 }
 
-/// `<TY as ::shmem::Shared>`, spanned on the field type so that a type
-/// without a shared form is reported on the field.
-fn shared_of(ty: &syn::Type) -> TokenStream {
-    quote_spanned!(ty.span()=> <#ty as ::shmem::Shared>)
+/// The type of a field inside the twin: `<TY as ::shmem::Shared>::Layout`
+/// for a plain field, `::shmem::Mutex<TY>` (or `RwLock`, `SeqLock`) for a
+/// locked one. Spanned on the field type so that errors land on the field.
+fn layout_of(field: &Field) -> TokenStream {
+    let ty = field.ty;
+    match field.kind.lock_type() {
+        None => quote_spanned!(ty.span()=> <#ty as ::shmem::Shared>::Layout),
+        Some(lock) => quote_spanned!(ty.span()=> #lock<#ty>),
+    }
+}
+
+/// The trait through which generated code reaches a field's shared form:
+/// `<TY as ::shmem::Shared>` or `<::shmem::Mutex<TY> as ::shmem::LockedField<TY>>`.
+fn field_trait(field: &Field) -> TokenStream {
+    let ty = field.ty;
+    match field.kind.lock_type() {
+        None => quote_spanned!(ty.span()=> <#ty as ::shmem::Shared>),
+        Some(lock) => quote_spanned!(ty.span()=> <#lock<#ty> as ::shmem::LockedField<#ty>>),
+    }
 }

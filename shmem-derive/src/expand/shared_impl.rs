@@ -1,9 +1,25 @@
 //! The `unsafe impl ::shmem::Shared` for the user's struct.
 
-use super::shared_of;
-use crate::parse::Container;
+use super::{field_trait, layout_of};
+use crate::parse::{Container, Field};
 use proc_macro2::TokenStream;
 use quote::quote;
+
+/// The field's own fingerprint: the `Shared` fingerprint of its type, or for
+/// a locked field the lock kind and the value type as written.
+fn field_fingerprint(f: &Field) -> TokenStream {
+    let ty = f.ty;
+    let trait_ = field_trait(f);
+    match f.kind.lock_type() {
+        None => quote!(#trait_::FINGERPRINT),
+        Some(_) => {
+            let text = crate::check::type_text(ty);
+            quote!(::shmem::__private::fingerprint::locked(
+                #trait_::KIND, #text, ::core::mem::size_of::<#ty>(), ::core::mem::align_of::<#ty>(),
+            ))
+        }
+    }
+}
 
 pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
     let ident = &cont.original.ident;
@@ -16,46 +32,58 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
     let fingerprint = cont.fields.iter().map(|f| {
         let (name, field) = (&f.name, f.ident);
         let kind = f.kind.keyword();
-        let shared = shared_of(f.ty);
+        let layout = layout_of(f);
+        let field_fp = field_fingerprint(f);
         quote! {
             let h = #fp::field(
-                h, #name, #kind, #shared::FINGERPRINT,
+                h, #name, #kind, #field_fp,
                 #offset_of!(#twin, #field),
-                #size_of::<#shared::Layout>(),
-                #align_of::<#shared::Layout>(),
+                #size_of::<#layout>(),
+                #align_of::<#layout>(),
             );
         }
     });
     let describe = cont.fields.iter().map(|f| {
         let (name, field) = (&f.name, f.ident);
-        let shared = shared_of(f.ty);
-        quote! {
-            #shared::describe(
-                schema,
-                &::shmem::__private::std::format!("{}{}", prefix, #name),
-                offset + #offset_of!(#twin, #field),
-                1,
-            );
+        let trait_ = field_trait(f);
+        let path = quote!(&::shmem::__private::std::format!("{}{}", prefix, #name));
+        let offset = quote!(offset + #offset_of!(#twin, #field));
+        match f.kind.lock_type() {
+            None => quote!(#trait_::describe(schema, #path, #offset, 1);),
+            Some(_) => {
+                let layout = layout_of(f);
+                let text = crate::check::type_text(f.ty);
+                quote! {
+                    schema.push(#path, #offset, #size_of::<#layout>(), 1,
+                        &::shmem::__private::std::format!("{} {}", #trait_::KIND, #text));
+                }
+            }
         }
     });
     let store = cont.fields.iter().map(|f| {
         let field = f.ident;
-        let shared = shared_of(f.ty);
-        quote!(#shared::store(&layout.#field, &value.#field);)
+        let trait_ = field_trait(f);
+        match f.kind {
+            crate::parse::FieldKind::Plain => quote!(#trait_::store(&layout.#field, &value.#field);),
+            _ => quote!(#trait_::store_value(&layout.#field, &value.#field);),
+        }
     });
     let load = cont.fields.iter().map(|f| {
         let field = f.ident;
-        let shared = shared_of(f.ty);
-        quote!(#field: #shared::load(&layout.#field))
+        let trait_ = field_trait(f);
+        match f.kind {
+            crate::parse::FieldKind::Plain => quote!(#field: #trait_::load(&layout.#field)),
+            _ => quote!(#field: #trait_::load_value(&layout.#field)),
+        }
     });
 
     quote! {
         // SAFETY: the twin is `#[repr(C)]` and made only of the `Layout`s of
-        // `Shared` field types, so it is valid for every bit pattern, holds no
-        // pointers and is mutated only through their atomics or locks; the
-        // fingerprint hashes the type name and each field's name, kind,
-        // fingerprint, offset, size and alignment, then the total size and
-        // alignment.
+        // `Shared` field types and of `LockedField` locks, so it is valid for
+        // every bit pattern, holds no pointers and is mutated only through
+        // atomics or locks; the fingerprint hashes the type name and each
+        // field's name, kind, fingerprint, offset, size and alignment, then
+        // the total size and alignment.
         #[automatically_derived]
         unsafe impl ::shmem::Shared for #ident {
             type Layout = #twin;

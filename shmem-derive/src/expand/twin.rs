@@ -1,6 +1,6 @@
 //! The `#[repr(C)]` twin struct and its accessors.
 
-use super::shared_of;
+use super::layout_of;
 use crate::parse::Container;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -17,8 +17,8 @@ pub(super) fn twin(cont: &Container, twin: &syn::Ident) -> TokenStream {
     );
     let fields = cont.fields.iter().map(|f| {
         let name = f.ident;
-        let layout = shared_of(f.ty);
-        quote!(#name: #layout::Layout)
+        let layout = layout_of(f);
+        quote!(#name: #layout)
     });
     quote! {
         #[doc = #doc]
@@ -34,15 +34,25 @@ pub(super) fn accessors(cont: &Container, twin: &syn::Ident) -> TokenStream {
     let methods = cont.fields.iter().map(|f| {
         let name = f.ident;
         let vis = &f.original.vis;
-        let layout = shared_of(f.ty);
+        let layout = layout_of(f);
         let docs = f.original.attrs.iter().filter(|a| a.path().is_ident("doc"));
-        let summary = format!("Field `{}` (`{}`) in shared memory.", f.name, crate::check::type_text(f.ty));
+        let summary = match f.kind {
+            crate::parse::FieldKind::Plain => {
+                format!("Field `{}` (`{}`) in shared memory.", f.name, crate::check::type_text(f.ty))
+            }
+            kind => format!(
+                "Field `{}` (`{}`) in shared memory, behind `#[shared({})]`.",
+                f.name,
+                crate::check::type_text(f.ty),
+                kind.keyword()
+            ),
+        };
         quote! {
             #(#docs)*
             #[doc = ""]
             #[doc = #summary]
             #[inline]
-            #vis fn #name(&self) -> &#layout::Layout {
+            #vis fn #name(&self) -> &#layout {
                 &self.#name
             }
         }
