@@ -58,6 +58,8 @@
 //! | a `#[derive(Shared)]` struct `Inner` | `&InnerShared` | its own accessors |
 //!
 //! | `#[shared(lock)] T` where `T: bytemuck::Pod` | `&Mutex<T>` | `lock()`, `try_lock()`, `lock_timeout(d)` -> guard; poisoning like std, also on the owner's death |
+//! | `#[shared(rwlock)] T` | `&RwLock<T>` | `read()`, `write()`, `read_timeout(d)`, `write_timeout(d)` |
+//! | `#[shared(seqlock)] T` | `&SeqLock<T>` | `read()` (a consistent copy, never blocks writers), `write(v)`, `update(f)` |
 //!
 //! Operations default to `SeqCst`; every one has a `*_with` form taking
 //! explicit orderings (see [`Atomic`]). The plain struct stays a plain value
@@ -68,8 +70,8 @@
 //!
 //! A field that is not a scalar, an array of scalars or a shared struct is
 //! kept behind a cross-process lock. Its type must be plain data
-//! ([`bytemuck::Pod`](shmem_core::__private::bytemuck::Pod): arrays of
-//! numbers, `#[repr(C)]` structs deriving `Pod`).
+//! ([`bytemuck::Pod`](crate::bytemuck::Pod): numbers, arrays of them, and
+//! `#[repr(C)]` structs deriving `Pod`).
 //!
 //! ```
 //! use shmem::{Segment, Shared};

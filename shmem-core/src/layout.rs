@@ -138,6 +138,30 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mute
     }
 }
 
+// SAFETY: `RwLock<T>` is `repr(C)`: a zero-valid gate, a reader count, a
+// poison flag and a `T: Pod`.
+unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlock::RwLock<T> {
+    const KIND: &'static str = "rwlock";
+    fn store_value(&self, value: &T) {
+        *self.write().unwrap_or_else(std::sync::PoisonError::into_inner) = *value;
+    }
+    fn load_value(&self) -> T {
+        *self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+// SAFETY: `SeqLock<T>` is `repr(C)`: a sequence word (0 = stable), a poison
+// flag, a zero-valid writer lock and a `T: Pod`.
+unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::seqlock::SeqLock<T> {
+    const KIND: &'static str = "seqlock";
+    fn store_value(&self, value: &T) {
+        self.write(*value)
+    }
+    fn load_value(&self) -> T {
+        self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Compile-time layout fingerprints: 64-bit FNV-1a over a canonical
 /// description of the layout. Used by the derive; public so generated code
 /// can call it.

@@ -24,6 +24,10 @@ mod os;
 pub mod segment;
 pub mod sync;
 
+/// The plain-data traits locked values need (`bytemuck::Pod`), re-exported
+/// so `#[derive(shmem::bytemuck::Pod, shmem::bytemuck::Zeroable)]` works
+/// with `#[bytemuck(crate = "shmem::bytemuck")]`.
+pub use bytemuck;
 pub use error::{Corruption, Error, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;
@@ -31,12 +35,14 @@ pub use segment::{inspect, unlink, validate_name, Segment, SegmentInfo, SegmentO
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
 pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};
 pub use sync::raw_mutex::RawMutex;
+pub use sync::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use sync::seqlock::SeqLock;
+pub use sync::TimedOut;
 
 /// Items used by code that `#[derive(Shared)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::fingerprint;
-    pub use bytemuck;
     pub use core;
     pub use std;
 }

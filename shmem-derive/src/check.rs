@@ -5,14 +5,13 @@
 //! `shmem::Shared`, whose `on_unimplemented` message says what to do.
 
 use crate::ctxt::Ctxt;
-use crate::parse::{Container, Field, FieldKind};
+use crate::parse::{Container, Field};
 
 /// Runs every rule, recording all violations.
 pub(crate) fn check(cx: &Ctxt, cont: &Container) {
     check_generics(cx, cont);
     for field in &cont.fields {
         check_no_addresses(cx, field, field.ty);
-        check_lock_kind_supported(cx, field);
     }
 }
 
@@ -117,21 +116,6 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
             }
         }
         _ => {}
-    }
-}
-
-/// `#[shared(rwlock)]` and `seqlock` are recognised but not yet
-/// implemented; say so instead of silently treating the field as plain.
-fn check_lock_kind_supported(cx: &Ctxt, field: &Field) {
-    if matches!(field.kind, FieldKind::RwLock | FieldKind::SeqLock) {
-        cx.error_spanned_by(
-            field.original,
-            format_args!(
-                "`#[shared({})]` on field `{}` is not supported by this version of shmem yet",
-                field.kind.keyword(),
-                field.name
-            ),
-        );
     }
 }
 
