@@ -61,6 +61,12 @@
 //! | `#[shared(rwlock)] T` | `&RwLock<T>` | `read()`, `write()`, `read_timeout(d)`, `write_timeout(d)` |
 //! | `#[shared(seqlock)] T` | `&SeqLock<T>` | `read()` (a consistent copy, never blocks writers), `write(v)`, `update(f)` |
 //!
+//! | `Event`, `Semaphore`, `Barrier`, `Condvar` | itself | set/clear/wait; acquire/release; wait; wait/notify with a `Mutex` guard |
+//!
+//! `u32`, `i32`, `f32` and `char` fields can also be waited on:
+//! `wait_until(pred)`, `wait_until_timeout(pred, d)`, `notify_one()`,
+//! `notify_all()` (a shared futex: the waiter sleeps in the kernel).
+//!
 //! Operations default to `SeqCst`; every one has a `*_with` form taking
 //! explicit orderings (see [`Atomic`]). The plain struct stays a plain value
 //! type: it is what [`Segment::create`] takes and [`Segment::snapshot`]
@@ -97,6 +103,29 @@
 //! If a process dies holding the lock, the next `lock()` gets it within
 //! [`OWNER_CHECK_INTERVAL`](shmem_core::sync::mutex::OWNER_CHECK_INTERVAL)
 //! and returns `Err(PoisonError)` with the guard; see [`Mutex`].
+//!
+//! ## Coordination without a server
+//!
+//! ```
+//! use shmem::{Barrier, Event, Segment, Shared};
+//!
+//! #[derive(Shared, Default)]
+//! pub struct Control {
+//!     pub ready: Event,
+//!     pub phase: Barrier,
+//!     pub stage: u32,
+//! }
+//!
+//! # let name = format!("doc-control-{}", std::process::id());
+//! let seg = Segment::create(&name, &Control { phase: Barrier::new(1), ..Default::default() })?;
+//! seg.ready().set();                        // wakes every process waiting on it
+//! seg.ready().wait();                       // returns at once: it is set
+//! assert!(seg.phase().wait().is_leader());  // a barrier of one
+//! seg.stage().store(2);
+//! seg.stage().notify_all();
+//! assert_eq!(seg.stage().wait_until(|s| s >= 2), 2);
+//! # Ok::<(), shmem::Error>(())
+//! ```
 //!
 //! ## Layout rules
 //!

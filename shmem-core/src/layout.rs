@@ -110,6 +110,47 @@ unsafe impl<T: Shared, const N: usize> Shared for [T; N] {
     fn __only_derive_is_allowed_to_implement_this_trait() {}
 }
 
+/// The coordination primitives are their own shared form: a field of type
+/// `Event` is an `Event` in the segment. `store` copies the state in (for
+/// `Barrier`, the party count; arrivals start at zero), `load` reads it back.
+macro_rules! primitive_shared {
+    ($($t:ty: $kind:literal, |$l:ident| $load:expr, |$dst:ident, $src:ident| $store:expr;)*) => {$(
+        // SAFETY: `repr(C)` structs of `AtomicU32`s: valid for every bit
+        // pattern (zero is the default state), no pointers.
+        unsafe impl Shared for $t {
+            type Layout = $t;
+            const FINGERPRINT: u64 = fingerprint::scalar($kind, core::mem::size_of::<$t>());
+            fn type_name() -> String {
+                $kind.to_owned()
+            }
+            fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
+                schema.push(path, offset, core::mem::size_of::<$t>() * count, count, $kind);
+            }
+            fn store($dst: &$t, $src: &$t) {
+                $store
+            }
+            fn load($l: &$t) -> $t {
+                $load
+            }
+            fn __only_derive_is_allowed_to_implement_this_trait() {}
+        }
+    )*};
+}
+
+primitive_shared! {
+    crate::sync::wait::Event: "event", |l| crate::sync::wait::Event::new(l.is_set()), |dst, src| {
+        if src.is_set() { dst.set() } else { dst.clear() }
+    };
+    crate::sync::wait::Semaphore: "semaphore", |l| crate::sync::wait::Semaphore::new(l.available()), |dst, src| {
+        while dst.try_acquire() {}
+        for _ in 0..src.available() { dst.release() }
+    };
+    crate::sync::wait::Barrier: "barrier", |l| crate::sync::wait::Barrier::new(l.parties()), |dst, src| {
+        dst.reset(src.parties())
+    };
+    crate::sync::wait::Condvar: "condvar", |_l| crate::sync::wait::Condvar::new(), |_dst, _src| {};
+}
+
 /// The shared form of a field marked `#[shared(lock)]` (and, as they land,
 /// `rwlock` / `seqlock`): a lock around a plain-data value of type `T`.
 ///

@@ -37,6 +37,7 @@ pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};
 pub use sync::raw_mutex::RawMutex;
 pub use sync::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use sync::seqlock::SeqLock;
+pub use sync::wait::{Barrier, BarrierWaitResult, Condvar, Event, Semaphore};
 pub use sync::TimedOut;
 
 /// Items used by code that `#[derive(Shared)]` generates. Not public API.

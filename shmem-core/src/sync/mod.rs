@@ -5,6 +5,9 @@
 //!   (`#[shared(lock)]`), built on [`RawMutex`](raw_mutex::RawMutex).
 //! - [`RwLock`](rwlock::RwLock) (`#[shared(rwlock)]`) and
 //!   [`SeqLock`](seqlock::SeqLock) (`#[shared(seqlock)]`).
+//! - [`wait`]: wait/notify on 32-bit atomics, [`Event`](wait::Event),
+//!   [`Semaphore`](wait::Semaphore), [`Barrier`](wait::Barrier),
+//!   [`Condvar`](wait::Condvar).
 
 pub mod atomic;
 pub mod mutex;
@@ -13,6 +16,7 @@ pub(crate) mod primitive;
 pub mod raw_mutex;
 pub mod rwlock;
 pub mod seqlock;
+pub mod wait;
 
 /// A wait with a timeout ran out before the condition held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -172,6 +172,13 @@ pub struct MutexGuard<'a, T: Pod> {
     _not_send: PhantomData<*const ()>,
 }
 
+impl<'a, T: Pod> MutexGuard<'a, T> {
+    /// The mutex this guard locks (for [`Condvar`](super::wait::Condvar)).
+    pub(crate) fn mutex(&self) -> &'a Mutex<T> {
+        self.mutex
+    }
+}
+
 // SAFETY: sharing a guard between threads only shares `&T` (`T: Pod` is Sync).
 unsafe impl<T: Pod> Sync for MutexGuard<'_, T> {}
 
