@@ -195,6 +195,7 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+#[cfg_attr(loom, allow(dead_code, reason = "the loom build parks without futexes"))]
 /// The result of [`futex_wait`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitOutcome {
@@ -204,6 +205,7 @@ pub(crate) enum WaitOutcome {
     TimedOut,
 }
 
+#[cfg_attr(loom, allow(dead_code, reason = "the loom build parks without futexes"))]
 /// Sleeps while the 32-bit word at `word` holds `expected`, for at most
 /// `timeout` (`None`: no limit). A shared futex (no `FUTEX_PRIVATE_FLAG`),
 /// so waiters and wakers may be in different processes mapping the same
@@ -229,6 +231,7 @@ pub(crate) fn futex_wait(word: *const u32, expected: u32, timeout: Option<std::t
     }
 }
 
+#[cfg_attr(loom, allow(dead_code, reason = "the loom build parks without futexes"))]
 /// Wakes at most `n` threads (in any process) sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake(word: *const u32, n: u32) {
     let n = n.min(i32::MAX as u32) as libc::c_int;

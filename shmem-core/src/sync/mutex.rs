@@ -25,9 +25,9 @@
 //! [`raw_mutex`](super::raw_mutex) for the mechanism.
 
 use super::park::Os;
-use super::primitive::{AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex};
 use bytemuck::Pod;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;

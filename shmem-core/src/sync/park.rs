@@ -35,6 +35,24 @@ pub trait Park {
 #[derive(Debug)]
 pub struct Os;
 
+#[cfg(loom)]
+impl Park for Os {
+    // Under loom the futex cannot see loom's atomics: yield instead and
+    // report a timeout, so callers re-check (as after a spurious wake-up).
+    fn wait(_word: *const u32, _expected: u32, _timeout: Option<Duration>) -> bool {
+        loom::thread::yield_now();
+        true
+    }
+    fn wake_one(_word: *const u32) {}
+    fn wake_all(_word: *const u32) {}
+    fn me() -> ProcessId {
+        ProcessId { pid: crate::os::current_pid(), start: crate::os::current_start_time() as u32 }
+    }
+    fn alive(who: ProcessId) -> bool {
+        crate::os::process_alive(who.pid, u64::from(who.start), true)
+    }
+}
+
 #[cfg(not(loom))]
 impl Park for Os {
     #[inline]

@@ -44,7 +44,8 @@ const WAITERS: u64 = 1 << 30;
 pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Spins before sleeping (each a `spin_loop` hint), as crossbeam's `Backoff`.
-const SPIN_LIMIT: u32 = 100;
+/// None under loom, where each spin is a scheduling point.
+const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// What acquiring the lock found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,7 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow<P: Park>(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
+        #[cfg_attr(loom, allow(clippy::reversed_empty_ranges, reason = "no spinning under loom"))]
         for _ in 0..SPIN_LIMIT {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 && self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {

@@ -35,10 +35,10 @@
 //! may be killed.
 
 use super::park::{Os, Park};
-use super::primitive::{AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
 use bytemuck::Pod;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};

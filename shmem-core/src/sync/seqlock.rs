@@ -37,9 +37,9 @@
 //! [`SeqLock::clear_poison`]. The next writer recovers the same way.
 
 use super::park::Os;
-use super::primitive::{AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use bytemuck::Pod;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::sync::{LockResult, PoisonError};
