@@ -191,7 +191,9 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Replaces the value with `f` applied to a copy of it, under the writer
-    /// lock (so concurrent `update`s do not lose each other's changes).
+    /// lock (so concurrent `update`s do not lose each other's changes). If
+    /// `f` panics, the shared value is left as it was (`f` only saw a copy),
+    /// so the lock is released without poisoning.
     pub fn update(&self, f: impl FnOnce(&mut T)) {
         let guard = self.lock_writer();
         let mut value = atomic_load(self.value.get());
