@@ -156,3 +156,29 @@ fn accessors_keep_field_visibility() {
     seg.open().store(1);
     assert_eq!(visibility::read_hidden(&seg), 0);
 }
+
+/// Regression: generated code once bound `count`, `value`, `layout` ...,
+/// which a user's constant of the same name turned into a constant pattern.
+mod hygiene {
+    #![allow(non_upper_case_globals, dead_code)]
+    const count: usize = 3;
+    const value: u8 = 1;
+    const layout: u8 = 2;
+    const schema: u8 = 3;
+    const offset: u8 = 4;
+    const prefix: u8 = 5;
+    const path: u8 = 6;
+    const h: u8 = 7;
+
+    #[derive(shmem::Shared, Default)]
+    pub struct Clashing {
+        pub count: u64,
+        pub value: [u8; count],
+    }
+}
+
+#[test]
+fn generated_names_do_not_clash_with_user_constants() {
+    let schema = Schema::of::<hygiene::Clashing>();
+    assert_eq!(schema.entries.len(), 2);
+}

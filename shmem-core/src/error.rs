@@ -16,6 +16,12 @@
 //! | [`Error::PermissionDenied`] | the OS refused access to the segment |
 //! | [`Error::NoSpace`] | not enough shared memory to create the segment |
 //! | [`Error::Io`] | any other OS error, with the operation that failed |
+//! | [`Error::WorkerPanicked`] | a spawned worker panicked (with its message) |
+//! | [`Error::WorkerFailed`] | a spawned worker could not run (e.g. its segment was not found) |
+//! | [`Error::ChildKilled`] | a child process was killed by a signal |
+//! | [`Error::WorkerNotStarted`] | the child exited without running its worker (`shmem::init()` missing?) |
+//! | [`Error::JoinTimeout`] | a child did not exit within the timeout |
+//! | [`Error::NoSegmentGiven`] | `attach_given` found no segment name in the environment |
 //!
 //! Errors carry the segment name and, where it helps, both sides of a
 //! comparison (expected and found type names, fingerprints and sizes).
@@ -132,6 +138,75 @@ pub enum Error {
         size: u64,
     },
 
+    /// A worker process panicked; `message` is its panic message.
+    #[error("worker `{worker}` (pid {pid}) panicked: {message}")]
+    WorkerPanicked {
+        /// The worker's name (its function's path).
+        worker: String,
+        /// The child's pid.
+        pid: u32,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A worker process could not run its function, e.g. because attaching
+    /// to the segment failed in the child.
+    #[error("worker `{worker}` (pid {pid}) failed: {message}")]
+    WorkerFailed {
+        /// The worker's name.
+        worker: String,
+        /// The child's pid.
+        pid: u32,
+        /// The kind of the child's error, if it was a shmem [`Error`].
+        kind: Option<ErrorKind>,
+        /// The child's error message.
+        message: String,
+    },
+
+    /// A child process was killed by a signal.
+    #[error("child `{child}` (pid {pid}) was killed by signal {signal}{}", signal_name(*.signal))]
+    ChildKilled {
+        /// The worker name or program.
+        child: String,
+        /// The child's pid.
+        pid: u32,
+        /// The signal number (9 = SIGKILL).
+        signal: i32,
+    },
+
+    /// A worker child exited without running its worker function: its
+    /// `main` most likely does not call `shmem::init()` first.
+    #[error(
+        "worker `{worker}` (pid {pid}) never ran ({status}): call `shmem::init()` at the top of `main` \
+         so that child processes can run their worker"
+    )]
+    WorkerNotStarted {
+        /// The worker's name.
+        worker: String,
+        /// The child's pid.
+        pid: u32,
+        /// How the child exited.
+        status: std::process::ExitStatus,
+    },
+
+    /// A child did not exit within the timeout; its handle is still usable.
+    #[error("child `{child}` (pid {pid}) still running after {waited:?}")]
+    JoinTimeout {
+        /// The worker name or program.
+        child: String,
+        /// The child's pid.
+        pid: u32,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// This process was not given a segment name (`SHMEM_SEGMENT` unset).
+    #[error("no segment was given to this process: the {var} environment variable is not set")]
+    NoSegmentGiven {
+        /// The environment variable that should name the segment.
+        var: &'static str,
+    },
+
     /// Any other operating-system error.
     #[error("{op} failed for segment `{name}`: {source}")]
     Io {
@@ -143,6 +218,83 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// The variant, as a plain value (for passing across processes and
+    /// for matching without the details).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidName { .. } => ErrorKind::InvalidName,
+            Error::LayoutMismatch { .. } => ErrorKind::LayoutMismatch,
+            Error::VersionMismatch { .. } => ErrorKind::VersionMismatch,
+            Error::Truncated { .. } => ErrorKind::Truncated,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::NotReady { .. } => ErrorKind::NotReady,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::WorkerPanicked { .. } => ErrorKind::WorkerPanicked,
+            Error::WorkerFailed { .. } => ErrorKind::WorkerFailed,
+            Error::ChildKilled { .. } => ErrorKind::ChildKilled,
+            Error::WorkerNotStarted { .. } => ErrorKind::WorkerNotStarted,
+            Error::JoinTimeout { .. } => ErrorKind::JoinTimeout,
+            Error::NoSegmentGiven { .. } => ErrorKind::NoSegmentGiven,
+        }
+    }
+}
+
+/// The variants of [`Error`] without their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs, reason = "each mirrors the Error variant of the same name")]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidName,
+    LayoutMismatch,
+    VersionMismatch,
+    Truncated,
+    Corrupt,
+    NotReady,
+    PermissionDenied,
+    NoSpace,
+    Io,
+    WorkerPanicked,
+    WorkerFailed,
+    ChildKilled,
+    WorkerNotStarted,
+    JoinTimeout,
+    NoSegmentGiven,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 17] = [
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InvalidName,
+        ErrorKind::LayoutMismatch,
+        ErrorKind::VersionMismatch,
+        ErrorKind::Truncated,
+        ErrorKind::Corrupt,
+        ErrorKind::NotReady,
+        ErrorKind::PermissionDenied,
+        ErrorKind::NoSpace,
+        ErrorKind::Io,
+        ErrorKind::WorkerPanicked,
+        ErrorKind::WorkerFailed,
+        ErrorKind::ChildKilled,
+        ErrorKind::WorkerNotStarted,
+        ErrorKind::JoinTimeout,
+        ErrorKind::NoSegmentGiven,
+    ];
+
+    /// Parses the `Debug` name of a kind (how kinds cross process boundaries).
+    pub(crate) fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| format!("{k:?}") == name)
+    }
 }
 
 /// Why a segment is considered corrupt.
@@ -168,6 +320,19 @@ pub enum Corruption {
     /// The schema text cannot be parsed.
     #[error("malformed schema: {0}")]
     BadSchema(String),
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
 }
 
 impl Error {

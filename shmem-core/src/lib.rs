@@ -22,16 +22,18 @@ pub mod error;
 pub mod layout;
 mod os;
 pub mod segment;
+pub mod spawn;
 pub mod sync;
 
 /// The plain-data traits locked values need (`bytemuck::Pod`), re-exported
 /// so `#[derive(shmem::bytemuck::Pod, shmem::bytemuck::Zeroable)]` works
 /// with `#[bytemuck(crate = "shmem::bytemuck")]`.
 pub use bytemuck;
-pub use error::{Corruption, Error, Result};
+pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;
 pub use segment::{inspect, unlink, validate_name, Segment, SegmentInfo, SegmentOptions};
+pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, Worker};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
 pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};
 pub use sync::raw_mutex::RawMutex;
@@ -44,6 +46,8 @@ pub use sync::TimedOut;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::fingerprint;
+    pub use crate::spawn::{__call_worker, WorkerEntry};
     pub use core;
+    pub use inventory;
     pub use std;
 }

@@ -12,6 +12,7 @@ mod ctxt;
 mod expand;
 mod parse;
 mod symbol;
+mod worker;
 
 use proc_macro::TokenStream;
 
@@ -21,4 +22,12 @@ use proc_macro::TokenStream;
 pub fn derive_shared(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     expand::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Makes a function a worker that `shmem::spawn` can start in a child
+/// process. See `shmem::spawn` for the rules and an example.
+#[proc_macro_attribute]
+pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
+    worker::expand(attr.into(), item).unwrap_or_else(syn::Error::into_compile_error).into()
 }

@@ -295,3 +295,48 @@ pub(crate) fn process_alive(pid: u32, start_time: u64, low32: bool) -> bool {
         None => true,
     }
 }
+
+/// The executable of this very process: exec'ing it runs the same binary
+/// image even if the file on disk was replaced since this process started.
+pub(crate) const SELF_EXE: &str = "/proc/self/exe";
+
+/// Prepares a freshly forked child before `exec`: keeps `keep_fd` open across
+/// the exec, and optionally asks the kernel to SIGKILL it when its parent dies.
+///
+/// # Safety
+/// Must only be called between `fork` and `exec` (in `CommandExt::pre_exec`),
+/// where only async-signal-safe functions may run: this calls `fcntl`,
+/// `prctl`, `getppid` and nothing that allocates or locks.
+pub(crate) unsafe fn prepare_child(keep_fd: Option<i32>, die_with_parent: bool, parent: u32) -> io::Result<()> {
+    if let Some(fd) = keep_fd {
+        // SAFETY: fcntl on an inherited descriptor is async-signal-safe.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if die_with_parent {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent may have died before prctl: then we were reparented.
+        // SAFETY: getppid is async-signal-safe and cannot fail.
+        if unsafe { libc::getppid() } as u32 != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+/// Marks `fd` close-on-exec again (a worker child does so with its status
+/// pipe, so its own children do not hold it open).
+pub(crate) fn set_cloexec(fd: i32) {
+    // SAFETY: fcntl on a descriptor number; on a bad descriptor it fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub(crate) fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}

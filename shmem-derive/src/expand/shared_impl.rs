@@ -35,8 +35,8 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
         let layout = layout_of(f);
         let field_fp = field_fingerprint(f);
         quote! {
-            let h = #fp::field(
-                h, #name, #kind, #field_fp,
+            let __shmem_h = #fp::field(
+                __shmem_h, #name, #kind, #field_fp,
                 #offset_of!(#twin, #field),
                 #size_of::<#layout>(),
                 #align_of::<#layout>(),
@@ -46,15 +46,15 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
     let describe = cont.fields.iter().map(|f| {
         let (name, field) = (&f.name, f.ident);
         let trait_ = field_trait(f);
-        let path = quote!(&::shmem::__private::std::format!("{}{}", prefix, #name));
-        let offset = quote!(offset + #offset_of!(#twin, #field));
+        let path = quote!(&::shmem::__private::std::format!("{}{}", __shmem_prefix, #name));
+        let offset = quote!(__shmem_offset + #offset_of!(#twin, #field));
         match f.kind.lock_type() {
-            None => quote!(#trait_::describe(schema, #path, #offset, 1);),
+            None => quote!(#trait_::describe(__shmem_schema, #path, #offset, 1);),
             Some(_) => {
                 let layout = layout_of(f);
                 let text = crate::check::type_text(f.ty);
                 quote! {
-                    schema.push(#path, #offset, #size_of::<#layout>(), 1,
+                    __shmem_schema.push(#path, #offset, #size_of::<#layout>(), 1,
                         &::shmem::__private::std::format!("{} {}", #trait_::KIND, #text));
                 }
             }
@@ -64,16 +64,16 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
         let field = f.ident;
         let trait_ = field_trait(f);
         match f.kind {
-            crate::parse::FieldKind::Plain => quote!(#trait_::store(&layout.#field, &value.#field);),
-            _ => quote!(#trait_::store_value(&layout.#field, &value.#field);),
+            crate::parse::FieldKind::Plain => quote!(#trait_::store(&__shmem_layout.#field, &__shmem_value.#field);),
+            _ => quote!(#trait_::store_value(&__shmem_layout.#field, &__shmem_value.#field);),
         }
     });
     let load = cont.fields.iter().map(|f| {
         let field = f.ident;
         let trait_ = field_trait(f);
         match f.kind {
-            crate::parse::FieldKind::Plain => quote!(#field: #trait_::load(&layout.#field)),
-            _ => quote!(#field: #trait_::load_value(&layout.#field)),
+            crate::parse::FieldKind::Plain => quote!(#field: #trait_::load(&__shmem_layout.#field)),
+            _ => quote!(#field: #trait_::load_value(&__shmem_layout.#field)),
         }
     });
 
@@ -89,25 +89,32 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
             type Layout = #twin;
 
             const FINGERPRINT: u64 = {
-                let h = #fp::start_struct(#type_name);
+                let __shmem_h = #fp::start_struct(#type_name);
                 #(#fingerprint)*
-                #fp::finish_struct(h, #size_of::<#twin>(), #align_of::<#twin>())
+                #fp::finish_struct(__shmem_h, #size_of::<#twin>(), #align_of::<#twin>())
             };
 
             fn type_name() -> ::shmem::__private::std::string::String {
                 ::shmem::__private::std::borrow::ToOwned::to_owned(#type_name)
             }
 
-            fn describe(schema: &mut ::shmem::SchemaBuilder, path: &str, offset: usize, count: usize) {
-                let prefix = schema.enter_struct(path, offset, #size_of::<#twin>(), count, #type_name);
+            fn describe(
+                __shmem_schema: &mut ::shmem::SchemaBuilder,
+                __shmem_path: &str,
+                __shmem_offset: usize,
+                __shmem_count: usize,
+            ) {
+                let __shmem_prefix = __shmem_schema.enter_struct(
+                    __shmem_path, __shmem_offset, #size_of::<#twin>(), __shmem_count, #type_name,
+                );
                 #(#describe)*
             }
 
-            fn store(layout: &#twin, value: &Self) {
+            fn store(__shmem_layout: &#twin, __shmem_value: &Self) {
                 #(#store)*
             }
 
-            fn load(layout: &#twin) -> Self {
+            fn load(__shmem_layout: &#twin) -> Self {
                 #ident { #(#load,)* }
             }
 

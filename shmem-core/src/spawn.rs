@@ -1,0 +1,451 @@
+//! Child processes that share a segment: workers that are plain functions
+//! of this program, and other executables that attach by name.
+//!
+//! # Workers
+//!
+//! ```no_run
+//! use shmem::{Segment, Shared};
+//!
+//! #[derive(Shared, Default)]
+//! struct Counter {
+//!     hits: u64,
+//! }
+//!
+//! #[shmem::worker]
+//! fn count(seg: &Segment<Counter>, times: u64) {
+//!     for _ in 0..times {
+//!         seg.hits().fetch_add(1);
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), shmem::Error> {
+//!     shmem::init(); // first line: lets child processes run their worker
+//!     let seg = Segment::create("counter", &Counter::default())?;
+//!     let children = [shmem::spawn(&seg, count, 1000)?, shmem::spawn(&seg, count, 1000)?];
+//!     for child in children {
+//!         child.join()?;
+//!     }
+//!     assert_eq!(seg.hits().load(), 2000);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `#[shmem::worker]` turns `fn count(seg: &Segment<Counter>, times: u64)`
+//! into a constant `count: Worker<Counter, u64>`, so `spawn` is type-checked:
+//! a worker for one segment type cannot be started on another. The child is
+//! this same executable (`/proc/self/exe`: the very binary that is running,
+//! even if the file was replaced since), started with the worker's name, the
+//! segment's name and the argument's bytes in its environment. `init()` sees
+//! them, attaches to the segment (checking its layout), runs the function
+//! and reports back over a pipe: done, the panic message, or the error.
+//! The argument is any `bytemuck::Pod` value up to [`MAX_ARG_SIZE`] bytes.
+//!
+//! A program that forgets `shmem::init()` would run its whole `main` in
+//! every child; instead `spawn` refuses to run in such a child, and the
+//! parent's `join` reports [`Error::WorkerNotStarted`] with the fix.
+//!
+//! # Other executables
+//!
+//! [`SpawnOptions::command`] starts any program with `SHMEM_SEGMENT` set to
+//! the segment's name; that program calls [`attach_given`].
+//!
+//! # Supervision
+//!
+//! [`Child`] has the pid, [`join`](Child::join),
+//! [`join_timeout`](Child::join_timeout), [`kill`](Child::kill) and
+//! [`is_alive`](Child::is_alive). A panic in a worker is
+//! [`Error::WorkerPanicked`] with its message; a child killed by a signal is
+//! [`Error::ChildKilled`] with the signal. By default a child is killed
+//! when the parent dies (`PR_SET_PDEATHSIG`; note Linux ties this to the
+//! parent *thread* that spawned it); [`SpawnOptions::kill_on_drop`] also
+//! kills it when its handle is dropped.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::Shared;
+use crate::os;
+use crate::segment::Segment;
+use bytemuck::Pod;
+use std::io::Read;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable naming the segment a child was given.
+pub const SEGMENT_ENV: &str = "SHMEM_SEGMENT";
+const WORKER_ENV: &str = "SHMEM_WORKER";
+const ARG_ENV: &str = "SHMEM_WORKER_ARG";
+const STATUS_FD_ENV: &str = "SHMEM_WORKER_STATUS_FD";
+
+/// The largest worker argument, in bytes.
+pub const MAX_ARG_SIZE: usize = 4096;
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// A worker function for segments of type `T` taking an argument of type
+/// `A`, made by `#[shmem::worker]`. Pass it to [`spawn`].
+pub struct Worker<T: Shared, A: Pod = ()> {
+    name: &'static str,
+    _sig: PhantomData<fn(&Segment<T>, A)>,
+}
+
+impl<T: Shared, A: Pod> Clone for Worker<T, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Shared, A: Pod> Copy for Worker<T, A> {}
+
+impl<T: Shared, A: Pod> Worker<T, A> {
+    /// Used by `#[shmem::worker]`; `name` is the function's path.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, _f: fn(&Segment<T>, A)) -> Self {
+        Worker { name, _sig: PhantomData }
+    }
+
+    /// The worker's name (the function's module path and name).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T: Shared, A: Pod> std::fmt::Debug for Worker<T, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Worker").field(&self.name).finish()
+    }
+}
+
+/// A registered worker: how a child finds its function by name.
+#[doc(hidden)]
+pub struct WorkerEntry {
+    pub name: &'static str,
+    pub call: fn(segment: &str, arg: &[u8]) -> Result<()>,
+}
+
+inventory::collect!(WorkerEntry);
+
+/// Used by `#[shmem::worker]`: attaches to `segment` as `T`, decodes the
+/// argument and runs `f`.
+#[doc(hidden)]
+pub fn __call_worker<T: Shared, A: Pod>(segment: &str, arg: &[u8], f: fn(&Segment<T>, A)) -> Result<()> {
+    let seg = Segment::<T>::attach(segment)?;
+    let arg: A = bytemuck::try_pod_read_unaligned(arg).map_err(|_| Error::Io {
+        name: segment.to_owned(),
+        op: "decode worker argument",
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    })?;
+    f(&seg, arg);
+    Ok(())
+}
+
+/// Lets this program's child processes run their workers. Call it first in
+/// `main`: in a worker child it runs the worker and exits the process; in
+/// any other process it returns at once.
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::Relaxed);
+    let Ok(worker) = std::env::var(WORKER_ENV) else { return };
+    let segment = std::env::var(SEGMENT_ENV).unwrap_or_default();
+    let arg = std::env::var(ARG_ENV).ok().and_then(|hex| decode_hex(&hex)).unwrap_or_default();
+    let mut status = std::env::var(STATUS_FD_ENV)
+        .ok()
+        .and_then(|fd| fd.parse::<i32>().ok())
+        .filter(|fd| *fd > 2 && os::fd_is_open(*fd))
+        .map(|fd| {
+            os::set_cloexec(fd);
+            // SAFETY: the parent passed this descriptor (the write end of
+            // the status pipe) to us alone; it was checked to be open, and
+            // nothing else in this process owns it.
+            unsafe { std::fs::File::from_raw_fd(fd) }
+        });
+    let mut report = |record: String| {
+        if let Some(file) = status.as_mut() {
+            let _ = std::io::Write::write_all(file, record.as_bytes());
+        }
+    };
+    let Some(entry) = inventory::iter::<WorkerEntry>.into_iter().find(|e| e.name == worker) else {
+        report(format!("error\n\nno worker named `{worker}` is registered in this executable"));
+        std::process::exit(101);
+    };
+    match std::panic::catch_unwind(|| (entry.call)(&segment, &arg)) {
+        Ok(Ok(())) => {
+            report("ok\n".into());
+            std::process::exit(0);
+        }
+        Ok(Err(e)) => {
+            report(format!("error\n{:?}\n{e}", e.kind()));
+            std::process::exit(1);
+        }
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            report(format!("panic\n{message}"));
+            std::process::exit(101);
+        }
+    }
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// How to start a child: what happens to it when its handle drops or its
+/// parent dies.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    kill_on_drop: bool,
+    die_with_parent: bool,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions::new()
+    }
+}
+
+impl SpawnOptions {
+    /// Children die with their parent; dropping a handle leaves the child running.
+    pub fn new() -> Self {
+        SpawnOptions { kill_on_drop: false, die_with_parent: true }
+    }
+
+    /// Kill the child (SIGKILL) when its [`Child`] handle is dropped without
+    /// being joined (default: no).
+    pub fn kill_on_drop(mut self, yes: bool) -> Self {
+        self.kill_on_drop = yes;
+        self
+    }
+
+    /// Have the kernel kill the child when the parent dies (default: yes),
+    /// so a crashed parent leaves no orphans holding segments.
+    pub fn die_with_parent(mut self, yes: bool) -> Self {
+        self.die_with_parent = yes;
+        self
+    }
+
+    /// Starts `worker` in a child process of this same executable, on `seg`, with `arg`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the process cannot be started, or if called in a
+    /// worker child whose `main` did not call [`init`] (to stop a
+    /// runaway chain of children).
+    pub fn spawn<T: Shared, A: Pod>(&self, seg: &Segment<T>, worker: Worker<T, A>, arg: A) -> Result<Child> {
+        refuse_in_uninitialised_worker(Segment::name(seg))?;
+        let bytes = bytemuck::bytes_of(&arg);
+        if bytes.len() > MAX_ARG_SIZE {
+            return Err(Error::Io {
+                name: Segment::name(seg).to_owned(),
+                op: "spawn (worker argument larger than 4096 bytes)",
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+        let io = |op| move |e| Error::Io { name: Segment::name(seg).to_owned(), op, source: e };
+        let (reader, writer) = std::io::pipe().map_err(io("create status pipe"))?;
+        let mut cmd = Command::new(os::SELF_EXE);
+        cmd.env(WORKER_ENV, worker.name)
+            .env(SEGMENT_ENV, Segment::name(seg))
+            .env(ARG_ENV, encode_hex(bytes))
+            .env(STATUS_FD_ENV, writer.as_raw_fd().to_string());
+        self.prepare(&mut cmd, Some(writer.as_raw_fd()));
+        let child = cmd.spawn().map_err(io("spawn worker"))?;
+        drop(writer);
+        Ok(Child {
+            label: worker.name.to_owned(),
+            inner: Some(child),
+            status: Some(reader),
+            kill_on_drop: self.kill_on_drop,
+        })
+    }
+
+    /// Starts `cmd` (any executable) with [`SEGMENT_ENV`] set to `seg`'s
+    /// name, so it can call [`attach_given`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the program cannot be started.
+    pub fn command<T: Shared>(&self, mut cmd: Command, seg: &Segment<T>) -> Result<Child> {
+        refuse_in_uninitialised_worker(Segment::name(seg))?;
+        cmd.env(SEGMENT_ENV, Segment::name(seg));
+        self.prepare(&mut cmd, None);
+        let label = cmd.get_program().to_string_lossy().into_owned();
+        let child =
+            cmd.spawn().map_err(|e| Error::Io { name: Segment::name(seg).to_owned(), op: "spawn", source: e })?;
+        Ok(Child { label, inner: Some(child), status: None, kill_on_drop: self.kill_on_drop })
+    }
+
+    fn prepare(&self, cmd: &mut Command, keep_fd: Option<i32>) {
+        let die_with_parent = self.die_with_parent;
+        let parent = std::process::id();
+        // SAFETY: the closure runs between fork and exec and only calls
+        // `os::prepare_child`, which is async-signal-safe (see its docs).
+        unsafe {
+            cmd.pre_exec(move || os::prepare_child(keep_fd, die_with_parent, parent));
+        }
+    }
+}
+
+fn refuse_in_uninitialised_worker(segment: &str) -> Result<()> {
+    if std::env::var_os(WORKER_ENV).is_some() && !INIT_CALLED.load(Ordering::Relaxed) {
+        return Err(Error::Io {
+            name: segment.to_owned(),
+            op: "spawn (this process was started as a worker but main() did not call shmem::init())",
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        });
+    }
+    Ok(())
+}
+
+/// Starts `worker` on `seg` with `arg` in a child process, with default
+/// [`SpawnOptions`]. See the [module docs](self).
+///
+/// # Errors
+/// As [`SpawnOptions::spawn`].
+pub fn spawn<T: Shared, A: Pod>(seg: &Segment<T>, worker: Worker<T, A>, arg: A) -> Result<Child> {
+    SpawnOptions::new().spawn(seg, worker, arg)
+}
+
+/// Attaches to the segment this process was given by its parent
+/// ([`SEGMENT_ENV`], set by [`SpawnOptions::command`]).
+///
+/// # Errors
+/// [`Error::NoSegmentGiven`], or any error of [`Segment::attach`].
+pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
+    let name = std::env::var(SEGMENT_ENV).map_err(|_| Error::NoSegmentGiven { var: SEGMENT_ENV })?;
+    Segment::attach(&name)
+}
+
+/// A handle to a child process started by [`spawn`] or [`SpawnOptions::command`].
+#[derive(Debug)]
+pub struct Child {
+    label: String,
+    inner: Option<std::process::Child>,
+    status: Option<std::io::PipeReader>,
+    kill_on_drop: bool,
+}
+
+impl Child {
+    fn process(&mut self) -> &mut std::process::Child {
+        self.inner.as_mut().unwrap_or_else(|| unreachable!("taken only by join, which consumes the handle"))
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.inner.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Whether the child is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.process().try_wait(), Ok(None))
+    }
+
+    /// Kills the child (SIGKILL). Joining it afterwards reports the signal.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the signal could not be sent.
+    pub fn kill(&mut self) -> Result<()> {
+        let label = self.label.clone();
+        match self.process().kill() {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()), // already exited
+            Err(e) => Err(Error::Io { name: label, op: "kill", source: e }),
+        }
+    }
+
+    /// Waits for the child to exit.
+    ///
+    /// # Errors
+    /// For a worker: [`Error::WorkerPanicked`], [`Error::WorkerFailed`],
+    /// [`Error::WorkerNotStarted`]; for any child: [`Error::ChildKilled`],
+    /// or [`Error::Io`] if waiting failed. A program started with
+    /// [`SpawnOptions::command`] returns `Ok` with its exit status, whatever
+    /// its exit code.
+    pub fn join(mut self) -> Result<ExitStatus> {
+        let status =
+            self.process().wait().map_err(|e| Error::Io { name: self.label.clone(), op: "wait", source: e })?;
+        self.finish(status)
+    }
+
+    /// Waits at most `timeout` for the child to exit.
+    ///
+    /// # Errors
+    /// [`Error::JoinTimeout`] if it is still running (the handle stays
+    /// usable); otherwise as [`join`](Self::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(100);
+        loop {
+            let label = self.label.clone();
+            match self.process().try_wait() {
+                Ok(Some(status)) => return self.finish(status),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Io { name: label, op: "wait", source: e }),
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(Error::JoinTimeout { child: label, pid: self.pid(), waited });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// Turns an exit status (and the worker's report) into the result.
+    fn finish(&mut self, status: ExitStatus) -> Result<ExitStatus> {
+        let pid = self.pid();
+        let label = self.label.clone();
+        let mut record = String::new();
+        let is_worker = match self.status.take() {
+            Some(mut pipe) => {
+                let _ = pipe.read_to_string(&mut record);
+                true
+            }
+            None => false,
+        };
+        self.inner = None;
+        let mut parts = record.splitn(2, '\n');
+        match (parts.next(), parts.next()) {
+            (Some("ok"), _) => return Ok(status),
+            (Some("panic"), rest) => {
+                return Err(Error::WorkerPanicked { worker: label, pid, message: rest.unwrap_or_default().to_owned() })
+            }
+            (Some("error"), rest) => {
+                let (kind, message) = rest.unwrap_or_default().split_once('\n').unwrap_or(("", ""));
+                return Err(Error::WorkerFailed {
+                    worker: label,
+                    pid,
+                    kind: ErrorKind::from_name(kind),
+                    message: message.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(signal) = status.signal() {
+            return Err(Error::ChildKilled { child: label, pid, signal });
+        }
+        if is_worker {
+            return Err(Error::WorkerNotStarted { worker: label, pid, status });
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(child) = self.inner.as_mut() {
+            if self.kill_on_drop {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
