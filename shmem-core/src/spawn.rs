@@ -286,11 +286,14 @@ impl SpawnOptions {
     fn prepare(&self, cmd: &mut Command, keep_fd: Option<i32>) {
         let die_with_parent = self.die_with_parent;
         let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec and only calls
-        // `os::prepare_child`, which is async-signal-safe (see its docs).
-        unsafe {
-            cmd.pre_exec(move || os::prepare_child(keep_fd, die_with_parent, parent));
-        }
+        let setup = move || {
+            // SAFETY: `pre_exec` runs this between fork and exec, which is
+            // what `prepare_child` requires.
+            unsafe { os::prepare_child(keep_fd, die_with_parent, parent) }
+        };
+        // SAFETY: `setup` only calls `os::prepare_child`, which is
+        // async-signal-safe (fcntl, prctl, getppid; no allocation or locks).
+        unsafe { cmd.pre_exec(setup) };
     }
 }
 
