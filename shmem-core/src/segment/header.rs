@@ -225,7 +225,7 @@ impl Header {
         if header.data_offset < (FIXED_LEN + var.len()) as u64 {
             return inconsistent("data overlaps the header");
         }
-        if header.data_offset % header.data_align != 0 {
+        if !header.data_offset.is_multiple_of(header.data_align) {
             return inconsistent("data offset is not aligned");
         }
         if header.data_offset.checked_add(header.data_size) != Some(header.file_size) {
