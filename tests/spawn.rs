@@ -1,0 +1,198 @@
+//! Workers and child executables: results, panics, signals, timeouts,
+//! kill-on-drop, death with the parent, missing segments.
+#![allow(missing_docs, reason = "a test binary, not an API")]
+
+mod common;
+
+use common::{child, unique_name, wait_until};
+use shmem::{Error, ErrorKind, Segment, Shared, SpawnOptions};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Shared, Default)]
+pub struct Work {
+    pub total: u64,
+    pub started: u32,
+    pub release: bool,
+    pub worker_pid: u32,
+}
+
+fn create(tag: &str) -> (String, Segment<Work>) {
+    let name = unique_name(tag);
+    let seg = Segment::create(&name, &Work::default()).unwrap();
+    (name, seg)
+}
+
+/// Adds `n` one at a time.
+#[shmem::worker]
+fn add(seg: &Segment<Work>, n: u64) {
+    for _ in 0..n {
+        seg.total().fetch_add(1);
+    }
+}
+
+/// Panics with a message that includes its argument.
+#[shmem::worker]
+fn explode(_seg: &Segment<Work>, code: u32) {
+    panic!("boom {code}");
+}
+
+/// Records its pid, then waits until `release` is set.
+#[shmem::worker]
+fn wait_for_release(seg: &Segment<Work>) {
+    seg.worker_pid().store(std::process::id());
+    seg.started().fetch_add(1);
+    seg.started().notify_all();
+    while !seg.release().load() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+// ---------------------------------------------------------------- children
+
+/// An intermediate parent: spawns a worker that dies with it, prints the
+/// worker's pid, and sleeps until killed.
+fn role_parent_of_worker(args: &[String]) {
+    let seg = Segment::<Work>::attach(&args[0]).unwrap();
+    let _worker = shmem::spawn(&seg, wait_for_release, ()).unwrap();
+    seg.started().wait_until_timeout(|s| s >= 1, Duration::from_secs(60)).unwrap();
+    println!("{}", seg.worker_pid().load());
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+/// Started as an "other executable": attaches to the segment it was given.
+fn role_given(_args: &[String]) {
+    let seg = shmem::attach_given::<Work>().expect("attach_given");
+    seg.total().fetch_add(1000);
+}
+
+/// Started without `SHMEM_SEGMENT`: `attach_given` must say so.
+fn role_no_segment_given(_args: &[String]) {
+    assert!(std::env::var_os("SHMEM_SEGMENT").is_none());
+    match shmem::attach_given::<Work>() {
+        Err(e @ Error::NoSegmentGiven { .. }) => assert!(e.to_string().contains("SHMEM_SEGMENT")),
+        other => panic!("expected NoSegmentGiven, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+fn eight_workers_add_up() {
+    let (_name, seg) = create("eight");
+    let workers: Vec<_> = (1..=8).map(|i| shmem::spawn(&seg, add, i * 10_000).unwrap()).collect();
+    for w in workers {
+        assert!(w.join().unwrap().success());
+    }
+    assert_eq!(seg.total().load(), (1..=8).map(|i| i * 10_000).sum::<u64>());
+}
+
+fn worker_panic_reaches_parent_with_message() {
+    let (_name, seg) = create("panic");
+    match shmem::spawn(&seg, explode, 42).unwrap().join() {
+        Err(Error::WorkerPanicked { message, worker, .. }) => {
+            assert_eq!(message, "boom 42");
+            assert!(worker.ends_with("::explode"), "{worker}");
+        }
+        other => panic!("expected WorkerPanicked, got {other:?}"),
+    }
+}
+
+fn killed_worker_reports_the_signal() {
+    let (_name, seg) = create("sigkill");
+    let mut w = shmem::spawn(&seg, wait_for_release, ()).unwrap();
+    seg.started().wait_until_timeout(|s| s >= 1, Duration::from_secs(60)).unwrap();
+    assert!(w.is_alive());
+    // SAFETY: sending a signal to our own child's pid.
+    assert_eq!(unsafe { libc::kill(w.pid() as i32, libc::SIGKILL) }, 0);
+    match w.join() {
+        Err(e @ Error::ChildKilled { signal: 9, .. }) => assert!(e.to_string().contains("SIGKILL"), "{e}"),
+        other => panic!("expected ChildKilled(9), got {other:?}"),
+    }
+}
+
+fn join_timeout_times_out_and_the_handle_still_works() {
+    let (_name, seg) = create("timeout");
+    let mut w = shmem::spawn(&seg, wait_for_release, ()).unwrap();
+    match w.join_timeout(Duration::from_millis(30)) {
+        Err(Error::JoinTimeout { waited, .. }) => assert!(waited >= Duration::from_millis(30)),
+        other => panic!("expected JoinTimeout, got {other:?}"),
+    }
+    assert!(w.is_alive());
+    seg.release().store(true);
+    assert!(w.join_timeout(Duration::from_secs(60)).unwrap().success());
+}
+
+fn kill_on_drop_ends_the_child() {
+    let (_name, seg) = create("drop");
+    let w = SpawnOptions::new().kill_on_drop(true).spawn(&seg, wait_for_release, ()).unwrap();
+    seg.started().wait_until_timeout(|s| s >= 1, Duration::from_secs(60)).unwrap();
+    let pid = w.pid();
+    drop(w);
+    assert!(process_gone(pid), "the child was killed and reaped on drop");
+}
+
+fn killing_the_parent_ends_its_children() {
+    let (name, seg) = create("orphans");
+    let mut parent = child("parent_of_worker", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let worker_pid: u32 = line.trim().parse().unwrap();
+    assert!(!process_gone(worker_pid));
+    parent.kill().unwrap();
+    common::wait_status(&mut parent);
+    wait_until("the orphaned worker to die", || process_gone(worker_pid));
+    assert!(!seg.release().load(), "the worker died without being released");
+}
+
+fn missing_segment_is_reported_as_not_found() {
+    let (name, seg) = create("missing");
+    shmem::unlink(&name).unwrap(); // our handle stays valid; the name is gone
+    match shmem::spawn(&seg, add, 1).unwrap().join() {
+        Err(Error::WorkerFailed { kind: Some(ErrorKind::NotFound), message, .. }) => {
+            assert!(message.contains(&name), "{message}");
+        }
+        other => panic!("expected WorkerFailed(NotFound), got {other:?}"),
+    }
+}
+
+fn other_executable_attaches_to_the_segment_it_was_given() {
+    let (_name, seg) = create("given");
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("SHMEM_TEST_ROLE", "given");
+    let status = SpawnOptions::new().command(cmd, &seg).unwrap().join().unwrap();
+    assert!(status.success());
+    assert_eq!(seg.total().load(), 1000);
+    common::run_child_ok("no_segment_given", &[]);
+}
+
+fn main() {
+    shmem::init();
+    common::main(
+        &[
+            ("eight_workers_add_up", eight_workers_add_up),
+            ("worker_panic_reaches_parent_with_message", worker_panic_reaches_parent_with_message),
+            ("killed_worker_reports_the_signal", killed_worker_reports_the_signal),
+            ("join_timeout_times_out_and_the_handle_still_works", join_timeout_times_out_and_the_handle_still_works),
+            ("kill_on_drop_ends_the_child", kill_on_drop_ends_the_child),
+            ("killing_the_parent_ends_its_children", killing_the_parent_ends_its_children),
+            ("missing_segment_is_reported_as_not_found", missing_segment_is_reported_as_not_found),
+            (
+                "other_executable_attaches_to_the_segment_it_was_given",
+                other_executable_attaches_to_the_segment_it_was_given,
+            ),
+        ],
+        &[
+            ("parent_of_worker", role_parent_of_worker),
+            ("given", role_given),
+            ("no_segment_given", role_no_segment_given),
+        ],
+    );
+}
