@@ -127,6 +127,39 @@
 //! # Ok::<(), shmem::Error>(())
 //! ```
 //!
+//! ## Processes
+//!
+//! A worker is a plain function of this program, started in a child
+//! process on a segment (see [`mod@spawn`]):
+//!
+//! ```
+//! use shmem::{Segment, Shared};
+//!
+//! #[derive(Shared, Default)]
+//! struct Counter {
+//!     hits: u64,
+//! }
+//!
+//! #[shmem::worker]
+//! fn count(seg: &Segment<Counter>, times: u64) {
+//!     for _ in 0..times {
+//!         seg.hits().fetch_add(1);
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), shmem::Error> {
+//!     shmem::init(); // first line: lets child processes run their worker
+//!     let name = format!("doc-counter-{}", std::process::id());
+//!     let seg = Segment::create(&name, &Counter::default())?;
+//!     let children = [shmem::spawn(&seg, count, 1000)?, shmem::spawn(&seg, count, 1000)?];
+//!     for child in children {
+//!         child.join()?; // a panic in the child is an Err carrying its message
+//!     }
+//!     assert_eq!(seg.hits().load(), 2000);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Layout rules
 //!
 //! Checked at compile time, with messages that name the field and the fix:

@@ -3,32 +3,7 @@
 //!
 //! # Workers
 //!
-//! ```no_run
-//! use shmem::{Segment, Shared};
-//!
-//! #[derive(Shared, Default)]
-//! struct Counter {
-//!     hits: u64,
-//! }
-//!
-//! #[shmem::worker]
-//! fn count(seg: &Segment<Counter>, times: u64) {
-//!     for _ in 0..times {
-//!         seg.hits().fetch_add(1);
-//!     }
-//! }
-//!
-//! fn main() -> Result<(), shmem::Error> {
-//!     shmem::init(); // first line: lets child processes run their worker
-//!     let seg = Segment::create("counter", &Counter::default())?;
-//!     let children = [shmem::spawn(&seg, count, 1000)?, shmem::spawn(&seg, count, 1000)?];
-//!     for child in children {
-//!         child.join()?;
-//!     }
-//!     assert_eq!(seg.hits().load(), 2000);
-//!     Ok(())
-//! }
-//! ```
+//! See the `shmem` crate docs ("Processes") for a complete program.
 //!
 //! `#[shmem::worker]` turns `fn count(seg: &Segment<Counter>, times: u64)`
 //! into a constant `count: Worker<Counter, u64>`, so `spawn` is type-checked:
