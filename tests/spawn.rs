@@ -83,6 +83,24 @@ fn role_no_segment_given(_args: &[String]) {
     }
 }
 
+/// Runs without `shmem::init()` (see `main`) and spawns a worker. The child,
+/// the same binary, runs this role again instead of the worker: its own
+/// `spawn` must refuse (no runaway chain of children), and our `join` must
+/// say the worker never ran and how to fix it.
+fn role_spawn_without_init(args: &[String]) {
+    let seg = Segment::<Work>::attach(&args[0]).unwrap();
+    let spawned = shmem::spawn(&seg, add, 5);
+    if std::env::var_os("SHMEM_WORKER").is_some() {
+        let err = spawned.expect_err("a worker child without init() must not spawn");
+        assert!(err.to_string().contains("shmem::init()"), "{err}");
+        std::process::exit(3);
+    }
+    match spawned.unwrap().join() {
+        Err(e @ Error::WorkerNotStarted { .. }) => println!("{e}"),
+        other => panic!("expected WorkerNotStarted, got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------- tests
 
 fn eight_workers_add_up() {
@@ -173,8 +191,22 @@ fn other_executable_attaches_to_the_segment_it_was_given() {
     common::run_child_ok("no_segment_given", &[]);
 }
 
+fn forgotten_init_is_reported_not_repeated() {
+    let (name, seg) = create("no-init");
+    let mut cmd = child("spawn_without_init", &[&name]);
+    cmd.env("SHMEM_TEST_SKIP_INIT", "1");
+    let out = common::wait_output(cmd.spawn().unwrap());
+    common::assert_success(&out, "spawn_without_init");
+    let message = String::from_utf8_lossy(&out.stdout);
+    assert!(message.contains("never ran") && message.contains("call `shmem::init()`"), "{message}");
+    assert_eq!(seg.total().load(), 0, "the worker function did not run");
+}
+
 fn main() {
-    shmem::init();
+    // `spawn_without_init` simulates a program that forgets `shmem::init()`.
+    if std::env::var_os("SHMEM_TEST_SKIP_INIT").is_none() {
+        shmem::init();
+    }
     common::main(
         &[
             ("eight_workers_add_up", eight_workers_add_up),
@@ -188,11 +220,13 @@ fn main() {
                 "other_executable_attaches_to_the_segment_it_was_given",
                 other_executable_attaches_to_the_segment_it_was_given,
             ),
+            ("forgotten_init_is_reported_not_repeated", forgotten_init_is_reported_not_repeated),
         ],
         &[
             ("parent_of_worker", role_parent_of_worker),
             ("given", role_given),
             ("no_segment_given", role_no_segment_given),
+            ("spawn_without_init", role_spawn_without_init),
         ],
     );
 }
