@@ -18,6 +18,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod containers;
 pub mod error;
 pub mod layout;
 mod os;
@@ -29,6 +30,7 @@ pub mod sync;
 /// so `#[derive(shmem::bytemuck::Pod, shmem::bytemuck::Zeroable)]` works
 /// with `#[bytemuck(crate = "shmem::bytemuck")]`.
 pub use bytemuck;
+pub use containers::{Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;

@@ -84,11 +84,16 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
             let reported = match last.ident.to_string().as_str() {
                 "Box" => report(heap, "store the value inline"),
                 "String" | "str" | "OsString" | "CString" | "PathBuf" | "Cow" => {
-                    report(heap, "store text in a fixed-size byte array (`[u8; N]`) behind `#[shared(lock)]`")
+                    report(heap, "use `shmem::Str<N>` (a fixed-capacity string) behind `#[shared(lock)]` or `#[shared(seqlock)]`")
                 }
-                "Vec" if generic_args <= 1 => report(heap, "use a fixed-size array `[T; N]`"),
-                "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet" | "VecDeque" | "LinkedList" | "BinaryHeap" => {
-                    report(heap, "use a fixed-size array `[T; N]`")
+                "Vec" if generic_args <= 1 => {
+                    report(heap, "use a fixed-size array `[T; N]`, or `shmem::Vec<T, N>` behind `#[shared(lock)]`")
+                }
+                "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet" => {
+                    report(heap, "use `shmem::Map<K, V, N>`, a fixed-capacity map shared by all processes")
+                }
+                "VecDeque" | "LinkedList" | "BinaryHeap" => {
+                    report(heap, "use `shmem::Queue<T, N>` or a fixed-size array `[T; N]`")
                 }
                 "Rc" | "Arc" => {
                     report("a reference-counted pointer", "store the value inline: the segment already shares it")

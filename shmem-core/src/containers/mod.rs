@@ -1,0 +1,14 @@
+//! Fixed-capacity containers that live in shared memory and need no
+//! serialisation: [`Str`], [`Vec`], [`Queue`](queue::Queue) and
+//! [`Map`](map::Map).
+//!
+//! `Str<N>` and `Vec<T, N>` are plain data (`bytemuck::Pod`): put them
+//! behind `#[shared(lock)]` / `#[shared(seqlock)]`, use them as queue items
+//! or map keys and values. `Queue` and `Map` synchronise themselves and are
+//! plain fields (or whole segments).
+
+pub mod str;
+pub mod vec;
+
+pub use self::str::{Str, StrError};
+pub use self::vec::{Full, Vec};
