@@ -151,6 +151,43 @@ primitive_shared! {
     crate::sync::wait::Condvar: "condvar", |_l| crate::sync::wait::Condvar::new(), |_dst, _src| {};
 }
 
+// SAFETY: `Queue` is `repr(C)`: integer atomics, two zero-valid
+// `RawMutex`es and `UnsafeCell<T: Pod>` slots; all-zero is an empty queue.
+// The fingerprint covers the item size and alignment and the capacity.
+unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> Shared for crate::containers::Queue<T, N> {
+    type Layout = Self;
+    const FINGERPRINT: u64 = fingerprint::int(
+        fingerprint::int(
+            fingerprint::int(fingerprint::str(fingerprint::new(), "queue"), size_of::<T>() as u64),
+            align_of::<T>() as u64,
+        ),
+        N as u64,
+    );
+    fn type_name() -> String {
+        // Not `type_name::<T>()`: its text may differ between compilers, and
+        // two programs must agree. The fingerprint carries the item layout.
+        format!("Queue<[{}B], {N}>", size_of::<T>())
+    }
+    fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
+        schema.push(path, offset, size_of::<Self>() * count, count, &format!("queue item={} cap={N}", size_of::<T>()));
+    }
+    fn store(layout: &Self, value: &Self) {
+        layout.clear();
+        for item in value.to_vec() {
+            let _ = layout.try_push(item);
+        }
+        if value.is_closed() {
+            layout.close();
+        }
+    }
+    fn load(layout: &Self) -> Self {
+        let copy = Self::new();
+        Self::store(&copy, layout);
+        copy
+    }
+    fn __only_derive_is_allowed_to_implement_this_trait() {}
+}
+
 /// The shared form of a field marked `#[shared(lock)]` (and, as they land,
 /// `rwlock` / `seqlock`): a lock around a plain-data value of type `T`.
 ///

@@ -1,0 +1,444 @@
+//! `Queue<T, N>`: a bounded multi-producer multi-consumer queue shared by
+//! any number of processes — `multiprocessing.Queue` without pickling.
+//!
+//! ```
+//! use shmem_core::containers::Queue;
+//! let q: Queue<u64, 4> = Queue::new();
+//! q.try_push(1).unwrap();
+//! q.push(2).unwrap();                   // blocks while full
+//! assert_eq!(q.pop(), Ok(1));           // blocks while empty
+//! q.close();                            // pushes fail from now on...
+//! assert!(q.try_push(3).is_err());
+//! assert_eq!(q.pop(), Ok(2));           // ...pops drain what is left...
+//! assert!(q.pop().is_err());            // ...then report closed
+//! ```
+//!
+//! # Design
+//!
+//! A ring of `N` slots and two 64-bit counters: `tail` (pushes so far) and
+//! `head` (pops so far); `tail - head` items are queued. Producers are
+//! serialised by one crash-safe [`RawMutex`], consumers by another, so a
+//! producer and a consumer never contend for a lock (the two-lock queue).
+//! A push writes its slot, then publishes it with one store to `tail`; a pop
+//! copies its slot out, then frees it with one store to `head`. Waiting
+//! sleeps in the kernel on the counter's low 32 bits (a shared futex); a
+//! push or pop wakes sleepers only if some are registered.
+//!
+//! # Crashes
+//!
+//! Because each operation takes effect with its single publishing store, a
+//! process killed at any point of `push` or `pop` leaves a consistent queue:
+//! the item it was pushing is not in the queue, the item it was popping is
+//! still there for another consumer. If it died holding a lock, the next
+//! producer (or consumer) takes the lock over within
+//! [`OWNER_CHECK_INTERVAL`](crate::sync::raw_mutex::OWNER_CHECK_INTERVAL).
+//! Sleepers also wake every 100 ms to re-check, so a process killed between
+//! publishing and waking cannot strand them.
+//!
+//! Layout (for tools): `tail` at offset 0, `head` at 64, the closed flag at
+//! 128, the slots from the first multiple of `T`'s alignment after 132.
+
+use crate::sync::park::{Os, Park};
+use crate::sync::raw_mutex::RawMutex;
+use crate::sync::TimedOut;
+use bytemuck::Pod;
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+const RECHECK: Duration = Duration::from_millis(100);
+
+#[repr(C, align(64))]
+struct Side {
+    /// `tail` for the producer side, `head` for the consumer side.
+    count: AtomicU64,
+    /// Processes sleeping until the *other* side's counter moves.
+    sleepers: AtomicU32,
+    _reserved: u32,
+    lock: RawMutex,
+}
+
+impl Side {
+    fn futex(&self) -> *const u32 {
+        let base = self.count.as_ptr().cast::<u32>().cast_const();
+        // The low half of the counter (see `RawMutex::futex_addr`).
+        if cfg!(target_endian = "big") {
+            base.wrapping_add(1)
+        } else {
+            base
+        }
+    }
+}
+
+/// A bounded MPMC queue of plain data, shared between processes. See the
+/// [module docs](self).
+#[repr(C)]
+pub struct Queue<T, const N: usize> {
+    producers: Side,
+    consumers: Side,
+    closed: AtomicU32,
+    slots: [UnsafeCell<T>; N],
+}
+
+// SAFETY: a slot is written only by the producer holding the push lock while
+// it is free (`tail - head < N`), and read only by the consumer holding the
+// pop lock after `tail` published it; `T: Pod` is plain data.
+unsafe impl<T: Pod, const N: usize> Sync for Queue<T, N> {}
+// SAFETY: as above.
+unsafe impl<T: Pod, const N: usize> Send for Queue<T, N> {}
+
+/// Why a push failed; the item is handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError<T> {
+    /// The queue holds `N` items (only from `try_push`).
+    #[error("queue is full")]
+    Full(T),
+    /// The queue was closed.
+    #[error("queue is closed")]
+    Closed(T),
+    /// The queue stayed full for the whole timeout.
+    #[error("timed out: queue stayed full")]
+    Timeout(T),
+}
+
+impl<T> PushError<T> {
+    /// The item that was not pushed.
+    pub fn into_inner(self) -> T {
+        match self {
+            PushError::Full(t) | PushError::Closed(t) | PushError::Timeout(t) => t,
+        }
+    }
+}
+
+/// Why a pop returned no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PopError {
+    /// The queue is empty (only from `try_pop`).
+    #[error("queue is empty")]
+    Empty,
+    /// The queue is closed and drained.
+    #[error("queue is closed and empty")]
+    Closed,
+    /// The queue stayed empty for the whole timeout.
+    #[error("timed out: queue stayed empty")]
+    Timeout,
+}
+
+impl<T: Pod, const N: usize> Queue<T, N> {
+    const VALID: () = assert!(N > 0 && N <= u32::MAX as usize, "a Queue holds 1 to 2^32 - 1 items");
+
+    /// An empty queue (for use outside segments; in a segment, a zeroed
+    /// queue is empty).
+    pub fn new() -> Self {
+        #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
+        let () = Self::VALID;
+        // SAFETY: every field is an integer atomic, a `RawMutex` (zero =
+        // unlocked) or an `UnsafeCell<T: Pod>`: all-zero bytes are valid.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// The capacity `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The number of queued items (a snapshot).
+    pub fn len(&self) -> usize {
+        let head = self.consumers.count.load(Ordering::Acquire);
+        let tail = self.producers.count.load(Ordering::Acquire);
+        (tail.saturating_sub(head) as usize).min(N)
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the queue: pushes fail from now on, pops drain what is left
+    /// and then fail with [`PopError::Closed`]. Wakes every sleeper.
+    pub fn close(&self) {
+        self.closed.store(1, Ordering::SeqCst);
+        Os::wake_all(self.producers.futex());
+        Os::wake_all(self.consumers.futex());
+    }
+
+    fn slot(&self, counter: u64) -> *mut T {
+        self.slots[(counter % N as u64) as usize].get()
+    }
+
+    /// Pushes `item` if there is room, without waiting.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] or [`PushError::Closed`], with the item.
+    pub fn try_push(&self, item: T) -> Result<(), PushError<T>> {
+        if self.is_closed() {
+            return Err(PushError::Closed(item));
+        }
+        self.producers.lock.lock_report::<Os>();
+        let tail = self.producers.count.load(Ordering::Relaxed);
+        let head = self.consumers.count.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) >= N as u64 {
+            // SAFETY: locked just above by this process.
+            unsafe { self.producers.lock.unlock::<Os>() };
+            return Err(PushError::Full(item));
+        }
+        // SAFETY: slot `tail % N` is free (`tail - head < N`, and the
+        // consumer that freed it did so with a Release store of `head`,
+        // which we loaded with Acquire); only the push-lock holder writes.
+        unsafe { self.slot(tail).write(item) };
+        self.producers.count.store(tail.wrapping_add(1), Ordering::Release);
+        // SAFETY: locked above by this process.
+        unsafe { self.producers.lock.unlock::<Os>() };
+        fence(Ordering::SeqCst);
+        if self.consumers.sleepers.load(Ordering::Relaxed) != 0 {
+            Os::wake_one(self.producers.futex());
+        }
+        Ok(())
+    }
+
+    /// Pops the oldest item if there is one, without waiting.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`], or [`PopError::Closed`] once closed and drained.
+    pub fn try_pop(&self) -> Result<T, PopError> {
+        self.consumers.lock.lock_report::<Os>();
+        let head = self.consumers.count.load(Ordering::Relaxed);
+        let tail = self.producers.count.load(Ordering::Acquire);
+        if head == tail {
+            // SAFETY: locked just above by this process.
+            unsafe { self.consumers.lock.unlock::<Os>() };
+            return Err(if self.is_closed() { PopError::Closed } else { PopError::Empty });
+        }
+        // SAFETY: slot `head % N` was published by the Release store of
+        // `tail` (loaded with Acquire); only the pop-lock holder reads it and
+        // no producer writes it until `head` moves past it.
+        let item = unsafe { self.slot(head).read() };
+        self.consumers.count.store(head.wrapping_add(1), Ordering::Release);
+        // SAFETY: locked above by this process.
+        unsafe { self.consumers.lock.unlock::<Os>() };
+        fence(Ordering::SeqCst);
+        if self.producers.sleepers.load(Ordering::Relaxed) != 0 {
+            Os::wake_one(self.consumers.futex());
+        }
+        Ok(item)
+    }
+
+    /// Sleeps on `side`'s counter until `ready()` may have changed.
+    fn sleep_on(
+        &self,
+        sleepers: &AtomicU32,
+        side: &Side,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) -> Result<(), TimedOut> {
+        let mut slice = RECHECK;
+        if let Some(d) = deadline {
+            match d.checked_duration_since(Instant::now()) {
+                Some(r) if !r.is_zero() => slice = slice.min(r),
+                _ => return Err(TimedOut),
+            }
+        }
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        let seen = side.count.load(Ordering::SeqCst);
+        if !ready() {
+            Os::wait(side.futex(), seen as u32, Some(slice));
+        }
+        sleepers.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn push_until(&self, mut item: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+        loop {
+            match self.try_push(item) {
+                Err(PushError::Full(back)) => item = back,
+                other => return other,
+            }
+            let room = || {
+                let tail = self.producers.count.load(Ordering::SeqCst);
+                self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
+            };
+            if self.sleep_on(&self.producers.sleepers, &self.consumers, deadline, room).is_err() {
+                return Err(PushError::Timeout(item));
+            }
+        }
+    }
+
+    fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
+        loop {
+            match self.try_pop() {
+                Err(PopError::Empty) => {}
+                other => return other,
+            }
+            let items = || {
+                self.is_closed()
+                    || self.producers.count.load(Ordering::SeqCst) != self.consumers.count.load(Ordering::SeqCst)
+            };
+            if self.sleep_on(&self.consumers.sleepers, &self.producers, deadline, items).is_err() {
+                return Err(PopError::Timeout);
+            }
+        }
+    }
+
+    /// Pushes `item`, sleeping while the queue is full.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] with the item if the queue is or gets closed.
+    pub fn push(&self, item: T) -> Result<(), PushError<T>> {
+        self.push_until(item, None)
+    }
+
+    /// Pushes `item`, sleeping at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    /// [`PushError::Timeout`] or [`PushError::Closed`], with the item.
+    pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push_until(item, Instant::now().checked_add(timeout))
+    }
+
+    /// Pops the oldest item, sleeping while the queue is empty.
+    ///
+    /// # Errors
+    /// [`PopError::Closed`] once the queue is closed and drained.
+    pub fn pop(&self) -> Result<T, PopError> {
+        self.pop_until(None)
+    }
+
+    /// Pops the oldest item, sleeping at most `timeout` while empty.
+    ///
+    /// # Errors
+    /// [`PopError::Timeout`], or [`PopError::Closed`] once closed and drained.
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        self.pop_until(Instant::now().checked_add(timeout))
+    }
+
+    /// A copy of the queued items, oldest first (taken under the pop lock,
+    /// so pops wait meanwhile; pushes continue).
+    pub fn to_vec(&self) -> std::vec::Vec<T> {
+        self.consumers.lock.lock_report::<Os>();
+        let head = self.consumers.count.load(Ordering::Relaxed);
+        let tail = self.producers.count.load(Ordering::Acquire);
+        let items = (head..tail)
+            .map(|c| {
+                // SAFETY: slots in `head..tail` are published and cannot be
+                // overwritten while we hold the pop lock (head cannot move).
+                unsafe { self.slot(c).read() }
+            })
+            .collect();
+        // SAFETY: locked above by this process.
+        unsafe { self.consumers.lock.unlock::<Os>() };
+        items
+    }
+
+    /// Removes every queued item (and reopens nothing: a closed queue stays closed).
+    pub fn clear(&self) {
+        while self.try_pop().is_ok() {}
+    }
+
+    /// Holds the push and pop locks until the returned guard drops: for
+    /// crash tests (a process killed while holding them dies mid-operation).
+    #[doc(hidden)]
+    pub fn hold_locks(&self) -> impl Drop + '_ {
+        struct Held<'a>(&'a RawMutex, &'a RawMutex);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                // SAFETY: both locked by `hold_locks` in this process.
+                unsafe { self.0.unlock::<Os>() };
+                // SAFETY: as above.
+                unsafe { self.1.unlock::<Os>() };
+            }
+        }
+        self.producers.lock.lock_report::<Os>();
+        self.consumers.lock.lock_report::<Os>();
+        Held(&self.producers.lock, &self.consumers.lock)
+    }
+}
+
+impl<T: Pod, const N: usize> Default for Queue<T, N> {
+    fn default() -> Self {
+        Queue::new()
+    }
+}
+
+impl<T: Pod + fmt::Debug, const N: usize> fmt::Debug for Queue<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.len())
+            .field("capacity", &N)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_empty_closed_and_timeouts() {
+        let q: Queue<u32, 2> = Queue::new();
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        assert_eq!(q.pop_timeout(Duration::from_millis(10)), Err(PopError::Timeout));
+        q.try_push(1).unwrap();
+        q.try_push(2).unwrap();
+        assert_eq!(q.try_push(3), Err(PushError::Full(3)));
+        assert_eq!(q.push_timeout(3, Duration::from_millis(10)), Err(PushError::Timeout(3)));
+        assert_eq!((q.len(), q.to_vec()), (2, vec![1, 2]));
+        assert_eq!(q.try_pop(), Ok(1), "usable after the timeouts");
+        q.close();
+        assert_eq!(q.push(9), Err(PushError::Closed(9)));
+        assert_eq!(q.pop(), Ok(2));
+        assert_eq!(q.pop(), Err(PopError::Closed));
+        assert_eq!(q.try_pop(), Err(PopError::Closed));
+    }
+
+    #[test]
+    fn wraps_around_many_times() {
+        let q: Queue<u64, 3> = Queue::new();
+        for i in 0..1000 {
+            q.push(i).unwrap();
+            q.push(i + 1).unwrap();
+            assert_eq!(q.pop(), Ok(i));
+            assert_eq!(q.pop(), Ok(i + 1));
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn blocking_threads_deliver_everything_once() {
+        const N: u64 = if cfg!(debug_assertions) { 5_000 } else { 50_000 };
+        let q: Queue<u64, 16> = Queue::new();
+        let seen = std::sync::Mutex::new(vec![false; 2 * N as usize]);
+        std::thread::scope(|s| {
+            for p in 0..2 {
+                let q = &q;
+                s.spawn(move || (0..N).for_each(|i| q.push(p * N + i).unwrap()));
+            }
+            let consumers: std::vec::Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut n = 0;
+                        while let Ok(v) = q.pop() {
+                            let mut seen = seen.lock().unwrap();
+                            assert!(!seen[v as usize], "{v} delivered twice");
+                            seen[v as usize] = true;
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            while q.len() > 0 || seen.lock().unwrap().iter().filter(|s| **s).count() < 2 * N as usize {
+                std::thread::yield_now();
+            }
+            q.close();
+            let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(total, 2 * N);
+        });
+    }
+}
