@@ -433,7 +433,7 @@ mod tests {
                     })
                 })
                 .collect();
-            while q.len() > 0 || seen.lock().unwrap().iter().filter(|s| **s).count() < 2 * N as usize {
+            while !q.is_empty() || seen.lock().unwrap().iter().filter(|s| **s).count() < 2 * N as usize {
                 std::thread::yield_now();
             }
             q.close();
