@@ -188,6 +188,48 @@ unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> Shared for crate::co
     fn __only_derive_is_allowed_to_implement_this_trait() {}
 }
 
+// SAFETY: `Map` is `repr(C)`: shards of a zero-valid `RawMutex` and
+// integers, slots of a `u64` mark and plain-data key and value; all-zero is
+// an empty map. The fingerprint covers key and value sizes and alignments,
+// the slot layout and the capacity.
+unsafe impl<K, V, const N: usize> Shared for crate::containers::Map<K, V, N>
+where
+    K: bytemuck::Pod + std::hash::Hash + Eq + Send + Sync,
+    V: bytemuck::Pod + Send + Sync,
+{
+    type Layout = Self;
+    const FINGERPRINT: u64 = {
+        let h = fingerprint::str(fingerprint::new(), "map");
+        let h = fingerprint::int(fingerprint::int(h, size_of::<K>() as u64), align_of::<K>() as u64);
+        let h = fingerprint::int(fingerprint::int(h, size_of::<V>() as u64), align_of::<V>() as u64);
+        fingerprint::int(fingerprint::int(h, N as u64), size_of::<Self>() as u64)
+    };
+    fn type_name() -> String {
+        format!("Map<[{}B], [{}B], {N}>", size_of::<K>(), size_of::<V>())
+    }
+    fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
+        schema.push(
+            path,
+            offset,
+            size_of::<Self>() * count,
+            count,
+            &format!("map key={} value={} cap={N}", size_of::<K>(), size_of::<V>()),
+        );
+    }
+    fn store(layout: &Self, value: &Self) {
+        layout.clear();
+        for (k, v) in value.to_vec() {
+            let _ = layout.insert(k, v);
+        }
+    }
+    fn load(layout: &Self) -> Self {
+        let copy = Self::new();
+        Self::store(&copy, layout);
+        copy
+    }
+    fn __only_derive_is_allowed_to_implement_this_trait() {}
+}
+
 /// The shared form of a field marked `#[shared(lock)]` (and, as they land,
 /// `rwlock` / `seqlock`): a lock around a plain-data value of type `T`.
 ///

@@ -30,7 +30,7 @@ pub mod sync;
 /// so `#[derive(shmem::bytemuck::Pod, shmem::bytemuck::Zeroable)]` works
 /// with `#[bytemuck(crate = "shmem::bytemuck")]`.
 pub use bytemuck;
-pub use containers::{PopError, PushError, Queue, Str, StrError};
+pub use containers::{Full, Map, PopError, PushError, Queue, Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;

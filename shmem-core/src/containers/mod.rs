@@ -7,10 +7,12 @@
 //! or map keys and values. `Queue` and `Map` synchronise themselves and are
 //! plain fields (or whole segments).
 
+pub mod map;
 pub mod queue;
 pub mod str;
 pub mod vec;
 
+pub use self::map::Map;
 pub use self::queue::{PopError, PushError, Queue};
 pub use self::str::{Str, StrError};
 pub use self::vec::{Full, Vec};

@@ -1,0 +1,488 @@
+//! `Map<K, V, N>`: a fixed-capacity hash map shared by all processes —
+//! `Manager().dict()` without a server or pickling.
+//!
+//! ```
+//! use shmem_core::containers::{Map, Str};
+//! let ages: Map<Str<16>, u32, 64> = Map::new();
+//! let ada = Str::try_from("ada").unwrap();
+//! assert_eq!(ages.insert(ada, 36), Ok(None));
+//! assert_eq!(ages.update(&ada, |age| *age += 1), Some(37));
+//! assert_eq!(ages.get(&ada), Some(37));
+//! assert_eq!(ages.remove(&ada), Some(37));
+//! assert!(ages.is_empty());
+//! ```
+//!
+//! # Design
+//!
+//! `N` slots split into up to [`SHARDS`] shards, each an open-addressing
+//! table (linear probing inside its slot range) guarded by its own
+//! crash-safe [`RawMutex`]. A key's hash picks its shard, so operations on
+//! keys of different shards never wait for each other: readers and writers
+//! in different processes do not serialise on one global lock. Removal uses
+//! backward-shift deletion, so there are no tombstones and the table never
+//! degrades. The hash is a fixed FNV-1a over the key's `Hash` output,
+//! identical in every process and every build.
+//!
+//! Capacity: each shard holds `N / shards` entries, so a map can report
+//! full before `N` entries when keys crowd one shard. Size `N` at about
+//! twice the entries you expect (which also keeps probes short). A full map
+//! is an error that hands the entry back, never a silent drop.
+//!
+//! # Crashes
+//!
+//! Inserting a new key is published by one store (the slot's "full" mark);
+//! updating a value or removing a key can take several steps, during which
+//! the shard is marked dirty. If a process dies while holding a shard lock,
+//! the next process to lock that shard takes it over (within
+//! [`OWNER_CHECK_INTERVAL`](crate::sync::raw_mutex::OWNER_CHECK_INTERVAL)),
+//! and if the shard was dirty it rebuilds the shard from the entries present
+//! (removing any duplicate a half-done removal left) and marks the map
+//! poisoned: a value being written at the time may be torn.
+//! [`Map::is_poisoned`] tells, [`Map::clear_poison`] resets.
+
+use super::vec::Full;
+use crate::sync::park::Os;
+use crate::sync::raw_mutex::{Acquired, RawMutex};
+use bytemuck::Pod;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// The most shards a map has (fewer for small `N`: each has at least 8 slots).
+pub const SHARDS: usize = 16;
+
+#[repr(C, align(64))]
+struct Shard {
+    lock: RawMutex,
+    len: AtomicU64,
+    dirty: AtomicU32,
+    _reserved: u32,
+}
+
+#[repr(C)]
+struct Slot<K, V> {
+    full: u64,
+    key: K,
+    value: V,
+}
+
+/// A fixed-capacity hash map shared between processes. See the
+/// [module docs](self).
+#[repr(C)]
+pub struct Map<K, V, const N: usize> {
+    shards: [Shard; SHARDS],
+    poisoned: AtomicU32,
+    slots: [UnsafeCell<Slot<K, V>>; N],
+}
+
+// SAFETY: slots are only accessed by the holder of their shard's lock;
+// `K` and `V` are plain data.
+unsafe impl<K: Pod, V: Pod, const N: usize> Sync for Map<K, V, N> {}
+// SAFETY: as above.
+unsafe impl<K: Pod, V: Pod, const N: usize> Send for Map<K, V, N> {}
+
+/// 64-bit FNV-1a: fixed, so every process and build hashes keys alike.
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        // Mix the high bits down (FNV's low bits are weak for short keys).
+        let h = self.0;
+        h ^ (h >> 29) ^ (h >> 47)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+fn hash_of<K: Hash>(key: &K) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// The locked view of one shard: its slot range and operations on it.
+struct Locked<'a, K, V, const N: usize> {
+    map: &'a Map<K, V, N>,
+    shard: &'a Shard,
+    start: usize,
+    len: usize,
+}
+
+impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
+    /// Slot `i` of this shard (`i < self.len`).
+    #[allow(clippy::mut_from_ref, reason = "the shard lock, held by `self`, makes the access exclusive")]
+    fn slot(&self, i: usize) -> &mut Slot<K, V> {
+        assert!(i < self.len);
+        // SAFETY: slot `start + i` belongs to this shard, whose lock this
+        // process holds for the lifetime of `self`, so no other process or
+        // thread accesses it; within this module no two references returned
+        // by `slot` are alive at once (each use is a single expression or a
+        // short block that ends before the next call).
+        unsafe { &mut *self.map.slots[self.start + i].get() }
+    }
+
+    fn full(&self, i: usize) -> bool {
+        self.slot(i).full != 0
+    }
+
+    fn key(&self, i: usize) -> K {
+        self.slot(i).key
+    }
+
+    fn home(&self, key: &K) -> usize {
+        (hash_of(key) % self.len as u64) as usize
+    }
+
+    /// The slot holding `key`, if any.
+    fn find(&self, key: &K) -> Option<usize> {
+        let mut i = self.home(key);
+        for _ in 0..self.len {
+            if !self.full(i) {
+                return None;
+            }
+            if self.key(i) == *key {
+                return Some(i);
+            }
+            i = (i + 1) % self.len;
+        }
+        None
+    }
+
+    /// Puts a key known to be absent into the first free slot of its probe
+    /// sequence; hands the entry back if the shard is full.
+    fn insert_new(&self, key: K, value: V) -> Result<(), Full<(K, V)>> {
+        let mut i = self.home(&key);
+        for _ in 0..self.len {
+            if !self.full(i) {
+                // The slot is empty: writing key and value first and the
+                // `full` mark last publishes the entry in one store.
+                let slot = self.slot(i);
+                slot.key = key;
+                slot.value = value;
+                slot.full = 1;
+                self.shard.len.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            i = (i + 1) % self.len;
+        }
+        Err(Full((key, value)))
+    }
+
+    /// Removes the entry in slot `i` with backward-shift deletion.
+    fn remove_at(&self, i: usize) -> V {
+        let value = self.slot(i).value;
+        self.shard.dirty.store(1, Ordering::Relaxed);
+        let mut hole = i;
+        self.slot(hole).full = 0;
+        let mut j = (hole + 1) % self.len;
+        while j != i && self.full(j) {
+            let home = self.home(&self.key(j));
+            let (dist_j, dist_hole) = ((j + self.len - home) % self.len, (j + self.len - hole) % self.len);
+            if dist_j >= dist_hole {
+                // Copy, mark the copy full, then empty the source: a crash
+                // in between leaves a duplicate, which `repair` removes.
+                let (key, value) = (self.slot(j).key, self.slot(j).value);
+                let dst = self.slot(hole);
+                dst.key = key;
+                dst.value = value;
+                dst.full = 1;
+                self.slot(j).full = 0;
+                hole = j;
+            }
+            j = (j + 1) % self.len;
+        }
+        self.shard.len.fetch_sub(1, Ordering::Relaxed);
+        self.shard.dirty.store(0, Ordering::Relaxed);
+        value
+    }
+
+    /// Rebuilds the shard from the entries present, keeping the first of
+    /// any duplicated key.
+    fn repair(&self) {
+        let mut entries: std::vec::Vec<(K, V)> = std::vec::Vec::new();
+        for i in 0..self.len {
+            let slot = self.slot(i);
+            if slot.full != 0 {
+                if !entries.iter().any(|(seen, _)| *seen == slot.key) {
+                    entries.push((slot.key, slot.value));
+                }
+                slot.full = 0;
+            }
+        }
+        self.shard.len.store(0, Ordering::Relaxed);
+        for (k, v) in entries {
+            let _ = self.insert_new(k, v);
+        }
+        self.shard.dirty.store(0, Ordering::Relaxed);
+    }
+}
+
+impl<K, V, const N: usize> Drop for Locked<'_, K, V, N> {
+    fn drop(&mut self) {
+        // SAFETY: a `Locked` exists only while this process holds the lock.
+        unsafe { self.shard.lock.unlock::<Os>() };
+    }
+}
+
+impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
+    const VALID: () = assert!(N > 0, "a Map needs at least one slot");
+
+    /// An empty map (for use outside segments; in a segment, a zeroed map
+    /// is empty). Builds the map on the stack: for large `N` create the
+    /// segment with `create_zeroed` instead.
+    pub fn new() -> Self {
+        #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
+        let () = Self::VALID;
+        // SAFETY: shards are a zero-valid `RawMutex` and integers, slots are
+        // `full = 0` (empty) with plain-data keys and values; all-zero bytes
+        // are an empty map.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// Up to [`SHARDS`], with at least 8 slots each (1 for tiny maps).
+    fn shard_count() -> usize {
+        SHARDS.min((N / 8).max(1))
+    }
+
+    fn lock_shard(&self, index: usize) -> Locked<'_, K, V, N> {
+        let count = Self::shard_count();
+        let (start, end) = (index * N / count, (index + 1) * N / count);
+        let shard = &self.shards[index];
+        let acquired = shard.lock.lock_report::<Os>();
+        let locked = Locked { map: self, shard, start, len: end - start };
+        if acquired == Acquired::OwnerDied && shard.dirty.load(Ordering::Relaxed) != 0 {
+            locked.repair();
+            self.poisoned.store(1, Ordering::Relaxed);
+        }
+        locked
+    }
+
+    fn lock_for(&self, key: &K) -> Locked<'_, K, V, N> {
+        self.lock_shard(((hash_of(key) >> 32) % Self::shard_count() as u64) as usize)
+    }
+
+    /// The capacity `N` (see the module docs on per-shard capacity).
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The number of entries (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shards[..Self::shard_count()].iter().map(|s| s.len.load(Ordering::Relaxed) as usize).sum()
+    }
+
+    /// Whether the map has no entries (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts or replaces; returns the previous value.
+    ///
+    /// # Errors
+    /// [`Full`] with the entry if the key's shard has no free slot.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
+        let shard = self.lock_for(&key);
+        match shard.find(&key) {
+            Some(i) => {
+                shard.shard.dirty.store(1, Ordering::Relaxed);
+                let old = core::mem::replace(&mut shard.slot(i).value, value);
+                shard.shard.dirty.store(0, Ordering::Relaxed);
+                Ok(Some(old))
+            }
+            None => shard.insert_new(key, value).map(|()| None),
+        }
+    }
+
+    /// A copy of the value for `key`.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let shard = self.lock_for(key);
+        shard.find(key).map(|i| shard.slot(i).value)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.lock_for(key).find(key).is_some()
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&self, key: &K) -> Option<V> {
+        let shard = self.lock_for(key);
+        shard.find(key).map(|i| shard.remove_at(i))
+    }
+
+    /// Applies `f` to the value for `key` atomically (no other process sees
+    /// or changes it meanwhile); returns the new value, `None` if absent.
+    pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
+        let shard = self.lock_for(key);
+        let i = shard.find(key)?;
+        let mut value = shard.slot(i).value;
+        f(&mut value);
+        shard.shard.dirty.store(1, Ordering::Relaxed);
+        shard.slot(i).value = value;
+        shard.shard.dirty.store(0, Ordering::Relaxed);
+        Some(value)
+    }
+
+    /// The value for `key`, inserting `value` first if absent.
+    ///
+    /// # Errors
+    /// [`Full`] with the entry if it was absent and its shard is full.
+    pub fn get_or_insert(&self, key: K, value: V) -> Result<V, Full<(K, V)>> {
+        let shard = self.lock_for(&key);
+        match shard.find(&key) {
+            Some(i) => Ok(shard.slot(i).value),
+            None => shard.insert_new(key, value).map(|()| value),
+        }
+    }
+
+    /// Removes every entry (shard by shard).
+    pub fn clear(&self) {
+        for index in 0..Self::shard_count() {
+            let shard = self.lock_shard(index);
+            for i in 0..shard.len {
+                shard.slot(i).full = 0;
+            }
+            shard.shard.len.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Every entry, shard by shard (each shard is consistent; the whole is
+    /// not one atomic snapshot if others write meanwhile).
+    pub fn to_vec(&self) -> std::vec::Vec<(K, V)> {
+        let mut out = std::vec::Vec::with_capacity(self.len());
+        for index in 0..Self::shard_count() {
+            let shard = self.lock_shard(index);
+            for i in 0..shard.len {
+                let slot = shard.slot(i);
+                if slot.full != 0 {
+                    out.push((slot.key, slot.value));
+                }
+            }
+        }
+        out
+    }
+
+    /// A `std` `HashMap` copy of the entries (see [`to_vec`](Self::to_vec)).
+    pub fn to_hashmap(&self) -> HashMap<K, V> {
+        self.to_vec().into_iter().collect()
+    }
+
+    /// Whether a shard was repaired after a process died mid-update.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks the values consistent again.
+    pub fn clear_poison(&self) {
+        self.poisoned.store(0, Ordering::Relaxed);
+    }
+
+    /// Holds `key`'s shard lock with the shard marked dirty until the guard
+    /// drops: for crash tests (a process killed meanwhile dies mid-update).
+    #[doc(hidden)]
+    pub fn hold_shard_dirty(&self, key: &K) -> impl Drop + '_ {
+        let shard = self.lock_for(key);
+        shard.shard.dirty.store(1, Ordering::Relaxed);
+        shard
+    }
+}
+
+impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Default for Map<K, V, N> {
+    fn default() -> Self {
+        Map::new()
+    }
+}
+
+impl<K: Pod + Hash + Eq + fmt::Debug, V: Pod + fmt::Debug, const N: usize> fmt::Debug for Map<K, V, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.to_vec()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_a_hashmap_under_random_operations() {
+        let map: Map<u32, u64, 512> = Map::new();
+        let mut model = HashMap::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..20_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = (rng % 300) as u32;
+            match rng % 4 {
+                0 | 1 => assert_eq!(map.insert(key, step).unwrap(), model.insert(key, step)),
+                2 => assert_eq!(map.remove(&key), model.remove(&key)),
+                _ => assert_eq!(
+                    map.update(&key, |v| *v += 1),
+                    model.get_mut(&key).map(|v| {
+                        *v += 1;
+                        *v
+                    })
+                ),
+            }
+            assert_eq!(map.get(&key), model.get(&key).copied());
+        }
+        assert_eq!(map.len(), model.len());
+        assert_eq!(map.to_hashmap(), model);
+        map.clear();
+        assert!(map.is_empty() && map.to_vec().is_empty());
+    }
+
+    #[test]
+    fn full_is_an_error_and_removal_frees_space_for_good() {
+        let map: Map<u16, u16, 4> = Map::new();
+        let mut stored = std::vec::Vec::new();
+        for k in 0..100u16 {
+            match map.insert(k, k) {
+                Ok(None) => stored.push(k),
+                Err(Full((back, _))) => assert_eq!(back, k, "the entry is handed back"),
+                Ok(Some(_)) => unreachable!(),
+            }
+        }
+        assert_eq!(map.len(), stored.len());
+        assert!(map.len() <= 4);
+        // Churn: remove and re-insert many times; no tombstones pile up.
+        for round in 0..1000u16 {
+            let k = stored[usize::from(round) % stored.len()];
+            assert_eq!(map.remove(&k), Some(k));
+            assert_eq!(map.insert(k, k), Ok(None));
+        }
+        assert_eq!(map.get_or_insert(stored[0], 9), Ok(stored[0]));
+    }
+
+    #[test]
+    fn repair_removes_duplicates_and_restores_probing() {
+        let map: Map<u32, u32, 256> = Map::new();
+        for k in 0..8 {
+            map.insert(k, k * 10).unwrap();
+        }
+        {
+            // Simulate a removal interrupted after its copy step: duplicate
+            // one entry into a free slot of its shard.
+            let shard = map.lock_for(&3);
+            let from = shard.find(&3).unwrap();
+            let to = (0..shard.len).find(|i| !shard.full(*i)).unwrap();
+            let (key, value) = (shard.slot(from).key, shard.slot(from).value);
+            let dst = shard.slot(to);
+            dst.key = key;
+            dst.value = value;
+            dst.full = 1;
+            shard.repair();
+        }
+        assert_eq!(map.len(), 8);
+        assert_eq!(map.to_vec().iter().filter(|(k, _)| *k == 3).count(), 1);
+        for k in 0..8 {
+            assert_eq!(map.get(&k), Some(k * 10));
+        }
+    }
+}
