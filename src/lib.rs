@@ -62,6 +62,11 @@
 //! | `#[shared(seqlock)] T` | `&SeqLock<T>` | `read()` (a consistent copy, never blocks writers), `write(v)`, `update(f)` |
 //!
 //! | `Event`, `Semaphore`, `Barrier`, `Condvar` | itself | set/clear/wait; acquire/release; wait; wait/notify with a `Mutex` guard |
+//! | `Queue<T, N>` (`T: Pod`) | itself | `push`/`pop` (blocking), `try_*`, `*_timeout`, `close`, `len` |
+//! | `Map<K, V, N>` (`K: Pod + Hash + Eq`, `V: Pod`) | itself | `insert`, `get`, `remove`, `update`, `get_or_insert`, `to_hashmap` |
+//!
+//! `Str<N>` (fixed-capacity string) and `Vec<T, N>` (bounded vector) are
+//! plain data: put them behind a lock, or in a queue or map.
 //!
 //! `u32`, `i32`, `f32` and `char` fields can also be waited on:
 //! `wait_until(pred)`, `wait_until_timeout(pred, d)`, `notify_one()`,

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{child, unique_name, wait_output, wait_status};
-use shmem::{PopError, Queue, Segment, Shared};
+use shmem::{Error, Map, PopError, Queue, Segment, Shared, Str};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,25 @@ fn record(seg: &Segment<Pipeline>, id: u64) {
     }
     seg.received().fetch_add(1);
     seg.sum().fetch_add(id);
+}
+
+const PROCS: u64 = 3;
+const SHARED_KEYS: u32 = 40;
+const SHARED_BASE: u32 = 1_000_000;
+
+#[derive(Shared)]
+pub struct Registry {
+    pub entries: Map<u32, u64, 4096>,
+    pub increments: u64,
+    #[shared(lock)]
+    pub last_name: Str<16>,
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 // ---------------------------------------------------------------- children
@@ -68,6 +88,50 @@ fn role_push_forever(args: &[String]) {
     for id in 0.. {
         seg.jobs().push(id).unwrap();
     }
+}
+
+/// Random inserts/removes/updates: on its own keys against a local model
+/// (checked at the end), and increments on keys every process shares.
+fn role_map_random(args: &[String]) {
+    let seg = Segment::<Registry>::attach(&args[0]).unwrap();
+    let p: u32 = args[1].parse().unwrap();
+    let mut rng = 0x9E37_79B9_7F4A_7C15 ^ u64::from(p + 1);
+    let mut model = HashMap::new();
+    let mut increments = 0;
+    for step in 0..20_000u64 {
+        let r = xorshift(&mut rng);
+        if r % 5 == 0 {
+            let key = SHARED_BASE + (r >> 8) as u32 % SHARED_KEYS;
+            seg.entries().get_or_insert(key, 0).unwrap();
+            seg.entries().update(&key, |v| *v += 1).unwrap();
+            increments += 1;
+            continue;
+        }
+        let key = p * 10_000 + (r >> 8) as u32 % 300;
+        match r % 3 {
+            0 => assert_eq!(seg.entries().insert(key, step).unwrap(), model.insert(key, step)),
+            1 => assert_eq!(seg.entries().remove(&key), model.remove(&key)),
+            _ => {
+                let expected = model.get_mut(&key).map(|v| {
+                    *v += 7;
+                    *v
+                });
+                assert_eq!(seg.entries().update(&key, |v| *v += 7), expected);
+            }
+        }
+    }
+    for key in p * 10_000..p * 10_000 + 300 {
+        assert_eq!(seg.entries().get(&key), model.get(&key).copied(), "key {key}");
+    }
+    seg.increments().fetch_add(increments);
+    *seg.last_name().lock().unwrap() = Str::try_from(format!("proc-{p}").as_str()).unwrap();
+}
+
+fn role_hold_map_shard(args: &[String]) {
+    let seg = Segment::<Registry>::attach(&args[0]).unwrap();
+    let _held = seg.entries().hold_shard_dirty(&42);
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(300));
 }
 
 // ---------------------------------------------------------------- tests
@@ -143,6 +207,54 @@ fn queue_is_consistent_after_a_pusher_is_killed_mid_stream() {
     }
 }
 
+fn map_random_operations_across_processes() {
+    let name = unique_name("map-random");
+    let seg = Segment::<Registry>::create_zeroed(&name).unwrap();
+    let children: Vec<_> = (0..PROCS).map(|p| child("map_random", &[&name, &p.to_string()]).spawn().unwrap()).collect();
+    for c in children {
+        common::assert_success(&wait_output(c), "map_random");
+    }
+    let all = seg.entries().to_hashmap();
+    assert_eq!(all.len(), seg.entries().len());
+    let shared_total: u64 = (0..SHARED_KEYS).filter_map(|k| all.get(&(SHARED_BASE + k))).sum();
+    assert_eq!(shared_total, seg.increments().load(), "no increment on shared keys was lost");
+    assert!(all.keys().all(|k| *k >= SHARED_BASE || *k < PROCS as u32 * 10_000), "only keys someone inserted");
+    assert!(seg.last_name().lock().unwrap().starts_with("proc-"));
+}
+
+fn map_repairs_a_shard_after_its_holder_dies() {
+    let name = unique_name("map-kill");
+    let seg = Segment::<Registry>::create_zeroed(&name).unwrap();
+    for k in 0..100 {
+        seg.entries().insert(k, u64::from(k) * 3).unwrap();
+    }
+    let mut holder = child("hold_map_shard", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    holder.kill().unwrap();
+    wait_status(&mut holder);
+    assert!(!seg.entries().is_poisoned());
+    assert_eq!(seg.entries().get(&42), Some(126), "the shard was taken over and repaired");
+    assert!(seg.entries().is_poisoned(), "a dirty shard of a dead holder poisons the map");
+    seg.entries().clear_poison();
+    assert_eq!(seg.entries().len(), 100);
+    for k in 0..100 {
+        assert_eq!(seg.entries().remove(&k), Some(u64::from(k) * 3));
+    }
+    assert!(seg.entries().is_empty());
+}
+
+fn container_layouts_are_part_of_the_fingerprint() {
+    let name = unique_name("map-fingerprint");
+    let _seg = Segment::<Map<Str<32>, u64, 1024>>::create_zeroed(&name).unwrap();
+    assert!(matches!(Segment::<Map<Str<16>, u64, 1024>>::attach(&name), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(Segment::<Map<Str<32>, u64, 512>>::attach(&name), Err(Error::LayoutMismatch { .. })));
+    assert!(Segment::<Map<Str<32>, u64, 1024>>::attach(&name).is_ok());
+    let q = unique_name("queue-fingerprint");
+    let _seg = Segment::<Queue<u32, 8>>::create_zeroed(&q).unwrap();
+    assert!(matches!(Segment::<Queue<u64, 8>>::attach(&q), Err(Error::LayoutMismatch { .. })));
+}
+
 fn main() {
     common::main(
         &[
@@ -152,8 +264,13 @@ fn main() {
                 "queue_is_consistent_after_a_pusher_is_killed_mid_stream",
                 queue_is_consistent_after_a_pusher_is_killed_mid_stream,
             ),
+            ("map_random_operations_across_processes", map_random_operations_across_processes),
+            ("map_repairs_a_shard_after_its_holder_dies", map_repairs_a_shard_after_its_holder_dies),
+            ("container_layouts_are_part_of_the_fingerprint", container_layouts_are_part_of_the_fingerprint),
         ],
         &[
+            ("map_random", role_map_random),
+            ("hold_map_shard", role_hold_map_shard),
             ("producer", role_producer),
             ("consumer", role_consumer),
             ("hold_queue_locks", role_hold_queue_locks),
