@@ -100,7 +100,7 @@ fn role_map_random(args: &[String]) {
     let mut increments = 0;
     for step in 0..20_000u64 {
         let r = xorshift(&mut rng);
-        if r % 5 == 0 {
+        if r.is_multiple_of(5) {
             let key = SHARED_BASE + (r >> 8) as u32 % SHARED_KEYS;
             seg.entries().get_or_insert(key, 0).unwrap();
             seg.entries().update(&key, |v| *v += 1).unwrap();
