@@ -169,7 +169,8 @@ unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> Shared for crate::co
         format!("Queue<[{}B], {N}>", size_of::<T>())
     }
     fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
-        schema.push(path, offset, size_of::<Self>() * count, count, &format!("queue item={} cap={N}", size_of::<T>()));
+        let kind = format!("queue item={} cap={N} slots={}", size_of::<T>(), core::mem::offset_of!(Self, slots));
+        schema.push(path, offset, size_of::<Self>() * count, count, &kind);
     }
     fn store(layout: &Self, value: &Self) {
         layout.clear();
@@ -208,14 +209,18 @@ where
         format!("Map<[{}B], [{}B], {N}>", size_of::<K>(), size_of::<V>())
     }
     fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
-        schema.push(
-            path,
-            offset,
-            size_of::<Self>() * count,
-            count,
-            &format!("map key={} value={} cap={N}", size_of::<K>(), size_of::<V>()),
+        let kind = format!(
+            "map key={} value={} cap={N} shards={} slots={} slot={} value_at={}",
+            size_of::<K>(),
+            size_of::<V>(),
+            Self::SHARD_COUNT,
+            Self::SLOTS_OFFSET,
+            Self::SLOT_SIZE,
+            Self::VALUE_AT,
         );
+        schema.push(path, offset, size_of::<Self>() * count, count, &kind);
     }
+
     fn store(layout: &Self, value: &Self) {
         layout.clear();
         for (k, v) in value.to_vec() {
@@ -240,6 +245,8 @@ where
 pub unsafe trait LockedField<T>: Send + Sync + Sized + 'static {
     /// The kind recorded in fingerprints and schemas (`"mutex"`).
     const KIND: &'static str;
+    /// Where the value starts inside the lock (for schemas and tools).
+    const VALUE_OFFSET: usize;
     /// Writes `value` (taking the lock, ignoring poison).
     fn store_value(&self, value: &T);
     /// Reads a copy (taking the lock, ignoring poison).
@@ -250,6 +257,7 @@ pub unsafe trait LockedField<T>: Send + Sync + Sized + 'static {
 // and a `T: Pod`, valid for any bytes.
 unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mutex::Mutex<T> {
     const KIND: &'static str = "mutex";
+    const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
         self.set(*value)
     }
@@ -262,6 +270,7 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mute
 // poison flag and a `T: Pod`.
 unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlock::RwLock<T> {
     const KIND: &'static str = "rwlock";
+    const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
         *self.write().unwrap_or_else(std::sync::PoisonError::into_inner) = *value;
     }
@@ -274,6 +283,7 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlo
 // flag, a zero-valid writer lock and a `T: Pod`.
 unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::seqlock::SeqLock<T> {
     const KIND: &'static str = "seqlock";
+    const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
         self.write(*value)
     }

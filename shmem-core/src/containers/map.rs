@@ -23,6 +23,10 @@
 //! degrades. The hash is a fixed FNV-1a over the key's `Hash` output,
 //! identical in every process and every build.
 //!
+//! Layout (for tools): shard `i` at `64 * i` (its entry count, a `u64`, at
+//! `+8`), the slots after the shards, each a `u64` full mark, the key at 8
+//! and the value (see the schema's `slots=`, `slot=` and `value_at=`).
+//!
 //! Capacity: each shard holds `N / shards` entries, so a map can report
 //! full before `N` entries when keys crowd one shard. Size `N` at about
 //! twice the entries you expect (which also keeps probes short). A full map
@@ -247,8 +251,24 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
 
     /// Up to [`SHARDS`], with at least 8 slots each (1 for tiny maps).
     fn shard_count() -> usize {
-        SHARDS.min((N / 8).max(1))
+        Self::SHARD_COUNT
     }
+
+    /// The number of shards (for schemas).
+    pub(crate) const SHARD_COUNT: usize = if N / 8 < SHARDS {
+        if N / 8 == 0 {
+            1
+        } else {
+            N / 8
+        }
+    } else {
+        SHARDS
+    };
+    /// Where the slots start (for schemas): slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`,
+    /// holding a `u64` "full" mark, the key at 8 and the value at `VALUE_AT`.
+    pub(crate) const SLOTS_OFFSET: usize = core::mem::offset_of!(Self, slots);
+    pub(crate) const SLOT_SIZE: usize = size_of::<Slot<K, V>>();
+    pub(crate) const VALUE_AT: usize = core::mem::offset_of!(Slot<K, V>, value);
 
     fn lock_shard(&self, index: usize) -> Locked<'_, K, V, N> {
         let count = Self::shard_count();

@@ -78,7 +78,7 @@ pub struct Queue<T, const N: usize> {
     producers: Side,
     consumers: Side,
     closed: AtomicU32,
-    slots: [UnsafeCell<T>; N],
+    pub(crate) slots: [UnsafeCell<T>; N],
 }
 
 // SAFETY: a slot is written only by the producer holding the push lock while

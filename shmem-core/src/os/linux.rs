@@ -116,6 +116,23 @@ pub(crate) fn open_existing(name: &str) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(shm_path(name))
 }
 
+/// Opens the existing shared-memory object `name` read-only (for tools).
+pub(crate) fn open_read_only(name: &str) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(shm_path(name))
+}
+
+/// The names of all entries in the shared-memory directory.
+pub(crate) fn list_names() -> io::Result<std::vec::Vec<String>> {
+    let mut names = std::vec::Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Reserves `len` bytes of memory for `file` (and sets its size), so that a
 /// full `/dev/shm` is an error now instead of a `SIGBUS` on first touch.
 pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
@@ -135,8 +152,11 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
 /// segment holds one for as long as it lives; the kernel drops it when the
 /// process dies, so "can someone take an exclusive lock?" answers "is any
 /// process still attached?" without guessing from pids.
+///
+/// Blocking: a tool's liveness probe holds an exclusive lock for an instant,
+/// and an attach must wait that instant out rather than fail.
 pub(crate) fn hold_liveness_lock(file: &File) -> io::Result<()> {
-    flock(file, libc::LOCK_SH | libc::LOCK_NB)
+    flock(file, libc::LOCK_SH)
 }
 
 /// Whether any process still holds a liveness lock on `file` (probes with a

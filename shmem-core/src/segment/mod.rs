@@ -450,9 +450,95 @@ pub struct SegmentInfo {
 /// # Errors
 /// As [`SegmentOptions::attach`], less the layout check.
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
-    let name = validate_name(name)?;
-    let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
-    let header = read_header(name, &file)?;
-    let live = os::has_live_holders(&file).map_err(|e| Error::from_io(name, "lock", e))?;
-    Ok(SegmentInfo { name: name.to_owned(), header, live })
+    Ok(View::open(name)?.info)
+}
+
+/// Every shmem segment in the shared-memory directory, with what
+/// [`inspect`] says of it. Files that are not shmem segments (another
+/// program's shared memory, garbage: no shmem magic number) and hidden
+/// names are skipped, and never touched.
+///
+/// # Errors
+/// [`Error::Io`] if the directory cannot be read.
+pub fn list() -> Result<std::vec::Vec<(String, Result<SegmentInfo>)>> {
+    let names = os::list_names().map_err(|e| Error::from_io(os::SHM_DIR, "list", e))?;
+    Ok(names
+        .into_iter()
+        .filter(|name| validate_name(name).is_ok())
+        .map(|name| {
+            let info = inspect(&name);
+            (name, info)
+        })
+        .filter(|(_, info)| !matches!(info, Err(Error::Corrupt { reason: crate::error::Corruption::BadMagic, .. })))
+        .collect())
+}
+
+/// A read-only view of a segment's bytes, for tools that know the segment
+/// only by its schema. Reads are atomic loads (never a torn scalar, never a
+/// write, never a lock).
+#[derive(Debug)]
+pub struct View {
+    /// The segment's header and liveness.
+    pub info: SegmentInfo,
+    map: MmapRaw,
+    _file: File,
+}
+
+impl View {
+    /// Opens segment `name` read-only and validates its header.
+    ///
+    /// # Errors
+    /// As [`SegmentOptions::attach`], less the layout check.
+    pub fn open(name: &str) -> Result<View> {
+        let name = validate_name(name)?;
+        let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+        let header = read_header(name, &file)?;
+        let live = os::has_live_holders(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+        let map = MmapOptions::new()
+            .len(header.file_size as usize)
+            .map_raw_read_only(&file)
+            .map_err(|e| Error::from_io(name, "map", e))?;
+        Ok(View { info: SegmentInfo { name: name.to_owned(), header, live }, map, _file: file })
+    }
+
+    /// Reads an unsigned integer of `size` bytes (1, 2, 4 or 8) at `offset`
+    /// into the data, with one atomic load. `None` if out of range or
+    /// misaligned.
+    pub fn read_uint(&self, offset: u64, size: u64) -> Option<u64> {
+        let h = &self.info.header;
+        let at = h.data_offset.checked_add(offset)?;
+        if !matches!(size, 1 | 2 | 4 | 8) || offset.checked_add(size)? > h.data_size || at % size != 0 {
+            return None;
+        }
+        let ptr = self.map.as_ptr().wrapping_add(at as usize);
+        macro_rules! load {
+            ($atomic:ty) => {{
+                // SAFETY: `at + size <= file_size == map.len()` (validated
+                // header), `at` is a multiple of `size` and the mapping is
+                // page-aligned, so the atomic is in bounds and aligned; the
+                // memory stays mapped for reading for the lifetime of `self`;
+                // shared scalars are only ever accessed atomically, and a
+                // load never writes (fine on read-only pages).
+                let atomic = unsafe { &*ptr.cast::<$atomic>() };
+                u64::from(atomic.load(core::sync::atomic::Ordering::Acquire))
+            }};
+        }
+        let value = match size {
+            1 => load!(core::sync::atomic::AtomicU8),
+            2 => load!(core::sync::atomic::AtomicU16),
+            4 => load!(core::sync::atomic::AtomicU32),
+            _ => load!(core::sync::atomic::AtomicU64),
+        };
+        Some(value)
+    }
+
+    /// Copies `len` bytes at `offset` into the data, byte by byte with
+    /// atomic loads (values behind a lock may be mid-update: a copy, not a
+    /// snapshot). `None` if out of range.
+    pub fn read_bytes(&self, offset: u64, len: u64) -> Option<std::vec::Vec<u8>> {
+        if offset.checked_add(len)? > self.info.header.data_size {
+            return None;
+        }
+        (offset..offset + len).map(|o| self.read_uint(o, 1).map(|b| b as u8)).collect()
+    }
 }

@@ -45,7 +45,7 @@ pub use super::raw_mutex::OWNER_CHECK_INTERVAL;
 pub struct Mutex<T> {
     raw: RawMutex,
     poisoned: AtomicU32,
-    value: UnsafeCell<T>,
+    pub(crate) value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is only reached through a guard, which exists only while

@@ -55,7 +55,7 @@ pub struct RwLock<T> {
     gate: RawMutex,
     readers: AtomicU32,
     poisoned: AtomicU32,
-    value: UnsafeCell<T>,
+    pub(crate) value: UnsafeCell<T>,
 }
 
 // SAFETY: readers get `&T` only while no writer is inside; a writer gets

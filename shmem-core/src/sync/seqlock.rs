@@ -52,7 +52,7 @@ pub struct SeqLock<T> {
     seq: AtomicU32,
     poisoned: AtomicU32,
     writer: RawMutex,
-    value: UnsafeCell<T>,
+    pub(crate) value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is only copied in and out with atomic word accesses

@@ -52,10 +52,12 @@ pub(super) fn shared_impl(cont: &Container, twin: &syn::Ident) -> TokenStream {
             None => quote!(#trait_::describe(__shmem_schema, #path, #offset, 1);),
             Some(_) => {
                 let layout = layout_of(f);
-                let text = crate::check::type_text(f.ty);
+                let ty = f.ty;
+                let text = crate::check::type_text(ty);
+                let value_path = quote!(&::shmem::__private::std::format!("{}{}.value", __shmem_prefix, #name));
                 quote! {
-                    __shmem_schema.push(#path, #offset, #size_of::<#layout>(), 1,
-                        &::shmem::__private::std::format!("{} {}", #trait_::KIND, #text));
+                    __shmem_schema.push(#path, #offset, #size_of::<#layout>(), 1, #trait_::KIND);
+                    __shmem_schema.push(#value_path, #offset + #trait_::VALUE_OFFSET, #size_of::<#ty>(), 1, #text);
                 }
             }
         }

@@ -1,0 +1,365 @@
+//! Turning segment headers and bytes into tables, text and JSON.
+
+use comfy_table::{presets, Cell, Color, Table};
+use serde_json::{json, Value as Json};
+use shmem_core::{Error, SchemaEntry, SegmentInfo, View};
+use std::fmt::Write as _;
+
+/// `2026-11-24 19:40:05 UTC` from milliseconds since the Unix epoch.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// The `ls` table.
+pub fn ls_table(entries: &[(String, Result<SegmentInfo, Error>)]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(["NAME", "TYPE", "SIZE", "CREATOR", "CREATED", "STATUS"]);
+    for (name, info) in entries {
+        match info {
+            Ok(info) => {
+                let h = &info.header;
+                let status =
+                    if info.live { Cell::new("live").fg(Color::Green) } else { Cell::new("stale").fg(Color::Yellow) };
+                table.add_row(vec![
+                    Cell::new(name),
+                    Cell::new(&h.type_name),
+                    Cell::new(size_text(h.file_size)),
+                    Cell::new(h.creator_pid),
+                    Cell::new(utc(h.created_unix_ms)),
+                    status,
+                ]);
+            }
+            Err(e) => {
+                table.add_row(vec![
+                    Cell::new(name),
+                    Cell::new("?"),
+                    Cell::new(""),
+                    Cell::new(""),
+                    Cell::new(""),
+                    Cell::new(format!("unreadable: {}", short_error(e))).fg(Color::Red),
+                ]);
+            }
+        }
+    }
+    table
+}
+
+fn short_error(e: &Error) -> String {
+    match e {
+        Error::VersionMismatch { found, .. } => format!("header version {found}"),
+        Error::Truncated { .. } => "truncated".into(),
+        Error::Corrupt { reason, .. } => reason.to_string(),
+        Error::PermissionDenied { .. } => "permission denied".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One `ls --json` object.
+pub fn info_json(name: &str, info: &Result<SegmentInfo, Error>) -> Json {
+    match info {
+        Ok(info) => {
+            let h = &info.header;
+            json!({
+                "name": name,
+                "type": h.type_name,
+                "size": h.file_size,
+                "data_size": h.data_size,
+                "fingerprint": format!("{:#018x}", h.fingerprint),
+                "creator_pid": h.creator_pid,
+                "created_unix_ms": h.created_unix_ms,
+                "created": utc(h.created_unix_ms),
+                "live": info.live,
+                "status": if info.live { "live" } else { "stale" },
+            })
+        }
+        Err(e) => json!({ "name": name, "status": "unreadable", "error": e.to_string() }),
+    }
+}
+
+/// A value read from the segment, as text and as JSON.
+struct Shown {
+    text: String,
+    json: Json,
+}
+
+fn shown(json: Json) -> Shown {
+    let text = match &json {
+        Json::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    Shown { text, json }
+}
+
+const SCALARS: [&str; 14] =
+    ["u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize", "bool", "char", "f32", "f64"];
+
+/// Decodes one scalar of `kind` from its little-endian-agnostic bits.
+fn scalar(kind: &str, bits: u64, size: u64) -> Json {
+    let signed = |bits: u64| {
+        let shift = 64 - 8 * size;
+        ((bits << shift) as i64) >> shift
+    };
+    match kind {
+        "bool" => json!(bits != 0),
+        "char" => json!(char::from_u32(bits as u32).unwrap_or(char::REPLACEMENT_CHARACTER).to_string()),
+        "f32" => json!(f32::from_bits(bits as u32)),
+        "f64" => json!(f64::from_bits(bits)),
+        k if k.starts_with('i') => json!(signed(bits)),
+        _ => json!(bits),
+    }
+}
+
+fn read_scalars(view: &View, kind: &str, offset: u64, size: u64, count: u64) -> Option<Json> {
+    let elem = size.checked_div(count)?;
+    let values: Option<Vec<Json>> =
+        (0..count).map(|i| view.read_uint(offset + i * elem, elem).map(|b| scalar(kind, b, elem))).collect();
+    let mut values = values?;
+    Some(if count == 1 { values.remove(0) } else { Json::Array(values) })
+}
+
+/// A value whose type is known only as text (`[i64; 4]`, `Str<16>`, `u32`).
+fn typed_value(view: &View, type_text: &str, offset: u64, size: u64) -> Json {
+    let last = type_text.rsplit("::").next().unwrap_or(type_text);
+    if last.starts_with("Str<") {
+        let bytes = view.read_bytes(offset, size).unwrap_or_default();
+        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        return json!(String::from_utf8_lossy(&bytes[..end]));
+    }
+    if let Some(inner) = type_text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        if let Some((elem, len)) = inner.rsplit_once(';') {
+            let (elem, len) = (elem.trim(), len.trim().parse::<u64>().ok());
+            if let (true, Some(len)) = (SCALARS.contains(&elem), len) {
+                if let Some(v) = read_scalars(view, elem, offset, size, len) {
+                    return v;
+                }
+            }
+        }
+    }
+    if SCALARS.contains(&type_text) {
+        if let Some(v) = read_scalars(view, type_text, offset, size, 1) {
+            return v;
+        }
+    }
+    hex(view, offset, size)
+}
+
+fn hex(view: &View, offset: u64, size: u64) -> Json {
+    let shown = size.min(64);
+    let bytes = view.read_bytes(offset, shown).unwrap_or_default();
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if size > shown {
+        s.push_str("...");
+    }
+    json!({ "hex": s })
+}
+
+fn param(kind: &str, key: &str) -> Option<u64> {
+    kind.split_whitespace().find_map(|p| p.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+fn lock_owner(view: &View, offset: u64) -> Json {
+    let word = view.read_uint(offset, 8).unwrap_or(0);
+    match word & ((1 << 30) - 1) {
+        0 => json!(null),
+        pid => json!(pid),
+    }
+}
+
+fn small_uint(view: &View, offset: u64, size: u64) -> Json {
+    match size {
+        1 | 2 | 4 | 8 => view.read_uint(offset, size).map_or(Json::Null, |v| json!(v)),
+        _ => hex(view, offset, size),
+    }
+}
+
+/// The value column of one schema entry.
+fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
+    let kind = e.kind.as_str();
+    if SCALARS.contains(&kind) {
+        return read_scalars(view, kind, e.offset, e.size, e.count).map(shown);
+    }
+    let word = |o: u64, size: u64| view.read_uint(e.offset + o, size).unwrap_or(0);
+    let lock = |owner: Json, poisoned: bool, extra: Json| {
+        let text = match (&owner, poisoned) {
+            (Json::Null, false) => "free".to_owned(),
+            (Json::Null, true) => "free, poisoned".to_owned(),
+            (pid, false) => format!("held by pid {pid}"),
+            (pid, true) => format!("held by pid {pid}, poisoned"),
+        };
+        let mut json = json!({ "held_by": owner, "poisoned": poisoned });
+        if let (Json::Object(map), Json::Object(more)) = (&mut json, extra) {
+            map.extend(more);
+        }
+        Shown { text, json }
+    };
+    match kind.split_whitespace().next().unwrap_or("") {
+        "mutex" => Some(lock(lock_owner(view, e.offset), word(8, 4) != 0, json!({}))),
+        "rwlock" => {
+            let readers = word(8, 4) & 0x7fff_ffff;
+            let mut shown = lock(lock_owner(view, e.offset), word(12, 4) != 0, json!({ "readers": readers }));
+            if readers > 0 {
+                let _ = write!(shown.text, ", {readers} reader(s)");
+            }
+            Some(shown)
+        }
+        "seqlock" => {
+            let writing = word(0, 4) & 1 == 1;
+            let mut shown = lock(lock_owner(view, e.offset + 8), word(4, 4) != 0, json!({ "writing": writing }));
+            if writing {
+                shown.text.push_str(", write in progress");
+            }
+            Some(shown)
+        }
+        "event" => Some(shown(json!({ "set": word(0, 4) != 0 }))),
+        "semaphore" => Some(shown(json!({ "available": word(0, 4) }))),
+        "barrier" => Some(shown(json!({ "parties": word(0, 4), "arrived": word(4, 4) & 0xffff }))),
+        "condvar" => None,
+        "queue" => {
+            let (tail, head) = (word(0, 8), word(64, 8));
+            let cap = param(kind, "cap").unwrap_or(0);
+            let len = tail.saturating_sub(head).min(cap);
+            let closed = word(128, 4) != 0;
+            let mut json = json!({ "len": len, "capacity": cap, "closed": closed });
+            let mut text = format!("len {len} / capacity {cap}{}", if closed { ", closed" } else { "" });
+            if contents {
+                let (item, slots) = (param(kind, "item").unwrap_or(0), param(kind, "slots").unwrap_or(0));
+                let items: Vec<Json> = (head..head + len)
+                    .map(|c| small_uint(view, e.offset + slots + (c % cap.max(1)) * item, item))
+                    .collect();
+                let _ = write!(text, " {}", Json::Array(items.clone()));
+                json["items"] = Json::Array(items);
+            }
+            Some(Shown { text, json })
+        }
+        "map" => {
+            let cap = param(kind, "cap").unwrap_or(0);
+            let shards = param(kind, "shards").unwrap_or(1);
+            let len: u64 = (0..shards).map(|i| word(64 * i + 8, 8)).sum();
+            let mut json = json!({ "len": len, "capacity": cap });
+            let mut text = format!("len {len} / capacity {cap}");
+            if contents {
+                let p = |k| param(kind, k).unwrap_or(0);
+                let (key, value, slots, slot, value_at) = (p("key"), p("value"), p("slots"), p("slot"), p("value_at"));
+                let entries: Vec<Json> = (0..cap)
+                    .map(|i| e.offset + slots + i * slot)
+                    .filter(|at| view.read_uint(*at, 8).unwrap_or(0) != 0)
+                    .map(|at| json!([small_uint(view, at + 8, key), small_uint(view, at + value_at, value)]))
+                    .collect();
+                let _ = write!(text, " {}", Json::Array(entries.clone()));
+                json["entries"] = Json::Array(entries);
+            }
+            Some(Shown { text, json })
+        }
+        k if k.starts_with("struct") => None,
+        _ => Some(shown(typed_value(view, kind, e.offset, e.size))),
+    }
+}
+
+fn header_lines(view: &View) -> String {
+    let info = &view.info;
+    let h = &info.header;
+    let creator = if shmem_core::inspect(&info.name).is_ok()
+        && std::path::Path::new(&format!("/proc/{}", h.creator_pid)).exists()
+    {
+        "running"
+    } else {
+        "not running"
+    };
+    format!(
+        "segment  {}\ntype     {} (fingerprint {:#018x})\nsize     {} ({} bytes of data at offset {})\ncreator  pid {} ({creator}), {}\nstatus   {}\n",
+        info.name,
+        h.type_name,
+        h.fingerprint,
+        size_text(h.file_size),
+        h.data_size,
+        h.data_offset,
+        h.creator_pid,
+        utc(h.created_unix_ms),
+        if info.live { "live" } else { "stale (no process holds it)" },
+    )
+}
+
+/// `show` as text: header lines, then the schema with values.
+pub fn show_text(view: &View, contents: bool) -> String {
+    let mut out = header_lines(view);
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(["FIELD", "KIND", "OFFSET", "SIZE", "VALUE"]);
+    for e in &view.info.header.schema.entries {
+        let kind = if e.count > 1 && SCALARS.contains(&e.kind.as_str()) {
+            format!("{} x{}", e.kind, e.count)
+        } else {
+            e.kind.clone()
+        };
+        let value = entry_value(view, e, contents).map(|s| s.text).unwrap_or_default();
+        let path = if e.path.is_empty() { "(whole segment)".to_owned() } else { e.path.clone() };
+        table.add_row(vec![path, kind, e.offset.to_string(), e.size.to_string(), value]);
+    }
+    let _ = writeln!(out, "\n{table}");
+    out
+}
+
+/// `show --json`.
+pub fn show_json(view: &View, contents: bool) -> Json {
+    let info = &view.info;
+    let fields: Vec<Json> = info
+        .header
+        .schema
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "path": e.path,
+                "kind": e.kind,
+                "offset": e.offset,
+                "size": e.size,
+                "count": e.count,
+                "value": entry_value(view, e, contents).map_or(Json::Null, |s| s.json),
+            })
+        })
+        .collect();
+    let mut segment = info_json(&info.name, &Ok(info.clone()));
+    segment["fields"] = Json::Array(fields);
+    segment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_980_000_000), "2026-11-29 19:20:00 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn scalars_decode() {
+        assert_eq!(scalar("i8", 0xFF, 1), json!(-1));
+        assert_eq!(scalar("i32", 0xFFFF_FFFE, 4), json!(-2));
+        assert_eq!(scalar("f32", 1.5f32.to_bits() as u64, 4), json!(1.5));
+        assert_eq!(scalar("char", 'λ' as u64, 4), json!("λ"));
+        assert_eq!(param("map key=4 value=8 cap=64", "cap"), Some(64));
+    }
+}
