@@ -6,7 +6,7 @@
 //! shmem show NAME [--json] [--contents]
 //! shmem watch NAME [--interval MS] [--count N]
 //! shmem rm NAME... [--force]        refuses a live segment unless --force
-//! shmem gc [--dry-run]              removes every stale segment
+//! shmem gc [--dry-run] [--prefix P] removes every stale segment
 //! ```
 //!
 //! Reading never writes and never takes a lock: values are copied with
@@ -71,6 +71,9 @@ enum Command {
         /// Print what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Only consider segments whose name starts with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
     },
 }
 
@@ -164,12 +167,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 Err(failed.join("\nshmem: "))
             }
         }
-        Command::Gc { dry_run } => {
+        Command::Gc { dry_run, prefix } => {
             let entries = shmem_core::list().map_err(|e| e.to_string())?;
             let mut removed = 0;
             for (name, info) in entries {
                 let Ok(info) = info else { continue };
-                if info.live {
+                if info.live || !name.starts_with(&prefix) {
                     continue;
                 }
                 if dry_run {

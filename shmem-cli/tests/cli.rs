@@ -140,11 +140,12 @@ fn gc_removes_exactly_the_stale_ones() {
     let _machine = MACHINE_WIDE.lock().unwrap_or_else(|e| e.into_inner());
     let (live, _seg) = inventory("gc-live");
     let dead = [stale("gc-stale-1"), stale("gc-stale-2")];
-    let dry = stdout(&shmem(&["gc", "--dry-run"]));
+    let prefix = "shmem-cli-test-";
+    let dry = stdout(&shmem(&["gc", "--dry-run", "--prefix", prefix]));
     assert!(dead.iter().all(|d| dry.contains(&format!("would remove {d}"))), "{dry}");
     assert!(!dry.contains(&live));
     assert!(dead.iter().all(|d| shmem::inspect(d).is_ok()), "a dry run changes nothing");
-    let done = stdout(&shmem(&["gc"]));
+    let done = stdout(&shmem(&["gc", "--prefix", prefix]));
     assert!(dead.iter().all(|d| done.contains(&format!("removed {d}"))), "{done}");
     assert!(dead.iter().all(|d| shmem::inspect(d).is_err()));
     assert!(shmem::inspect(&live).unwrap().live, "the live one stays");
@@ -159,7 +160,7 @@ fn foreign_and_garbage_files_are_left_alone_and_reported() {
     std::fs::write(format!("/dev/shm/{garbage}"), vec![0xAB; 4096]).unwrap();
     let listing = stdout(&shmem(&["ls"]));
     assert!(!listing.contains(&foreign) && !listing.contains(&garbage), "not shmem segments: not listed");
-    stdout(&shmem(&["gc"]));
+    stdout(&shmem(&["gc", "--prefix", "shmem-cli-test-"]));
     let out = shmem(&["show", &garbage]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
