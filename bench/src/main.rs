@@ -7,8 +7,9 @@
 //! References: the hardware floor (a raw `AtomicU64` in a mapped /dev/shm
 //! page), process-shared pthread mutexes (plain and robust, via libc), raw
 //! `shm_open` + `mmap`, `std::process::Command`, and Python's
-//! multiprocessing (scripts in `bench/python/`). Rust IPC peers (raw_sync,
-//! ipc-channel, iceoryx2) are not in this driver yet; see the README.
+//! multiprocessing (scripts in `bench/python/`), and `raw_sync`'s mutex.
+//! The Rust IPC peers ipc-channel and iceoryx2 are not in this driver yet;
+//! see the README.
 
 use shmem::{Map, PopError, Queue, Segment, Shared};
 use std::ffi::CString;
@@ -191,6 +192,17 @@ fn child_main(args: &[String]) {
                 pthread_unlock(&map);
             }
         }
+        "raw_sync" => {
+            let map = RawMap::open(name, 64 + 8 * 1024, false);
+            // SAFETY: the parent initialised a raw_sync mutex at the start of
+            // the mapping, guarding the array after it.
+            let (lock, _) = unsafe { <raw_sync::locks::Mutex as raw_sync::locks::LockInit>::from_existing(map.ptr, map.values().cast()) }.unwrap();
+            for _ in 0..n {
+                let guard = lock.lock().unwrap();
+                // SAFETY: the lock is held; the data pointer is the array.
+                unsafe { (*(*guard).cast::<[i64; 1024]>()).iter_mut().for_each(|v| *v += 1) };
+            }
+        }
         "noop" => {}
         _ => panic!("unknown child {kind}"),
     }
@@ -310,6 +322,19 @@ fn main() {
         RawMap::unlink(&name);
         let variant = if robust { "pthread mutex, process-shared + robust" } else { "pthread mutex, process-shared (reference)" };
         rows.push(Row { workload: "locked update", variant: variant.into(), ops: p * m, seconds: t.as_secs_f64(), note: String::new() });
+    }
+    {
+        let name = seg_name("raw-sync");
+        let map = RawMap::open(&name, 64 + 8 * 1024, true);
+        assert!(<raw_sync::locks::Mutex as raw_sync::locks::LockInit>::size_of(Some(map.ptr)) <= 64);
+        // SAFETY: fresh mapping, nobody else uses it yet.
+        let (lock, _) = unsafe { <raw_sync::locks::Mutex as raw_sync::locks::LockInit>::new(map.ptr, map.values().cast()) }.unwrap();
+        let t = run_children("raw_sync", &name, m, procs);
+        drop(lock);
+        // SAFETY: all children exited.
+        assert!(unsafe { (*map.values()).iter().all(|v| *v == (p * m) as i64) });
+        RawMap::unlink(&name);
+        rows.push(Row { workload: "locked update", variant: "raw_sync Mutex".into(), ops: p * m, seconds: t.as_secs_f64(), note: String::new() });
     }
     {
         let seg = Segment::<Locked>::create_zeroed(&seg_name("locked")).unwrap();
@@ -496,7 +521,8 @@ fn report(rows: &[Row], quick: bool, procs: usize) {
             last = r.workload;
         }
         let ratio = r.ns_per_op() / reference.unwrap_or(f64::NAN);
-        let _ = writeln!(md, "| {} | {} | {} | {:.1} | {:.0} | {:.3} | {} |", r.workload, r.variant, r.ops, r.ns_per_op(), 1e9 / r.ns_per_op(), ratio, r.note);
+        let ratio_text = if ratio < 0.5 { format!("{ratio:.4} ({:.0}x faster)", 1.0 / ratio) } else { format!("{ratio:.3}") };
+        let _ = writeln!(md, "| {} | {} | {} | {:.1} | {:.0} | {} | {} |", r.workload, r.variant, r.ops, r.ns_per_op(), 1e9 / r.ns_per_op(), ratio_text, r.note);
         svg_rows.push((format!("{}: {}", r.workload, r.variant), ratio));
     }
     print!("{md}");
