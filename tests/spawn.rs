@@ -103,7 +103,29 @@ fn role_spawn_without_init(args: &[String]) {
 
 // ---------------------------------------------------------------- tests
 
+/// Not marked `#[shmem::worker]`.
+fn not_a_worker(seg: &Segment<Work>, n: u64) {
+    seg.total().fetch_add(n);
+}
+
+fn unmarked_functions_and_closures_are_refused() {
+    let (_name, seg) = create("unmarked");
+    match shmem::spawn(&seg, not_a_worker, 1) {
+        Err(e @ Error::NotAWorker { .. }) => assert!(e.to_string().contains("not_a_worker"), "{e}"),
+        other => panic!("expected NotAWorker, got {:?}", other.map(|c| c.pid())),
+    }
+    let closure = |seg: &Segment<Work>, n: u64| {
+        seg.total().fetch_add(n);
+    };
+    assert!(matches!(shmem::spawn(&seg, closure, 1), Err(Error::NotAWorker { .. })));
+    assert_eq!(seg.total().load(), 0);
+}
+
 fn eight_workers_add_up() {
+    // Regression: workers were once constants, which made a local binding
+    // of the same name a constant pattern and failed to compile.
+    let explode = "a local named like a worker";
+    assert!(!explode.is_empty());
     let (_name, seg) = create("eight");
     let workers: Vec<_> = (1..=8).map(|i| shmem::spawn(&seg, add, i * 10_000).unwrap()).collect();
     for w in workers {
@@ -210,6 +232,7 @@ fn main() {
     common::main(
         &[
             ("eight_workers_add_up", eight_workers_add_up),
+            ("unmarked_functions_and_closures_are_refused", unmarked_functions_and_closures_are_refused),
             ("worker_panic_reaches_parent_with_message", worker_panic_reaches_parent_with_message),
             ("killed_worker_reports_the_signal", killed_worker_reports_the_signal),
             ("join_timeout_times_out_and_the_handle_still_works", join_timeout_times_out_and_the_handle_still_works),

@@ -21,6 +21,7 @@
 //! | [`Error::ChildKilled`] | a child process was killed by a signal |
 //! | [`Error::WorkerNotStarted`] | the child exited without running its worker (`shmem::init()` missing?) |
 //! | [`Error::JoinTimeout`] | a child did not exit within the timeout |
+//! | [`Error::NotAWorker`] | `spawn` was given a function not marked `#[shmem::worker]` |
 //! | [`Error::NoSegmentGiven`] | `attach_given` found no segment name in the environment |
 //!
 //! Errors carry the segment name and, where it helps, both sides of a
@@ -200,6 +201,13 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// `spawn` was given a function not marked `#[shmem::worker]` (or a closure).
+    #[error("`{function}` is not a worker: mark the function `#[shmem::worker]` (closures cannot be workers)")]
+    NotAWorker {
+        /// The function's path.
+        function: String,
+    },
+
     /// This process was not given a segment name (`SHMEM_SEGMENT` unset).
     #[error("no segment was given to this process: the {var} environment variable is not set")]
     NoSegmentGiven {
@@ -242,6 +250,7 @@ impl Error {
             Error::WorkerNotStarted { .. } => ErrorKind::WorkerNotStarted,
             Error::JoinTimeout { .. } => ErrorKind::JoinTimeout,
             Error::NoSegmentGiven { .. } => ErrorKind::NoSegmentGiven,
+            Error::NotAWorker { .. } => ErrorKind::NotAWorker,
         }
     }
 }
@@ -268,10 +277,11 @@ pub enum ErrorKind {
     WorkerNotStarted,
     JoinTimeout,
     NoSegmentGiven,
+    NotAWorker,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 17] = [
+    const ALL: [ErrorKind; 18] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidName,
@@ -289,6 +299,7 @@ impl ErrorKind {
         ErrorKind::WorkerNotStarted,
         ErrorKind::JoinTimeout,
         ErrorKind::NoSegmentGiven,
+        ErrorKind::NotAWorker,
     ];
 
     /// Parses the `Debug` name of a kind (how kinds cross process boundaries).

@@ -35,7 +35,7 @@ pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;
 pub use segment::{inspect, list, unlink, validate_name, Segment, SegmentInfo, SegmentOptions, View};
-pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, Worker};
+pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, WorkerFn};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
 pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};
 pub use sync::raw_mutex::RawMutex;
@@ -48,7 +48,7 @@ pub use sync::TimedOut;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::fingerprint;
-    pub use crate::spawn::{__call_worker, WorkerEntry};
+    pub use crate::spawn::{__call_worker, __worker_name, WorkerEntry};
     pub use core;
     pub use inventory;
     pub use std;

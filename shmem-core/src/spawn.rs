@@ -5,9 +5,11 @@
 //!
 //! See the `shmem` crate docs ("Processes") for a complete program.
 //!
-//! `#[shmem::worker]` turns `fn count(seg: &Segment<Counter>, times: u64)`
-//! into a constant `count: Worker<Counter, u64>`, so `spawn` is type-checked:
-//! a worker for one segment type cannot be started on another. The child is
+//! `#[shmem::worker]` registers `fn count(seg: &Segment<Counter>, times: u64)`
+//! (leaving the function as it is) under the path of its type, and `spawn`
+//! takes the function itself, so the call is type-checked: a worker for one
+//! segment type cannot be started on another. A function that is not marked
+//! is refused with [`Error::NotAWorker`]. The child is
 //! this same executable (`/proc/self/exe`: the very binary that is running,
 //! even if the file was replaced since), started with the worker's name, the
 //! segment's name and the argument's bytes in its environment. `init()` sees
@@ -41,7 +43,6 @@ use crate::os;
 use crate::segment::Segment;
 use bytemuck::Pod;
 use std::io::Read;
-use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
@@ -59,44 +60,47 @@ pub const MAX_ARG_SIZE: usize = 4096;
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-/// A worker function for segments of type `T` taking an argument of type
-/// `A`, made by `#[shmem::worker]`. Pass it to [`spawn`].
-pub struct Worker<T: Shared, A: Pod = ()> {
-    name: &'static str,
-    _sig: PhantomData<fn(&Segment<T>, A)>,
+/// A function that can run as a worker on segments of type `T` with an
+/// argument of type `A`: `fn(&Segment<T>, A)` or `fn(&Segment<T>)` (then
+/// `A = ()`), marked `#[shmem::worker]`. `M` only tells the two forms apart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot run as a worker on this segment with this argument",
+    label = "expected a `#[shmem::worker] fn(&Segment<T>, A)` whose `T` is the segment's type",
+    note = "a worker for `Segment<A>` cannot be started on a `Segment<B>`"
+)]
+pub trait WorkerFn<T: Shared, A: Pod, M>: Copy + 'static {
+    /// Runs the function.
+    fn run(self, seg: &Segment<T>, arg: A);
 }
 
-impl<T: Shared, A: Pod> Clone for Worker<T, A> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T: Shared, A: Pod> Copy for Worker<T, A> {}
-
-impl<T: Shared, A: Pod> Worker<T, A> {
-    /// Used by `#[shmem::worker]`; `name` is the function's path.
-    #[doc(hidden)]
-    pub const fn __new(name: &'static str, _f: fn(&Segment<T>, A)) -> Self {
-        Worker { name, _sig: PhantomData }
-    }
-
-    /// The worker's name (the function's module path and name).
-    pub fn name(&self) -> &'static str {
-        self.name
+impl<T: Shared, A: Pod, F: Fn(&Segment<T>, A) + Copy + 'static> WorkerFn<T, A, (A,)> for F {
+    fn run(self, seg: &Segment<T>, arg: A) {
+        self(seg, arg)
     }
 }
 
-impl<T: Shared, A: Pod> std::fmt::Debug for Worker<T, A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Worker").field(&self.name).finish()
+impl<T: Shared, F: Fn(&Segment<T>) + Copy + 'static> WorkerFn<T, (), ()> for F {
+    fn run(self, seg: &Segment<T>, _arg: ()) {
+        self(seg)
     }
+}
+
+/// The name a worker is registered under: the path of its function's type
+/// (unique per function, the same in parent and child, which are one binary).
+#[doc(hidden)]
+pub fn __worker_name<F: 'static>(_f: &F) -> &'static str {
+    core::any::type_name::<F>()
 }
 
 /// A registered worker: how a child finds its function by name.
 #[doc(hidden)]
 pub struct WorkerEntry {
-    pub name: &'static str,
+    pub name: fn() -> &'static str,
     pub call: fn(segment: &str, arg: &[u8]) -> Result<()>,
+}
+
+fn registered(name: &str) -> Option<&'static WorkerEntry> {
+    inventory::iter::<WorkerEntry>.into_iter().find(|e| (e.name)() == name)
 }
 
 inventory::collect!(WorkerEntry);
@@ -104,14 +108,14 @@ inventory::collect!(WorkerEntry);
 /// Used by `#[shmem::worker]`: attaches to `segment` as `T`, decodes the
 /// argument and runs `f`.
 #[doc(hidden)]
-pub fn __call_worker<T: Shared, A: Pod>(segment: &str, arg: &[u8], f: fn(&Segment<T>, A)) -> Result<()> {
+pub fn __call_worker<T: Shared, A: Pod, M, F: WorkerFn<T, A, M>>(segment: &str, arg: &[u8], f: F) -> Result<()> {
     let seg = Segment::<T>::attach(segment)?;
     let arg: A = bytemuck::try_pod_read_unaligned(arg).map_err(|_| Error::Io {
         name: segment.to_owned(),
         op: "decode worker argument",
         source: std::io::Error::from(std::io::ErrorKind::InvalidData),
     })?;
-    f(&seg, arg);
+    f.run(&seg, arg);
     Ok(())
 }
 
@@ -139,7 +143,7 @@ pub fn init() {
             let _ = std::io::Write::write_all(file, record.as_bytes());
         }
     };
-    let Some(entry) = inventory::iter::<WorkerEntry>.into_iter().find(|e| e.name == worker) else {
+    let Some(entry) = registered(&worker) else {
         report(format!("error\n\nno worker named `{worker}` is registered in this executable"));
         std::process::exit(101);
     };
@@ -215,8 +219,17 @@ impl SpawnOptions {
     /// [`Error::Io`] if the process cannot be started, or if called in a
     /// worker child whose `main` did not call [`init`] (to stop a
     /// runaway chain of children).
-    pub fn spawn<T: Shared, A: Pod>(&self, seg: &Segment<T>, worker: Worker<T, A>, arg: A) -> Result<Child> {
+    pub fn spawn<T: Shared, A: Pod, M>(
+        &self,
+        seg: &Segment<T>,
+        worker: impl WorkerFn<T, A, M>,
+        arg: A,
+    ) -> Result<Child> {
         refuse_in_uninitialised_worker(Segment::name(seg))?;
+        let worker_name = __worker_name(&worker);
+        if registered(worker_name).is_none() {
+            return Err(Error::NotAWorker { function: worker_name.to_owned() });
+        }
         let bytes = bytemuck::bytes_of(&arg);
         if bytes.len() > MAX_ARG_SIZE {
             return Err(Error::Io {
@@ -228,7 +241,7 @@ impl SpawnOptions {
         let io = |op| move |e| Error::Io { name: Segment::name(seg).to_owned(), op, source: e };
         let (reader, writer) = std::io::pipe().map_err(io("create status pipe"))?;
         let mut cmd = Command::new(os::SELF_EXE);
-        cmd.env(WORKER_ENV, worker.name)
+        cmd.env(WORKER_ENV, worker_name)
             .env(SEGMENT_ENV, Segment::name(seg))
             .env(ARG_ENV, encode_hex(bytes))
             .env(STATUS_FD_ENV, writer.as_raw_fd().to_string());
@@ -236,7 +249,7 @@ impl SpawnOptions {
         let child = cmd.spawn().map_err(io("spawn worker"))?;
         drop(writer);
         Ok(Child {
-            label: worker.name.to_owned(),
+            label: worker_name.to_owned(),
             inner: Some(child),
             status: Some(reader),
             kill_on_drop: self.kill_on_drop,
@@ -288,7 +301,7 @@ fn refuse_in_uninitialised_worker(segment: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`SpawnOptions::spawn`].
-pub fn spawn<T: Shared, A: Pod>(seg: &Segment<T>, worker: Worker<T, A>, arg: A) -> Result<Child> {
+pub fn spawn<T: Shared, A: Pod, M>(seg: &Segment<T>, worker: impl WorkerFn<T, A, M>, arg: A) -> Result<Child> {
     SpawnOptions::new().spawn(seg, worker, arg)
 }
 
