@@ -202,7 +202,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmem_core::*;
-/// Makes `fn name(seg: &Segment<T>, arg: A)` a [`Worker`] that [`spawn`]
+/// Makes `fn name(seg: &Segment<T>, arg: A)` a worker that [`spawn`]
 /// starts in a child process; see [`mod@spawn`].
 pub use shmem_derive::worker;
 /// Derives [`Shared`](trait@Shared) for a struct with named fields; see the

@@ -1,9 +1,9 @@
 //! `#[derive(Shared)]`: the proc macro of [shmem](https://docs.rs/shmem).
 //!
 //! Use it through the `shmem` facade crate, which documents it. The macro
-//! runs in three stages: [`parse`] turns the input into a typed AST,
-//! [`check`] enforces the layout rules (all violations reported at once,
-//! each on the offending token), and [`expand`] emits the `#[repr(C)]`
+//! runs in three stages: `parse` turns the input into a typed AST,
+//! `check` enforces the layout rules (all violations reported at once,
+//! each on the offending token), and `expand` emits the `#[repr(C)]`
 //! shared twin and the `shmem::Shared` impl.
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -1,6 +1,6 @@
 //! Fixed-capacity containers that live in shared memory and need no
-//! serialisation: [`Str`], [`Vec`], [`Queue`](queue::Queue) and
-//! [`Map`](map::Map).
+//! serialisation: [`Str`], [`Vec`], [`Queue`] and
+//! [`Map`].
 //!
 //! `Str<N>` and `Vec<T, N>` are plain data (`bytemuck::Pod`): put them
 //! behind `#[shared(lock)]` / `#[shared(seqlock)]`, use them as queue items

@@ -25,7 +25,7 @@
 //! | … | | padding | zero, up to `data_offset` |
 //! | `data_offset` | `data_size` | data | the type's `#[repr(C)]` shared twin |
 //!
-//! Invariants checked by [`Header::read`]: `128 + type_name_len + schema_len
+//! Invariants checked when a header is read: `128 + type_name_len + schema_len
 //! <= data_offset`, `data_offset + data_size == file_size`, `data_offset` is a
 //! multiple of `data_align`, `data_align` is a power of two no larger than
 //! 4096, and the file is at least `file_size` bytes long.

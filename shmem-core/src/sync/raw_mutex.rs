@@ -58,7 +58,7 @@ pub enum Acquired {
 
 /// A cross-process mutual-exclusion lock that survives the death of its
 /// owner, with no data. See the [module docs](self) for the protocol.
-/// [`Mutex`](super::Mutex) wraps it with data and poisoning.
+/// [`Mutex`](super::mutex::Mutex) wraps it with data and poisoning.
 ///
 /// Implements [`lock_api::RawMutex`] (the owner-death report is lost through
 /// that interface; use [`RawMutex::lock_report`] to see it).

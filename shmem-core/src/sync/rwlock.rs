@@ -31,7 +31,7 @@
 //! [`OWNER_CHECK_INTERVAL`](super::raw_mutex::OWNER_CHECK_INTERVAL) and
 //! sees `Err(PoisonError)`. A *reader* killed while holding a read guard
 //! leaks its count: writers then wait until their timeout
-//! ([`RwLock::write_timeout`]). Use a [`Mutex`](super::Mutex) where readers
+//! ([`RwLock::write_timeout`]). Use a [`Mutex`](super::mutex::Mutex) where readers
 //! may be killed.
 
 use super::park::{Os, Park};
