@@ -67,13 +67,7 @@ struct Side {
 
 impl Side {
     fn futex(&self) -> *const u32 {
-        let base = self.count.as_ptr().cast::<u32>().cast_const();
-        // The low half of the counter (see `RawMutex::futex_addr`).
-        if cfg!(target_endian = "big") {
-            base.wrapping_add(1)
-        } else {
-            base
-        }
+        crate::sync::park::low_half(self.count.as_ptr().cast_const())
     }
 }
 
@@ -243,13 +237,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         deadline: Option<Instant>,
         ready: impl Fn() -> bool,
     ) -> Result<(), TimedOut> {
-        let mut slice = RECHECK;
-        if let Some(d) = deadline {
-            match d.checked_duration_since(Instant::now()) {
-                Some(r) if !r.is_zero() => slice = slice.min(r),
-                _ => return Err(TimedOut),
-            }
-        }
+        let slice = crate::sync::sleep_slice(deadline, Some(RECHECK))?;
         for _ in 0..SPINS {
             if ready() {
                 return Ok(());
@@ -259,7 +247,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         sleepers.fetch_add(1, Ordering::SeqCst);
         let seen = side.count.load(Ordering::SeqCst);
         if !ready() {
-            Os::wait(side.futex(), seen as u32, Some(slice));
+            Os::wait(side.futex(), seen as u32, slice);
         }
         sleepers.fetch_sub(1, Ordering::SeqCst);
         Ok(())
@@ -310,7 +298,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// # Errors
     /// [`PushError::Timeout`] or [`PushError::Closed`], with the item.
     pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until(item, Instant::now().checked_add(timeout))
+        self.push_until(item, crate::sync::deadline_after(timeout))
     }
 
     /// Pops the oldest item, sleeping while the queue is empty.
@@ -326,7 +314,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// # Errors
     /// [`PopError::Timeout`], or [`PopError::Closed`] once closed and drained.
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_until(Instant::now().checked_add(timeout))
+        self.pop_until(crate::sync::deadline_after(timeout))
     }
 
     /// A copy of the queued items, oldest first (taken under the pop lock,

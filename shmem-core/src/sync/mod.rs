@@ -30,6 +30,24 @@ impl std::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+/// The instant `timeout` from now; `None` (no deadline) if that overflows.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
+
+/// How long one sleep may last: `cap` (`None`: unbounded), shortened to what
+/// is left before `deadline`. `Err(TimedOut)` once the deadline has passed.
+pub(crate) fn sleep_slice(
+    deadline: Option<std::time::Instant>,
+    cap: Option<std::time::Duration>,
+) -> Result<Option<std::time::Duration>, TimedOut> {
+    let Some(deadline) = deadline else { return Ok(cap) };
+    match deadline.checked_duration_since(std::time::Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(Some(cap.map_or(left, |cap| cap.min(left)))),
+        _ => Err(TimedOut),
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     //! Single-process checks of the primitives with threads (the

@@ -33,7 +33,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use super::raw_mutex::OWNER_CHECK_INTERVAL;
 
@@ -119,7 +119,7 @@ impl<T: Pod> Mutex<T> {
     /// [`TimedLockError::Timeout`] if the lock stayed busy; `Poisoned` as for
     /// [`lock`](Self::lock). After a timeout the mutex is unchanged.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, TimedLockError<MutexGuard<'_, T>>> {
-        match self.raw.lock_until::<Os>(Instant::now().checked_add(timeout)) {
+        match self.raw.lock_until::<Os>(super::deadline_after(timeout)) {
             None => Err(TimedLockError::Timeout),
             Some(acquired) => self.guard(acquired).map_err(TimedLockError::Poisoned),
         }

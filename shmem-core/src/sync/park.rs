@@ -16,6 +16,20 @@ pub struct ProcessId {
     pub start: u32,
 }
 
+/// The futex word of a 64-bit atomic: its low 32 bits, which are its first
+/// 4 bytes on little-endian targets and its last 4 on big-endian ones.
+/// `wrapping_add` stays inside the 8-byte word; the pointer is only handed
+/// to the kernel, never dereferenced.
+pub(crate) fn low_half<T>(word: *const T) -> *const u32 {
+    debug_assert_eq!(core::mem::size_of::<T>(), 8);
+    let base = word.cast::<u32>();
+    if cfg!(target_endian = "big") {
+        base.wrapping_add(1)
+    } else {
+        base
+    }
+}
+
 /// Sleeping, waking and liveness for lock state machines.
 pub trait Park {
     /// Sleeps while the 32-bit word at `word` holds `expected`, at most

@@ -106,15 +106,7 @@ impl RawMutex {
 
     /// The address of the futex half of the word.
     fn futex_addr(&self) -> *const u32 {
-        let base = (&self.word as *const AtomicU64).cast::<u32>();
-        // The low half of a u64 is its first 4 bytes on little-endian targets
-        // and its last 4 on big-endian ones. `wrapping_add` stays inside the
-        // 8-byte word; the pointer is only handed to the kernel.
-        if cfg!(target_endian = "big") {
-            base.wrapping_add(1)
-        } else {
-            base
-        }
+        super::park::low_half(&self.word as *const AtomicU64)
     }
 
     /// The current owner, if locked.
@@ -171,15 +163,8 @@ impl RawMutex {
             {
                 continue;
             }
-            let mut slice = OWNER_CHECK_INTERVAL;
-            if let Some(deadline) = deadline {
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                slice = slice.min(deadline - now);
-            }
-            if P::wait(self.futex_addr(), (w | WAITERS) as u32, Some(slice)) {
+            let slice = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)).ok()?;
+            if P::wait(self.futex_addr(), (w | WAITERS) as u32, slice) {
                 if let Some(acquired) = self.take_from_dead_owner::<P>(me) {
                     return Some(acquired);
                 }
@@ -262,7 +247,7 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
     type Instant = Instant;
 
     fn try_lock_for(&self, timeout: Duration) -> bool {
-        self.lock_until::<super::park::Os>(Instant::now().checked_add(timeout)).is_some()
+        self.lock_until::<super::park::Os>(super::deadline_after(timeout)).is_some()
     }
 
     fn try_lock_until(&self, deadline: Instant) -> bool {

@@ -64,10 +64,6 @@ unsafe impl<T: Pod> Sync for RwLock<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod> Send for RwLock<T> {}
 
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
 impl<T: Pod> RwLock<T> {
     /// A new, unlocked lock holding `value` (for use outside segments).
     pub fn new(value: T) -> Self {
@@ -118,18 +114,13 @@ impl<T: Pod> RwLock<T> {
             {
                 continue;
             }
-            let mut slice = OWNER_CHECK_INTERVAL;
-            if let Some(deadline) = deadline {
-                let now = Instant::now();
-                if now >= deadline {
-                    self.readers.fetch_and(COUNT, Ordering::Relaxed);
-                    // SAFETY: we hold the gate (entered above).
-                    unsafe { self.gate.unlock::<Os>() };
-                    return Err(TimedOut);
-                }
-                slice = slice.min(deadline - now);
-            }
-            Os::wait(self.readers.as_ptr(), r | WRITER_WAITING, Some(slice));
+            let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else {
+                self.readers.fetch_and(COUNT, Ordering::Relaxed);
+                // SAFETY: we hold the gate (entered above).
+                unsafe { self.gate.unlock::<Os>() };
+                return Err(TimedOut);
+            };
+            Os::wait(self.readers.as_ptr(), r | WRITER_WAITING, slice);
         }
         self.readers.fetch_and(COUNT, Ordering::Relaxed);
         Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData }))
@@ -148,7 +139,7 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     /// `Err(TimedOut)` on timeout; `Ok(Err(PoisonError))` as for [`read`](Self::read).
     pub fn read_timeout(&self, timeout: Duration) -> Result<LockResult<RwLockReadGuard<'_, T>>, TimedOut> {
-        self.read_until(deadline(timeout))
+        self.read_until(super::deadline_after(timeout))
     }
 
     /// Exclusive access, waiting for readers and writers to leave.
@@ -165,7 +156,7 @@ impl<T: Pod> RwLock<T> {
     /// `Err(TimedOut)` on timeout (the lock is left as it was);
     /// `Ok(Err(PoisonError))` as for [`write`](Self::write).
     pub fn write_timeout(&self, timeout: Duration) -> Result<LockResult<RwLockWriteGuard<'_, T>>, TimedOut> {
-        self.write_until(deadline(timeout))
+        self.write_until(super::deadline_after(timeout))
     }
 
     /// Whether a writer panicked or died inside (and nobody cleared it since).

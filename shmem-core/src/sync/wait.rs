@@ -48,20 +48,11 @@ fn wait_on<R>(
         if let Some(r) = done(v) {
             return Ok(r);
         }
-        let remaining = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(r) if !r.is_zero() => Some(r),
-                _ => return Err(TimedOut),
-            },
-        };
-        Os::wait(word.as_ptr(), v, remaining);
+        Os::wait(word.as_ptr(), v, super::sleep_slice(deadline, None)?);
     }
 }
 
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
+use super::deadline_after as deadline;
 
 /// Wait and notify on 32-bit atomic fields (`u32`, `i32`, `f32`, `char`).
 ///
@@ -364,13 +355,7 @@ impl Condvar {
     ) -> LockResult<(MutexGuard<'a, T>, bool)> {
         let end = deadline(timeout);
         while condition(&mut *guard) {
-            let remaining = match end {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => return Ok((guard, true)),
-                },
-            };
+            let Ok(remaining) = super::sleep_slice(end, None) else { return Ok((guard, true)) };
             guard = self.wait_inner(guard, remaining)?.0;
         }
         Ok((guard, false))
