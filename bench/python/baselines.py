@@ -1,9 +1,11 @@
 """Python multiprocessing baselines for the shmem benchmark driver.
 
-Usage: python3 baselines.py WORKLOAD N  -> prints one JSON object:
-{"ops": ..., "seconds": ..., "check": ...}. Each workload uses real separate
+Usage: python3 baselines.py WORKLOAD N [PROCESSES] -> prints one JSON object:
+{"ops": ..., "seconds": ..., ...}. Each workload uses real separate
 processes (the 'spawn' start method, as on macOS/Windows and the safe one
-with threads) and checks its own result.
+with threads) and checks its own result. As in the Rust driver, the clock
+starts when every worker stands at a start barrier, so process start-up
+(about 50 ms each with 'spawn') is not timed, except in the spawn workload.
 """
 import json
 import multiprocessing as mp
@@ -11,38 +13,54 @@ import sys
 import time
 
 
-def _inc_locked(v, n):
+def _inc_locked(start, v, n):
+    start.wait()
     for _ in range(n):
         with v.get_lock():
             v.value += 1
 
 
-def _inc_unlocked(v, n):
+def _inc_unlocked(start, v, n):
+    start.wait()
     for _ in range(n):
         v.value += 1
 
 
-def _array_locked(a, n):
+def _array_locked(start, a, n):
+    start.wait()
     for _ in range(n):
         with a.get_lock():
             for i in range(len(a)):
                 a[i] += 1
 
 
-def _dict_worker(d, start, keys, rounds):
+def _dict_worker(start, d, first, keys, rounds):
+    start.wait()
     for r in range(rounds):
-        for k in range(start, start + keys):
+        for k in range(first, first + keys):
             d[k] = r
-            _ = d[k]
+            assert d[k] == r
 
 
-def _queue_producer(q, n):
-    for i in range(n):
+def _queue_producer(start, q, first, n, sentinels):
+    start.wait()
+    for i in range(first, first + n):
         q.put(i)
-    q.put(None)
+    for _ in range(sentinels):
+        q.put(None)
 
 
-def _pipe_producer(conn, n):
+def _queue_consumer(start, q, results):
+    start.wait()
+    got = total = 0
+    while (v := q.get()) is not None:
+        got += 1
+        total += v
+    results.put((got, total))
+
+
+def _pipe_producer(start, conn, n):
+    start.wait()
     for i in range(n):
         conn.send(i)
     conn.send(None)
@@ -57,60 +75,85 @@ def _noop():
     pass
 
 
-def run(workload, n):
+def _timed(ctx, start, ps):
+    """Starts `ps`, opens the barrier once all stand at it, joins them."""
+    [p.start() for p in ps]
+    start.wait()
+    t = time.perf_counter()
+    [p.join() for p in ps]
+    dt = time.perf_counter() - t
+    assert all(p.exitcode == 0 for p in ps), "a worker failed"
+    return dt
+
+
+def run(workload, n, procs):
     ctx = mp.get_context("spawn")
     if workload in ("counter_locked", "counter_unlocked"):
         v = ctx.Value("q", 0)
+        start = ctx.Barrier(procs + 1)
         target = _inc_locked if workload == "counter_locked" else _inc_unlocked
-        ps = [ctx.Process(target=target, args=(v, n)) for _ in range(2)]
-        t = time.perf_counter()
-        [p.start() for p in ps]
-        [p.join() for p in ps]
-        dt = time.perf_counter() - t
-        return {"ops": 2 * n, "seconds": dt, "check": v.value, "lost": 2 * n - v.value}
+        dt = _timed(ctx, start, [ctx.Process(target=target, args=(start, v, n)) for _ in range(procs)])
+        return {"ops": procs * n, "seconds": dt, "check": v.value, "lost": procs * n - v.value}
     if workload == "array_locked":
         a = ctx.Array("q", 1024)
-        ps = [ctx.Process(target=_array_locked, args=(a, n)) for _ in range(2)]
-        t = time.perf_counter()
-        [p.start() for p in ps]
-        [p.join() for p in ps]
-        dt = time.perf_counter() - t
-        assert all(x == 2 * n for x in a), "lost update"
-        return {"ops": 2 * n, "seconds": dt, "check": a[0]}
+        start = ctx.Barrier(procs + 1)
+        dt = _timed(ctx, start, [ctx.Process(target=_array_locked, args=(start, a, n)) for _ in range(procs)])
+        assert all(x == procs * n for x in a), "lost update"
+        return {"ops": procs * n, "seconds": dt, "check": a[0]}
     if workload == "dict":
         keys, rounds = 1000, max(1, n // 1000)
         with ctx.Manager() as m:
             d = m.dict()
-            ps = [ctx.Process(target=_dict_worker, args=(d, i * keys, keys, rounds)) for i in range(2)]
-            t = time.perf_counter()
-            [p.start() for p in ps]
-            [p.join() for p in ps]
-            dt = time.perf_counter() - t
-            assert len(d) == 2 * keys
-        return {"ops": 2 * keys * rounds * 2, "seconds": dt, "check": 2 * keys}
+            start = ctx.Barrier(procs + 1)
+            ps = [ctx.Process(target=_dict_worker, args=(start, d, i * keys, keys, rounds)) for i in range(procs)]
+            dt = _timed(ctx, start, ps)
+            assert len(d) == procs * keys
+        return {"ops": procs * keys * rounds * 2, "seconds": dt, "check": procs * keys}
     if workload == "queue":
         q = ctx.Queue(4096)
-        p = ctx.Process(target=_queue_producer, args=(q, n))
-        t = time.perf_counter()
+        start = ctx.Barrier(2)
+        p = ctx.Process(target=_queue_producer, args=(start, q, 0, n, 1))
         p.start()
-        got = 0
-        while q.get() is not None:
+        start.wait()
+        t = time.perf_counter()
+        got = total = 0
+        while (v := q.get()) is not None:
             got += 1
-        p.join()
+            total += v
         dt = time.perf_counter() - t
-        assert got == n
+        p.join()
+        assert (got, total) == (n, n * (n - 1) // 2)
         return {"ops": n, "seconds": dt, "check": got}
+    if workload == "queue_mpmc":
+        per = n // procs
+        q, results = ctx.Queue(4096), ctx.Queue()
+        start = ctx.Barrier(2 * procs + 1)
+        # Each producer sends one end marker per consumer it is paired with.
+        ps = [ctx.Process(target=_queue_producer, args=(start, q, i * per, per, 1)) for i in range(procs)]
+        ps += [ctx.Process(target=_queue_consumer, args=(start, q, results)) for _ in range(procs)]
+        [p.start() for p in ps]
+        start.wait()
+        t = time.perf_counter()
+        counts = [results.get() for _ in range(procs)]
+        dt = time.perf_counter() - t
+        [p.join() for p in ps]
+        total = per * procs
+        assert (sum(c for c, _ in counts), sum(s for _, s in counts)) == (total, total * (total - 1) // 2)
+        return {"ops": total, "seconds": dt, "check": total}
     if workload == "pipe":
         a, b = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_pipe_producer, args=(b, n))
-        t = time.perf_counter()
+        start = ctx.Barrier(2)
+        p = ctx.Process(target=_pipe_producer, args=(start, b, n))
         p.start()
-        got = 0
-        while a.recv() is not None:
+        start.wait()
+        t = time.perf_counter()
+        got = total = 0
+        while (v := a.recv()) is not None:
             got += 1
-        p.join()
+            total += v
         dt = time.perf_counter() - t
-        assert got == n
+        p.join()
+        assert (got, total) == (n, n * (n - 1) // 2)
         return {"ops": n, "seconds": dt, "check": got}
     if workload == "pingpong_pipe":
         a, b = ctx.Pipe()
@@ -122,7 +165,7 @@ def run(workload, n):
         for i in range(n - 1):
             t = time.perf_counter()
             a.send(i)
-            a.recv()
+            assert a.recv() == i
             rtts.append(time.perf_counter() - t)
         p.join()
         rtts.sort()
@@ -139,4 +182,5 @@ def run(workload, n):
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], int(sys.argv[2]))))
+    procs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), procs)))
