@@ -277,7 +277,7 @@ fn one_lock_worker(seg: &Segment<OneLock>, args: [u32; 4]) {
 fn run_dict<T: Shared, M>(
     cfg: &Cfg,
     gate: &Gate,
-    worker: impl shmem::WorkerFn<T, [u32; 4], M> + Copy,
+    worker: impl shmem::WorkerFn<T, [u32; 4], M>,
     shared: bool,
     rounds: u32,
     len: impl Fn(&Segment<T>) -> usize,
