@@ -23,8 +23,13 @@
 //! copies its slot out, then frees it with one store to `head`. Waiting
 //! sleeps in the kernel on the counter's low 32 bits (a shared futex); a
 //! push or pop wakes sleepers only if some are registered. Before sleeping,
-//! a blocked push or pop re-checks for a short bounded spin (about 10-20 us),
-//! so a reply that comes quickly costs no kernel round trip.
+//! a blocked push or pop re-checks for a short bounded spin (about 25 us),
+//! so a reply that comes quickly costs no kernel round trip; the checks are
+//! spaced out so that they do not steal the cache line the other side is
+//! writing. Each side also keeps its last reading of the other side's
+//! counter, and re-reads the real one only when that copy says full (or
+//! empty), so a push or pop usually touches only its own side's line and
+//! the slot.
 //!
 //! # Crashes
 //!
@@ -38,7 +43,7 @@
 //! publishing and waking cannot strand them.
 //!
 //! Layout (for tools): `tail` at offset 0, `head` at 64, the closed flag at
-//! 128, the slots from the first multiple of `T`'s alignment after 132.
+//! 128, the slots from offset 192 (each group on its own cache line).
 
 use crate::sync::park::{Os, Park};
 use crate::sync::raw_mutex::RawMutex;
@@ -51,17 +56,27 @@ use std::time::{Duration, Instant};
 
 const RECHECK: Duration = Duration::from_millis(100);
 
-/// Checks before sleeping (each with a `spin_loop` hint; roughly 10-20 us):
-/// a reply that arrives within that window costs no kernel round trip.
+/// `spin_loop` hints before sleeping (about 25 us on a current x86 CPU): a
+/// reply that arrives within that window costs no kernel round trip.
 const SPINS: u32 = 1_000;
+
+/// The most `spin_loop` hints between two checks while spinning. Checking
+/// reads the other side's counter, which pulls its cache line away from a
+/// process that is writing it on every operation; spacing the checks out let
+/// a 1 -> 1 stream run about twice as fast (10 -> 20 M msg/s on the benchmark
+/// machine) for ~0.1 us more latency when a reply arrives mid-spin.
+const MAX_PAUSE: u32 = 4;
 
 #[repr(C, align(64))]
 struct Side {
-    /// `tail` for the producer side, `head` for the consumer side.
+    /// `tail` for the producer side, `head` for the consumer side; written
+    /// only by this side's lock holder.
     count: AtomicU64,
-    /// Processes sleeping until the *other* side's counter moves.
-    sleepers: AtomicU32,
-    _reserved: u32,
+    /// The other side's counter as this side last read it: a lower bound
+    /// (both counters only grow), so a stale copy is safe. It spares a read
+    /// of the other side's cache line per operation, which costs more than
+    /// the rest of a push or pop when the other side is busy on another core.
+    seen: AtomicU64,
     lock: RawMutex,
 }
 
@@ -71,13 +86,24 @@ impl Side {
     }
 }
 
+/// Rarely written words, on a cache line of their own so that reading them
+/// on every operation stays a cache hit.
+#[repr(C, align(64))]
+struct Flags {
+    closed: AtomicU32,
+    /// Pushers sleeping until `head` moves.
+    push_sleepers: AtomicU32,
+    /// Poppers sleeping until `tail` moves.
+    pop_sleepers: AtomicU32,
+}
+
 /// A bounded MPMC queue of plain data, shared between processes. See the
 /// [module docs](self).
 #[repr(C)]
 pub struct Queue<T, const N: usize> {
     producers: Side,
     consumers: Side,
-    closed: AtomicU32,
+    flags: Flags,
     pub(crate) slots: [UnsafeCell<T>; N],
 }
 
@@ -157,13 +183,13 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) != 0
+        self.flags.closed.load(Ordering::Acquire) != 0
     }
 
     /// Closes the queue: pushes fail from now on, pops drain what is left
     /// and then fail with [`PopError::Closed`]. Wakes every sleeper.
     pub fn close(&self) {
-        self.closed.store(1, Ordering::SeqCst);
+        self.flags.closed.store(1, Ordering::SeqCst);
         Os::wake_all(self.producers.futex());
         Os::wake_all(self.consumers.futex());
     }
@@ -182,21 +208,26 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         }
         self.producers.lock.lock_report::<Os>();
         let tail = self.producers.count.load(Ordering::Relaxed);
-        let head = self.consumers.count.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) >= N as u64 {
-            // SAFETY: locked just above by this process.
-            unsafe { self.producers.lock.unlock::<Os>() };
-            return Err(PushError::Full(item));
+        if tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed)) >= N as u64 {
+            let head = self.consumers.count.load(Ordering::Acquire);
+            self.producers.seen.store(head, Ordering::Relaxed);
+            if tail.wrapping_sub(head) >= N as u64 {
+                // SAFETY: locked just above by this process.
+                unsafe { self.producers.lock.unlock::<Os>() };
+                return Err(PushError::Full(item));
+            }
         }
-        // SAFETY: slot `tail % N` is free (`tail - head < N`, and the
-        // consumer that freed it did so with a Release store of `head`,
-        // which we loaded with Acquire); only the push-lock holder writes.
+        // SAFETY: slot `tail % N` is free: `tail - head < N` for the `head`
+        // in `seen`, which this or an earlier push-lock holder loaded with
+        // Acquire from the consumer's Release store that freed the slot (the
+        // lock hand-over orders the two holders); only the push-lock holder
+        // writes slots.
         unsafe { self.slot(tail).write(item) };
         self.producers.count.store(tail.wrapping_add(1), Ordering::Release);
         // SAFETY: locked above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
         fence(Ordering::SeqCst);
-        if self.consumers.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.flags.pop_sleepers.load(Ordering::Relaxed) != 0 {
             Os::wake_one(self.producers.futex());
         }
         Ok(())
@@ -209,21 +240,26 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     pub fn try_pop(&self) -> Result<T, PopError> {
         self.consumers.lock.lock_report::<Os>();
         let head = self.consumers.count.load(Ordering::Relaxed);
-        let tail = self.producers.count.load(Ordering::Acquire);
-        if head == tail {
-            // SAFETY: locked just above by this process.
-            unsafe { self.consumers.lock.unlock::<Os>() };
-            return Err(if self.is_closed() { PopError::Closed } else { PopError::Empty });
+        if head == self.consumers.seen.load(Ordering::Relaxed) {
+            let tail = self.producers.count.load(Ordering::Acquire);
+            self.consumers.seen.store(tail, Ordering::Relaxed);
+            if head == tail {
+                // SAFETY: locked just above by this process.
+                unsafe { self.consumers.lock.unlock::<Os>() };
+                return Err(if self.is_closed() { PopError::Closed } else { PopError::Empty });
+            }
         }
-        // SAFETY: slot `head % N` was published by the Release store of
-        // `tail` (loaded with Acquire); only the pop-lock holder reads it and
-        // no producer writes it until `head` moves past it.
+        // SAFETY: slot `head % N` is before the `tail` in `seen`, which this
+        // or an earlier pop-lock holder loaded with Acquire from the Release
+        // store that published it (the lock hand-over orders the holders);
+        // only the pop-lock holder reads it and no producer writes it until
+        // `head` moves past it.
         let item = unsafe { self.slot(head).read() };
         self.consumers.count.store(head.wrapping_add(1), Ordering::Release);
         // SAFETY: locked above by this process.
         unsafe { self.consumers.lock.unlock::<Os>() };
         fence(Ordering::SeqCst);
-        if self.producers.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.flags.push_sleepers.load(Ordering::Relaxed) != 0 {
             Os::wake_one(self.consumers.futex());
         }
         Ok(item)
@@ -238,11 +274,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         ready: impl Fn() -> bool,
     ) -> Result<(), TimedOut> {
         let slice = crate::sync::sleep_slice(deadline, Some(RECHECK))?;
-        for _ in 0..SPINS {
+        let mut spun = 0;
+        let mut pause = 1;
+        while spun < SPINS {
             if ready() {
                 return Ok(());
             }
-            core::hint::spin_loop();
+            for _ in 0..pause {
+                core::hint::spin_loop();
+            }
+            spun += pause;
+            pause = (pause * 2).min(MAX_PAUSE);
         }
         sleepers.fetch_add(1, Ordering::SeqCst);
         let seen = side.count.load(Ordering::SeqCst);
@@ -263,7 +305,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 let tail = self.producers.count.load(Ordering::SeqCst);
                 self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
             };
-            if self.sleep_on(&self.producers.sleepers, &self.consumers, deadline, room).is_err() {
+            if self.sleep_on(&self.flags.push_sleepers, &self.consumers, deadline, room).is_err() {
                 return Err(PushError::Timeout(item));
             }
         }
@@ -279,7 +321,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 self.is_closed()
                     || self.producers.count.load(Ordering::SeqCst) != self.consumers.count.load(Ordering::SeqCst)
             };
-            if self.sleep_on(&self.consumers.sleepers, &self.producers, deadline, items).is_err() {
+            if self.sleep_on(&self.flags.pop_sleepers, &self.producers, deadline, items).is_err() {
                 return Err(PopError::Timeout);
             }
         }
