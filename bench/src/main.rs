@@ -1,9 +1,11 @@
 //! shmem benchmarks: every workload in real separate processes, each figure
 //! reported as a ratio to a reference measured in the same run.
 //!
-//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [--processes N] [--only W,W]`
+//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [--processes N] [--runs K] [--only W,W]`
 //! writes `bench/results/latest.md` and `bench/results/latest.svg`
 //! (`--only` runs some workloads and writes nothing; `--list` names them).
+//! Every workload runs `K` times (3; 1 with `--quick`) and each row reports
+//! its median run.
 //!
 //! References: the hardware floor (a raw `AtomicU64` in a mapped /dev/shm
 //! page), process-shared pthread mutexes (plain and robust, via libc), raw
@@ -62,6 +64,8 @@ impl Row {
 pub struct Cfg {
     pub quick: bool,
     pub procs: usize,
+    /// Each workload runs this many times; every row reports its median run.
+    pub runs: usize,
 }
 
 impl Cfg {
@@ -130,10 +134,13 @@ fn main() {
         return;
     }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let quick = args.iter().any(|a| a == "--quick");
     let cfg = Cfg {
-        quick: args.iter().any(|a| a == "--quick"),
+        quick,
         procs: value("--processes").map_or(2, |p| p.parse().expect("--processes takes a number")),
+        runs: value("--runs").map_or(if quick { 1 } else { 3 }, |r| r.parse().expect("--runs takes a number")),
     };
+    assert!(cfg.procs > 0 && cfg.runs > 0, "--processes and --runs must be at least 1");
     let only: Option<Vec<&str>> = value("--only").map(|o| o.split(',').collect());
     if let Some(only) = &only {
         for w in only {
@@ -146,11 +153,35 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.contains(name)) {
             continue;
         }
-        eprintln!("running {name}...");
-        gate.reset();
-        rows.extend(run(&cfg, &gate));
+        let mut runs: Vec<Vec<Row>> = Vec::new();
+        for i in 0..cfg.runs {
+            eprintln!("running {name} ({}/{})...", i + 1, cfg.runs);
+            gate.reset();
+            runs.push(run(&cfg, &gate));
+        }
+        rows.extend(median_rows(runs));
     }
     report(&rows, &cfg, only.is_none());
+}
+
+/// Row by row, the run with the median time (each run yields the same rows
+/// in the same order).
+fn median_rows(runs: Vec<Vec<Row>>) -> Vec<Row> {
+    let n = runs[0].len();
+    let mut columns: Vec<Vec<Row>> = (0..n).map(|_| Vec::new()).collect();
+    for run in runs {
+        assert_eq!(run.len(), n, "a workload's runs differ in rows");
+        for (i, row) in run.into_iter().enumerate() {
+            columns[i].push(row);
+        }
+    }
+    columns
+        .into_iter()
+        .map(|mut same| {
+            same.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            same.swap_remove(same.len() / 2)
+        })
+        .collect()
 }
 
 fn report(rows: &[Row], cfg: &Cfg, write: bool) {
@@ -164,8 +195,9 @@ fn report(rows: &[Row], cfg: &Cfg, write: bool) {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Machine: {cores} cores, {cpu}. Processes per workload: {}.{}",
+        "Machine: {cores} cores, {cpu}. Processes per workload: {}. Each row: the median of {} runs.{}",
         cfg.procs,
+        cfg.runs,
         if cfg.quick { " QUICK MODE (tiny N, numbers meaningless)." } else { "" }
     );
     let _ = writeln!(
@@ -224,8 +256,8 @@ fn svg(rows: &[(&str, &str, f64)]) -> String {
     let (w, bar, left) = (960.0, 22.0, 470.0);
     let h = 50.0 + bar * rows.len() as f64;
     let span = w - left - 60.0;
-    // 1e-4 .. 1e2 across the plot.
-    let scale = |r: f64| (r.clamp(1e-4, 1e2).log10() + 4.0) / 6.0 * span;
+    // 1e-4 .. 1e4 across the plot.
+    let scale = |r: f64| (r.clamp(1e-4, 1e4).log10() + 4.0) / 8.0 * span;
     let mut s = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='11'>\n\
          <rect width='100%' height='100%' fill='white'/>\n"
@@ -233,12 +265,12 @@ fn svg(rows: &[(&str, &str, f64)]) -> String {
     let one = left + scale(1.0);
     let _ = writeln!(
         s,
-        "<text x='{left}' y='14'>time per op / the workload's reference, log scale (line = 1; shorter is faster)</text>"
+        "<text x='{left}' y='14'>time per op / the workload's reference (log scale; line = 1; shorter is faster; blue = shmem)</text>"
     );
     for (i, (workload, variant, ratio)) in rows.iter().enumerate() {
         let y = 24.0 + bar * i as f64;
         let x = scale(*ratio);
-        let colour = if *ratio <= 1.0 { "#3a7" } else { "#c84" };
+        let colour = if variant.starts_with("shmem") { "#2a6fdb" } else { "#999" };
         let label = format!("{workload}: {variant}").replace('&', "and").replace('<', "&lt;");
         let _ = writeln!(s, "<text x='{}' y='{}' text-anchor='end'>{label}</text>", left - 6.0, y + 14.0);
         let _ = writeln!(

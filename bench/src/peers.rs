@@ -107,6 +107,19 @@ pub fn child_main(args: &[String]) {
                 assert_eq!(publisher.send_copy(v).unwrap(), 1);
             }
         }
+        "pipe_pong" => {
+            // Echo 8-byte messages from stdin to stdout: a plain pipe.
+            let mut buf = [0u8; 8];
+            loop {
+                // SAFETY: fds 0 and 1 are the pipes the parent set up; `buf` is ours.
+                let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), 8) };
+                if got != 8 {
+                    return;
+                }
+                // SAFETY: as above.
+                assert_eq!(unsafe { libc::write(1, buf.as_ptr().cast(), 8) }, 8);
+            }
+        }
         "noop" => {}
         _ => panic!("unknown child {kind}"),
     }

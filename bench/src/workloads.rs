@@ -317,10 +317,11 @@ pub fn dict(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
         let note = if shared { "all processes on the same 1,000 keys" } else { "1,000 keys per process" };
         let (t, len) = run_dict(cfg, gate, dict_worker, shared, rounds, |seg| seg.len());
         assert_eq!(len, if shared { 1000 } else { p * 1000 });
-        rows.push(Row::new(W, "shmem Map (16 lock stripes)", ops, t).note(note));
+        let keys = if shared { "shared keys" } else { "own keys" };
+        rows.push(Row::new(W, &format!("shmem Map (16 lock stripes), {keys}"), ops, t).note(note));
         let (t, len) = run_dict(cfg, gate, one_lock_worker, shared, rounds, one_lock_len);
         assert_eq!(len, if shared { 1000 } else { p * 1000 });
-        rows.push(Row::new(W, "one #[shared(lock)] around a whole table", ops, t).note(note));
+        rows.push(Row::new(W, &format!("one #[shared(lock)] around a whole table, {keys}"), ops, t).note(note));
     }
     rows
 }
@@ -574,6 +575,26 @@ pub fn ping_pong(cfg: &Cfg, _gate: &Gate) -> Vec<Row> {
         None => rows.push(python_missing(W, "Python Pipe (reference; kernel)")),
     }
     {
+        use std::io::{Read, Write};
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new(&exe)
+            .args(["--child", "pipe_pong", "-", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut to, mut from) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let stats = round_trips(rt, |i| {
+            to.write_all(&i.to_le_bytes()).unwrap();
+            let mut back = [0u8; 8];
+            from.read_exact(&mut back).unwrap();
+            assert_eq!(u64::from_le_bytes(back), i);
+        });
+        drop(to);
+        assert!(child.wait().unwrap().success());
+        rows.push(latency_row(W, "pipe between two Rust processes (kernel)", stats));
+    }
+    {
         type Pair = (ipc_channel::ipc::IpcSender<u64>, ipc_channel::ipc::IpcReceiver<u64>);
         let (server, server_name) = ipc_channel::ipc::IpcOneShotServer::<Pair>::new().unwrap();
         let child = peers::start("ipc_pong", &server_name, 0, 1);
@@ -623,7 +644,7 @@ pub fn ping_pong(cfg: &Cfg, _gate: &Gate) -> Vec<Row> {
         rows.push(latency_row(W, "iceoryx2 publish-subscribe (both spin)", stats));
     }
     for (spin, variant) in
-        [(1, "shmem Queue, try_pop (both spin)"), (0, "shmem Queue, blocking pop (spins ~10 us, then futex)")]
+        [(1, "shmem Queue, try_pop (both spin)"), (0, "shmem Queue, blocking pop (spins ~25 us, then futex)")]
     {
         let seg = Segment::<PingPong>::create_zeroed(&seg_name("pingpong")).unwrap();
         let child = shmem::spawn(&seg, pong, spin).unwrap();
