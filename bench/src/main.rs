@@ -265,7 +265,7 @@ fn svg(rows: &[(&str, &str, f64)]) -> String {
     let one = left + scale(1.0);
     let _ = writeln!(
         s,
-        "<text x='{left}' y='14'>time per op / the workload's reference (log scale; line = 1; shorter is faster; blue = shmem)</text>"
+        "<text x='10' y='14'>time per op / the workload's reference (log scale; line = 1; shorter is faster; blue = shmem)</text>"
     );
     for (i, (workload, variant, ratio)) in rows.iter().enumerate() {
         let y = 24.0 + bar * i as f64;
