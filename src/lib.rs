@@ -81,7 +81,7 @@
 //!
 //! A field that is not a scalar, an array of scalars or a shared struct is
 //! kept behind a cross-process lock. Its type must be plain data
-//! ([`bytemuck::Pod`](crate::bytemuck::Pod): numbers, arrays of them, and
+//! ([`bytemuck::Pod`]: numbers, arrays of them, and
 //! `#[repr(C)]` structs deriving `Pod`).
 //!
 //! ```
@@ -202,7 +202,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmem_core::*;
-/// Makes `fn name(seg: &Segment<T>, arg: A)` a worker that [`spawn`]
+/// Makes `fn name(seg: &Segment<T>, arg: A)` a worker that [`spawn()`]
 /// starts in a child process; see [`mod@spawn`].
 pub use shmem_derive::worker;
 /// Derives [`Shared`](trait@Shared) for a struct with named fields; see the

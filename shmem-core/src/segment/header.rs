@@ -21,7 +21,7 @@
 //! | 80 | 8 | `created_unix_ms` | creation time, milliseconds since the Unix epoch |
 //! | 88 | 40 | reserved | 0 |
 //! | 128 | `type_name_len` | type name | UTF-8, e.g. `Stats` |
-//! | … | `schema_len` | schema | UTF-8 text, see [`Schema`](crate::Schema) |
+//! | … | `schema_len` | schema | UTF-8 text, see [`Schema`] |
 //! | … | | padding | zero, up to `data_offset` |
 //! | `data_offset` | `data_size` | data | the type's `#[repr(C)]` shared twin |
 //!

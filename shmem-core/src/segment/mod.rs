@@ -1,7 +1,7 @@
 //! Named shared-memory segments holding one [`Shared`] value.
 //!
 //! A [`Segment<T>`] is a named POSIX shared-memory object (`/dev/shm/NAME`
-//! on Linux) that starts with a [header](header) and holds `T`'s shared twin.
+//! on Linux) that starts with a [header] and holds `T`'s shared twin.
 //! It dereferences to that twin, so a field is one method call away:
 //!
 //! ```

@@ -28,7 +28,7 @@
 //!
 //! A writer killed while holding the lock is detected like a mutex owner
 //! (the gate is a [`RawMutex`]): the next reader or writer gets in within
-//! [`OWNER_CHECK_INTERVAL`](super::raw_mutex::OWNER_CHECK_INTERVAL) and
+//! [`OWNER_CHECK_INTERVAL`] and
 //! sees `Err(PoisonError)`. A *reader* killed while holding a read guard
 //! leaks its count: writers then wait until their timeout
 //! ([`RwLock::write_timeout`]). Use a [`Mutex`](super::mutex::Mutex) where readers

@@ -30,7 +30,7 @@
 //!
 //! A writer killed mid-copy leaves `seq` odd and its lock held. A reader
 //! that keeps seeing `seq` odd checks the writer (every
-//! [`OWNER_CHECK_INTERVAL`](super::raw_mutex::OWNER_CHECK_INTERVAL) or
+//! [`OWNER_CHECK_INTERVAL`] or
 //! so); if it is dead, the reader takes the writer lock over, makes `seq`
 //! even and marks the lock poisoned: `read` then returns
 //! `Err(PoisonError)` carrying the (possibly torn) value until someone calls
