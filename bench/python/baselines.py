@@ -86,6 +86,21 @@ def _timed(ctx, start, ps):
     return dt
 
 
+def _consume_timed(start, producer, get, n):
+    """Starts `producer`, then times receiving 0..n-1 with `get` up to None."""
+    producer.start()
+    start.wait()
+    t = time.perf_counter()
+    got = total = 0
+    while (v := get()) is not None:
+        got += 1
+        total += v
+    dt = time.perf_counter() - t
+    producer.join()
+    assert (got, total) == (n, n * (n - 1) // 2)
+    return {"ops": n, "seconds": dt, "check": got}
+
+
 def run(workload, n, procs):
     ctx = mp.get_context("spawn")
     if workload in ("counter_locked", "counter_unlocked"):
@@ -112,18 +127,7 @@ def run(workload, n, procs):
     if workload == "queue":
         q = ctx.Queue(4096)
         start = ctx.Barrier(2)
-        p = ctx.Process(target=_queue_producer, args=(start, q, 0, n, 1))
-        p.start()
-        start.wait()
-        t = time.perf_counter()
-        got = total = 0
-        while (v := q.get()) is not None:
-            got += 1
-            total += v
-        dt = time.perf_counter() - t
-        p.join()
-        assert (got, total) == (n, n * (n - 1) // 2)
-        return {"ops": n, "seconds": dt, "check": got}
+        return _consume_timed(start, ctx.Process(target=_queue_producer, args=(start, q, 0, n, 1)), q.get, n)
     if workload == "queue_mpmc":
         per = n // procs
         q, results = ctx.Queue(4096), ctx.Queue()
@@ -143,18 +147,7 @@ def run(workload, n, procs):
     if workload == "pipe":
         a, b = ctx.Pipe(duplex=False)
         start = ctx.Barrier(2)
-        p = ctx.Process(target=_pipe_producer, args=(start, b, n))
-        p.start()
-        start.wait()
-        t = time.perf_counter()
-        got = total = 0
-        while (v := a.recv()) is not None:
-            got += 1
-            total += v
-        dt = time.perf_counter() - t
-        p.join()
-        assert (got, total) == (n, n * (n - 1) // 2)
-        return {"ops": n, "seconds": dt, "check": got}
+        return _consume_timed(start, ctx.Process(target=_pipe_producer, args=(start, b, n)), a.recv, n)
     if workload == "pingpong_pipe":
         a, b = ctx.Pipe()
         p = ctx.Process(target=_pong, args=(b, n))
