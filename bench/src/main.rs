@@ -26,7 +26,7 @@ use std::process::Command;
 
 /// One measured (or unavailable) variant of a workload.
 pub struct Row {
-    workload: &'static str,
+    workload: String,
     variant: String,
     ops: u64,
     /// Total time of `ops` operations; NaN when the variant could not run.
@@ -35,13 +35,13 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(workload: &'static str, variant: &str, ops: u64, seconds: f64) -> Row {
-        Row { workload, variant: variant.into(), ops, seconds, note: String::new() }
+    pub fn new(workload: &str, variant: &str, ops: u64, seconds: f64) -> Row {
+        Row { workload: workload.into(), variant: variant.into(), ops, seconds, note: String::new() }
     }
 
     /// A variant that cannot run, with the reason, shown as "n/a".
-    pub fn missing(workload: &'static str, variant: &str, why: &str) -> Row {
-        Row { workload, variant: variant.into(), ops: 0, seconds: f64::NAN, note: why.into() }
+    pub fn missing(workload: &str, variant: &str, why: &str) -> Row {
+        Row { workload: workload.into(), variant: variant.into(), ops: 0, seconds: f64::NAN, note: why.into() }
     }
 
     pub fn note(mut self, note: impl Into<String>) -> Row {
@@ -212,7 +212,7 @@ fn report(rows: &[Row], cfg: &Cfg, write: bool) {
     for r in rows {
         if r.workload != last {
             reference = r.ns_per_op();
-            last = r.workload;
+            last = &r.workload;
         }
         if r.seconds.is_nan() {
             let _ = writeln!(md, "| {} | {} | - | n/a | n/a | n/a | {} |", r.workload, r.variant, r.note);
@@ -237,7 +237,7 @@ fn report(rows: &[Row], cfg: &Cfg, write: bool) {
             ratio_text,
             r.note
         );
-        svg_rows.push((r.workload, r.variant.as_str(), ratio));
+        svg_rows.push((r.workload.as_str(), r.variant.as_str(), ratio));
     }
     print!("{md}");
     if !write {

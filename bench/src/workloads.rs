@@ -20,12 +20,12 @@ fn join_all(workers: Vec<shmem::Child>) {
     }
 }
 
-fn python_row(cfg: &Cfg, workload: &'static str, variant: &str, script: &str, n: u64) -> Option<Row> {
+fn python_row(cfg: &Cfg, workload: &str, variant: &str, script: &str, n: u64) -> Option<Row> {
     let o = cfg.python(script, n)?;
     Some(Row::new(workload, variant, json::get(&o, "ops") as u64, json::get(&o, "seconds")))
 }
 
-fn python_missing(workload: &'static str, variant: &str) -> Row {
+fn python_missing(workload: &str, variant: &str) -> Row {
     Row::missing(workload, variant, "python3 baseline failed to run (see stderr)")
 }
 
@@ -391,7 +391,6 @@ pub fn queue(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
         assert_eq!(sum, q * (q - 1) / 2);
         rows.push(
             Row::new(W, "iceoryx2 publish-subscribe (lossless)", q, t.as_secs_f64())
-                .msg_rate()
                 .note(format!("{:.1} M msg/s; subscriber polls", q as f64 / t.as_secs_f64() / 1e6)),
         );
     }
@@ -455,7 +454,7 @@ fn mpmc_consume(seg: &Segment<Work>) {
 }
 
 pub fn queue_mpmc(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
-    let w: &'static str = Box::leak(format!("queue {0}->{0}", cfg.procs).into_boxed_str());
+    let w = &format!("queue {0}->{0}", cfg.procs);
     let p = cfg.procs as u64;
     let q = cfg.scale(1_000_000, 20_000) / p * p;
     let mut rows = Vec::new();
@@ -558,7 +557,7 @@ fn round_trips(rt: u64, mut one: impl FnMut(u64)) -> (f64, f64) {
     (rtts[rtts.len() / 2], rtts[rtts.len() * 99 / 100])
 }
 
-fn latency_row(w: &'static str, variant: &str, (median, p99): (f64, f64)) -> Row {
+fn latency_row(w: &str, variant: &str, (median, p99): (f64, f64)) -> Row {
     Row::new(w, variant, 1, median).note(format!("median {:.2} us, p99 {:.2} us", median * 1e6, p99 * 1e6))
 }
 
