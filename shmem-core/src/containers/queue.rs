@@ -46,11 +46,10 @@
 //! 128, the slots from offset 192 (each group on its own cache line).
 
 use crate::sync::park::{Os, Park};
+use crate::sync::primitive::{fence, spin_hint, AtomicU32, AtomicU64, DataCell, Ordering};
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::TimedOut;
 use bytemuck::Pod;
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,7 @@ const RECHECK: Duration = Duration::from_millis(100);
 
 /// `spin_loop` hints before sleeping (about 25 us on a current x86 CPU): a
 /// reply that arrives within that window costs no kernel round trip.
-const SPINS: u32 = 1_000;
+const SPINS: u32 = if cfg!(loom) { 2 } else { 1_000 };
 
 /// The most `spin_loop` hints between two checks while spinning. Checking
 /// reads the other side's counter, which pulls its cache line away from a
@@ -81,8 +80,15 @@ struct Side {
 }
 
 impl Side {
+    #[cfg(not(loom))]
     fn futex(&self) -> *const u32 {
         crate::sync::park::low_half(self.count.as_ptr().cast_const())
+    }
+
+    /// Under loom, `Os` ignores the address (a wait is a yield).
+    #[cfg(loom)]
+    fn futex(&self) -> *const u32 {
+        core::ptr::null()
     }
 }
 
@@ -104,7 +110,7 @@ pub struct Queue<T, const N: usize> {
     producers: Side,
     consumers: Side,
     flags: Flags,
-    pub(crate) slots: [UnsafeCell<T>; N],
+    pub(crate) slots: [DataCell<T>; N],
 }
 
 // SAFETY: a slot is written only by the producer holding the push lock while
@@ -159,9 +165,28 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     pub fn new() -> Self {
         #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
         let () = Self::VALID;
+        #[cfg(not(loom))]
         // SAFETY: every field is an integer atomic, a `RawMutex` (zero =
-        // unlocked) or an `UnsafeCell<T: Pod>`: all-zero bytes are valid.
-        unsafe { core::mem::zeroed() }
+        // unlocked) or a `DataCell<T: Pod>`: all-zero bytes are valid.
+        return unsafe { core::mem::zeroed() };
+        #[cfg(loom)]
+        return Self::new_model();
+    }
+
+    /// Loom's atomics carry model state, so they are built, not zeroed.
+    #[cfg(loom)]
+    fn new_model() -> Self {
+        let side = || Side { count: AtomicU64::new(0), seen: AtomicU64::new(0), lock: RawMutex::new() };
+        Queue {
+            producers: side(),
+            consumers: side(),
+            flags: Flags {
+                closed: AtomicU32::new(0),
+                push_sleepers: AtomicU32::new(0),
+                pop_sleepers: AtomicU32::new(0),
+            },
+            slots: core::array::from_fn(|_| DataCell::new(T::zeroed())),
+        }
     }
 
     /// The capacity `N`.
@@ -194,8 +219,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         Os::wake_all(self.consumers.futex());
     }
 
-    fn slot(&self, counter: u64) -> *mut T {
-        self.slots[(counter % N as u64) as usize].get()
+    fn slot(&self, counter: u64) -> &DataCell<T> {
+        &self.slots[(counter % N as u64) as usize]
     }
 
     /// Pushes `item` if there is room, without waiting.
@@ -281,7 +306,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 return Ok(());
             }
             for _ in 0..pause {
-                core::hint::spin_loop();
+                spin_hint();
             }
             spun += pause;
             pause = (pause * 2).min(MAX_PAUSE);
