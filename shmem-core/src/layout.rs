@@ -152,7 +152,8 @@ primitive_shared! {
 }
 
 // SAFETY: `Queue` is `repr(C)`: integer atomics, two zero-valid
-// `RawMutex`es and `UnsafeCell<T: Pod>` slots; all-zero is an empty queue.
+// `RawMutex`es and `DataCell<T: Pod>` slots (an `UnsafeCell`); all-zero is an
+// empty queue.
 // The fingerprint covers the item size and alignment and the capacity.
 unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> Shared for crate::containers::Queue<T, N> {
     type Layout = Self;
