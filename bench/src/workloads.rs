@@ -237,39 +237,42 @@ fn key(start: u32, stride: u32, j: u32) -> u32 {
     start + (j * stride) % 1000
 }
 
-/// `[start, rounds, stride, shared]`: set then get 1,000 keys per round (see
-/// [`key`]); with `shared` = 1 other processes may have overwritten a value.
-#[shmem::worker]
-fn dict_worker(seg: &Segment<Dict>, args: [u32; 4]) {
+/// `[start, rounds, stride, shared]`: waits at the gate, then calls
+/// `op(key, round, shared)` for 1,000 keys per round (see [`key`]); with
+/// `shared` other processes may have overwritten a value.
+fn for_each_key(args: [u32; 4], mut op: impl FnMut(u32, u64, bool)) {
     let [start, rounds, stride, shared] = args;
     Gate::arrive();
     for round in 0..u64::from(rounds) {
         for j in 0..1000 {
-            let k = key(start, stride, j);
-            seg.insert(k, round).expect("room");
-            let got = seg.get(&k);
-            assert!(got == Some(round) || (shared == 1 && got.is_some()));
+            op(key(start, stride, j), round, shared == 1);
         }
     }
 }
 
+/// Set then get each key in the `Map`.
+#[shmem::worker]
+fn dict_worker(seg: &Segment<Dict>, args: [u32; 4]) {
+    for_each_key(args, |k, round, shared| {
+        seg.insert(k, round).expect("room");
+        let got = seg.get(&k);
+        assert!(got == Some(round) || (shared && got.is_some()));
+    });
+}
+
+/// Set then get each key in the one-lock table.
 #[shmem::worker]
 fn one_lock_worker(seg: &Segment<OneLock>, args: [u32; 4]) {
-    let [start, rounds, stride, shared] = args;
-    Gate::arrive();
-    for round in 0..u64::from(rounds) {
-        for j in 0..1000 {
-            let k = key(start, stride, j);
-            {
-                let mut slots = seg.slots().lock().unwrap();
-                let i = one_lock_index(&slots, k);
-                slots[i] = Slot { key: k, used: 1, value: round };
-            }
-            let slots = seg.slots().lock().unwrap();
-            let slot = slots[one_lock_index(&slots, k)];
-            assert!(slot.used == 1 && (slot.value == round || shared == 1));
+    for_each_key(args, |k, round, shared| {
+        {
+            let mut slots = seg.slots().lock().unwrap();
+            let i = one_lock_index(&slots, k);
+            slots[i] = Slot { key: k, used: 1, value: round };
         }
-    }
+        let slots = seg.slots().lock().unwrap();
+        let slot = slots[one_lock_index(&slots, k)];
+        assert!(slot.used == 1 && (slot.value == round || shared));
+    });
 }
 
 /// Runs `procs` workers over a fresh segment of `T` with `[start, rounds,
