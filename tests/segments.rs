@@ -292,7 +292,7 @@ fn other_version_is_version_mismatch() {
     bytes[8..12].copy_from_slice(&99u32.to_ne_bytes());
     std::fs::write(shm_path(&name), &bytes).unwrap();
     match Segment::<Stats>::attach(&name) {
-        Err(Error::VersionMismatch { expected: 1, found: 99, .. }) => {}
+        Err(Error::VersionMismatch { expected: shmem::segment::header::VERSION, found: 99, .. }) => {}
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
 }

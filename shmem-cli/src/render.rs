@@ -179,10 +179,12 @@ fn param(kind: &str, key: &str) -> Option<u64> {
 }
 
 fn lock_owner(view: &View, offset: u64) -> Json {
+    // The lock word holds the owner's token (see shmem::sync::liveness),
+    // not a pid: shown as hex.
     let word = view.read_uint(offset, 8).unwrap_or(0);
-    match word & ((1 << 30) - 1) {
+    match word & !(1 << 30) {
         0 => json!(null),
-        pid => json!(pid),
+        token => json!(format!("{token:#x}")),
     }
 }
 
@@ -204,8 +206,10 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
         let text = match (&owner, poisoned) {
             (Json::Null, false) => "free".to_owned(),
             (Json::Null, true) => "free, poisoned".to_owned(),
-            (pid, false) => format!("held by pid {pid}"),
-            (pid, true) => format!("held by pid {pid}, poisoned"),
+            (Json::String(t), false) => format!("held by process {t}"),
+            (Json::String(t), true) => format!("held by process {t}, poisoned"),
+            (other, false) => format!("held by process {other}"),
+            (other, true) => format!("held by process {other}, poisoned"),
         };
         let mut json = json!({ "held_by": owner, "poisoned": poisoned });
         if let (Json::Object(map), Json::Object(more)) = (&mut json, extra) {

@@ -106,7 +106,11 @@ fn show_prints_values_in_text_and_json() {
     let field = |p: &str| json["fields"].as_array().unwrap().iter().find(|f| f["path"] == p).unwrap()["value"].clone();
     assert_eq!(field("count"), 42);
     assert_eq!(field("levels"), serde_json::json!([0, -7, 0]));
-    assert_eq!(field("label")["held_by"], std::process::id(), "the lock we hold is shown held by us");
+    assert_eq!(
+        field("label")["held_by"],
+        format!("{:#x}", shmem::sync::liveness::my_token()),
+        "the lock we hold is shown held by our owner token"
+    );
     assert_eq!(field("label.value"), "widgets");
     assert_eq!(field("stock")["len"], 2);
     let mut entries = field("stock")["entries"].as_array().unwrap().clone();
@@ -187,11 +191,12 @@ fn errors_are_one_line_and_non_zero() {
     drop(seg);
     let path = format!("/dev/shm/{newer}");
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    bytes[8..12].copy_from_slice(&(shmem::segment::header::VERSION + 1).to_ne_bytes());
     std::fs::write(&path, bytes).unwrap();
     let out = shmem(&["show", &newer]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("header format version 2"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("header format version {}", shmem::segment::header::VERSION + 1)),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

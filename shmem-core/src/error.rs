@@ -15,6 +15,7 @@
 //! | [`Error::NotReady`] | the segment did not become ready within the timeout |
 //! | [`Error::PermissionDenied`] | the OS refused access to the segment |
 //! | [`Error::NoSpace`] | not enough shared memory to create the segment |
+//! | [`Error::TooManyProcesses`] | every liveness slot of the segment is held by a live process |
 //! | [`Error::Io`] | any other OS error, with the operation that failed |
 //! | [`Error::WorkerPanicked`] | a spawned worker panicked (with its message) |
 //! | [`Error::WorkerFailed`] | a spawned worker could not run (e.g. its segment was not found) |
@@ -139,6 +140,19 @@ pub enum Error {
         size: u64,
     },
 
+    /// Every liveness slot of the segment is held by a live process, so one
+    /// more process cannot join it (see [`crate::sync::liveness`]).
+    #[error(
+        "segment `{name}` already has {slots} processes attached, its limit; \
+         detach one (drop its `Segment`) or share one handle between threads"
+    )]
+    TooManyProcesses {
+        /// The segment name.
+        name: String,
+        /// How many slots the segment has.
+        slots: u32,
+    },
+
     /// A worker process panicked; `message` is its panic message.
     #[error("worker `{worker}` (pid {pid}) panicked: {message}")]
     WorkerPanicked {
@@ -243,6 +257,7 @@ impl Error {
             Error::NotReady { .. } => ErrorKind::NotReady,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::TooManyProcesses { .. } => ErrorKind::TooManyProcesses,
             Error::Io { .. } => ErrorKind::Io,
             Error::WorkerPanicked { .. } => ErrorKind::WorkerPanicked,
             Error::WorkerFailed { .. } => ErrorKind::WorkerFailed,
@@ -270,6 +285,7 @@ pub enum ErrorKind {
     NotReady,
     PermissionDenied,
     NoSpace,
+    TooManyProcesses,
     Io,
     WorkerPanicked,
     WorkerFailed,
@@ -281,7 +297,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 18] = [
+    const ALL: [ErrorKind; 19] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidName,
@@ -292,6 +308,7 @@ impl ErrorKind {
         ErrorKind::NotReady,
         ErrorKind::PermissionDenied,
         ErrorKind::NoSpace,
+        ErrorKind::TooManyProcesses,
         ErrorKind::Io,
         ErrorKind::WorkerPanicked,
         ErrorKind::WorkerFailed,

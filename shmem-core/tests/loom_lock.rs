@@ -14,7 +14,7 @@
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
-use shmem_core::sync::park::{Park, ProcessId};
+use shmem_core::sync::park::{Liveness, Park};
 use shmem_core::sync::raw_mutex::{Acquired, RawMutex};
 use std::cell::Cell;
 use std::time::Duration;
@@ -44,11 +44,15 @@ impl Park for Model {
     }
     fn wake_one(_word: *const u32) {}
     fn wake_all(_word: *const u32) {}
-    fn me() -> ProcessId {
-        ProcessId { pid: PID.with(Cell::get), start: 7 }
+    fn me() -> u64 {
+        u64::from(PID.with(Cell::get)) | (7 << 32)
     }
-    fn alive(who: ProcessId) -> bool {
-        DEAD.load(Ordering::SeqCst) != who.pid
+    fn liveness(owner: u64, _lock: *const ()) -> Liveness {
+        if u64::from(DEAD.load(Ordering::SeqCst)) | (7 << 32) == owner {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        }
     }
 }
 

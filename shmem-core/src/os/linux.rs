@@ -260,62 +260,6 @@ pub(crate) fn futex_wake(word: *const u32, n: u32) {
     unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, n) };
 }
 
-/// This process's pid, cached (re-read after `fork`, see `reset_pid_cache`).
-pub(crate) fn current_pid() -> u32 {
-    use std::sync::Once;
-    static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    static ATFORK: Once = Once::new();
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    ATFORK.call_once(|| {
-        extern "C" fn reset_pid_cache() {
-            PID.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: registers a handler that only performs an atomic store,
-        // which is async-signal-safe as fork requires.
-        unsafe { libc::pthread_atfork(None, None, Some(reset_pid_cache)) };
-    });
-    let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
-    pid
-}
-
-/// This process's start time (see [`process_start_time`]), cached like the pid.
-pub(crate) fn current_start_time() -> u64 {
-    static CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    static CACHE_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let pid = current_pid();
-    if CACHE_PID.load(Ordering::Acquire) == pid {
-        return CACHE.load(Ordering::Relaxed);
-    }
-    let start = process_start_time(pid).unwrap_or(0);
-    CACHE.store(start, Ordering::Relaxed);
-    CACHE_PID.store(pid, Ordering::Release);
-    start
-}
-
-/// Whether the process `pid` that started at `start_time` (clock ticks since
-/// boot; 0 = unknown; compared on its low 32 bits if `low32`) is still
-/// running. A pid that now belongs to a process with another start time is a
-/// reused pid: the original is dead. A zombie (exited, not yet reaped)
-/// counts as dead.
-pub(crate) fn process_alive(pid: u32, start_time: u64, low32: bool) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return true };
-    let mut fields = rest.split_whitespace();
-    if fields.next() == Some("Z") {
-        return false;
-    }
-    match fields.nth(18).and_then(|s| s.parse::<u64>().ok()) {
-        Some(actual) => start_time == 0 || actual == start_time || (low32 && actual as u32 == start_time as u32),
-        None => true,
-    }
-}
-
 /// The executable of this very process: exec'ing it runs the same binary
 /// image even if the file on disk was replaced since this process started.
 pub(crate) const SELF_EXE: &str = "/proc/self/exe";
@@ -359,4 +303,91 @@ pub(crate) fn set_cloexec(fd: i32) {
 pub(crate) fn fd_is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Takes an OFD (open-file-description) write lock on the one byte at
+/// `offset` of `file`, without waiting: `Ok(true)` if taken (or already held
+/// through this same description), `Ok(false)` if another description holds
+/// it. The kernel drops the lock at the last close of the description, and
+/// so when the process that holds it dies, in any PID namespace.
+pub(crate) fn ofd_try_lock_byte(fd: i32, offset: u64) -> io::Result<bool> {
+    match ofd_setlk(fd, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short, offset) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a description other than `fd`'s holds a lock on the byte at
+/// `offset` (`F_OFD_GETLK`). An error means "cannot tell".
+pub(crate) fn ofd_byte_held_by_other(fd: i32, offset: u64) -> io::Result<bool> {
+    let mut fl = flock_for(libc::F_WRLCK as libc::c_short, offset)?;
+    // SAFETY: `fl` is a valid, initialised `struct flock` that lives across
+    // the call; F_OFD_GETLK only reads and writes it.
+    let rc = unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl as *mut libc::flock) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+fn flock_for(kind: libc::c_short, offset: u64) -> io::Result<libc::flock> {
+    let start = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `struct flock` is plain data; all-zero bytes are a valid value
+    // (and `l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { core::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    Ok(fl)
+}
+
+fn ofd_setlk(fd: i32, cmd: libc::c_int, kind: libc::c_short, offset: u64) -> io::Result<()> {
+    let fl = flock_for(kind, offset)?;
+    loop {
+        // SAFETY: `fl` is a valid `struct flock` that outlives the call; the
+        // kernel only reads it for SETLK/SETLKW.
+        let rc = unsafe { libc::fcntl(fd, cmd, &fl as *const libc::flock) };
+        if rc != -1 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted || cmd == libc::F_OFD_SETLKW {
+            return Err(err);
+        }
+    }
+}
+
+/// A new descriptor for the same open file description as `file`
+/// (close-on-exec): OFD locks taken through it belong to that description.
+pub(crate) fn dup_cloexec(file: &File) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `file` owns an open descriptor for the whole call;
+    // F_DUPFD_CLOEXEC returns a new descriptor or -1.
+    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by F_DUPFD_CLOEXEC: open, and owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// 64 random bits from the kernel (`getrandom`), or, if that fails, a
+/// mix of the clock, the pid and an address (unique enough to tell
+/// processes apart; never relied on for secrecy).
+pub(crate) fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is 8 writable bytes that outlive the call.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 8 {
+        return u64::from_ne_bytes(buf);
+    }
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    let mut x = t ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

@@ -19,14 +19,18 @@
 //! | 68 | 4 | `flags` | reserved, 0 |
 //! | 72 | 8 | `creator_start_time` | the creator's start time, clock ticks since boot (with the pid, identifies the process even if its pid is reused) |
 //! | 80 | 8 | `created_unix_ms` | creation time, milliseconds since the Unix epoch |
-//! | 88 | 40 | reserved | 0 |
+//! | 88 | 8 | `liveness_offset` | where the liveness table starts (a multiple of 64) |
+//! | 96 | 4 | `liveness_slots` | number of 8-byte slots in the liveness table ([`LIVENESS_SLOTS`]) |
+//! | 100 | 28 | reserved | 0 |
 //! | 128 | `type_name_len` | type name | UTF-8, e.g. `Stats` |
 //! | … | `schema_len` | schema | UTF-8 text, see [`Schema`] |
+//! | … | | padding | zero, up to `liveness_offset` |
+//! | `liveness_offset` | `8 * liveness_slots` | liveness table | one owner token per attached process, see [`crate::sync::liveness`] |
 //! | … | | padding | zero, up to `data_offset` |
 //! | `data_offset` | `data_size` | data | the type's `#[repr(C)]` shared twin |
 //!
 //! Invariants checked when a header is read: `128 + type_name_len + schema_len
-//! <= data_offset`, `data_offset + data_size == file_size`, `data_offset` is a
+//! <= liveness_offset`, `liveness_offset + 8 * liveness_slots <= data_offset`, `data_offset + data_size == file_size`, `data_offset` is a
 //! multiple of `data_align`, `data_align` is a power of two no larger than
 //! 4096, and the file is at least `file_size` bytes long.
 //!
@@ -42,7 +46,10 @@ use crate::layout::Schema;
 /// The magic number at offset 0: the bytes `SHMEMSEG`.
 pub const MAGIC: [u8; 8] = *b"SHMEMSEG";
 /// The header format version this library writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Number of liveness slots a segment has: how many processes can be
+/// attached to it at once.
+pub const LIVENESS_SLOTS: u32 = 1024;
 /// Size of the fixed part of the header.
 pub const FIXED_LEN: usize = 128;
 /// Value of `state` while the creator initialises the data.
@@ -77,6 +84,10 @@ pub struct Header {
     pub creator_start_time: u64,
     /// Creation time in milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// Offset of the liveness table from the start of the file.
+    pub liveness_offset: u64,
+    /// Number of 8-byte slots in the liveness table.
+    pub liveness_slots: u32,
     /// The data type's name.
     pub type_name: String,
     /// The data's schema.
@@ -114,8 +125,10 @@ impl Header {
     /// bytes aligned to `data_align` follows it.
     pub(crate) fn new(type_name: String, schema: Schema, fingerprint: u64, data_size: u64, data_align: u64) -> Header {
         let var_len = (FIXED_LEN + type_name.len() + schema.to_text().len()) as u64;
+        let liveness_offset = var_len.div_ceil(64) * 64;
+        let liveness_end = liveness_offset + 8 * u64::from(LIVENESS_SLOTS);
         let step = data_align.max(64);
-        let data_offset = var_len.div_ceil(step) * step;
+        let data_offset = liveness_end.div_ceil(step) * step;
         let creator_pid = std::process::id();
         Header {
             version: VERSION,
@@ -130,6 +143,8 @@ impl Header {
             created_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            liveness_offset,
+            liveness_slots: LIVENESS_SLOTS,
             type_name,
             schema,
         }
@@ -151,6 +166,8 @@ impl Header {
         b.extend_from_slice(&0u32.to_ne_bytes());
         b.extend_from_slice(&self.creator_start_time.to_ne_bytes());
         b.extend_from_slice(&self.created_unix_ms.to_ne_bytes());
+        b.extend_from_slice(&self.liveness_offset.to_ne_bytes());
+        b.extend_from_slice(&self.liveness_slots.to_ne_bytes());
         b.resize(FIXED_LEN, 0);
         b.extend_from_slice(self.type_name.as_bytes());
         b.extend_from_slice(schema.as_bytes());
@@ -213,6 +230,8 @@ impl Header {
             creator_pid: u32_at(fixed, 64),
             creator_start_time: u64_at(fixed, 72),
             created_unix_ms: u64_at(fixed, 80),
+            liveness_offset: u64_at(fixed, 88),
+            liveness_slots: u32_at(fixed, 96),
             type_name: String::from_utf8(var[..name_len].to_vec()).map_err(|_| Corruption::BadTypeName)?,
             schema: std::str::from_utf8(&var[name_len..])
                 .map_err(|_| Corruption::BadSchema("not UTF-8".into()))
@@ -222,7 +241,17 @@ impl Header {
         if !header.data_align.is_power_of_two() || header.data_align > MAX_ALIGN {
             return inconsistent("data alignment is not a power of two up to 4096");
         }
-        if header.data_offset < (FIXED_LEN + var.len()) as u64 {
+        if header.liveness_offset < (FIXED_LEN + var.len()) as u64 || !header.liveness_offset.is_multiple_of(64) {
+            return inconsistent("the liveness table overlaps the header or is not aligned");
+        }
+        if header.liveness_slots == 0 || header.liveness_slots > LIVENESS_SLOTS {
+            return inconsistent("liveness slot count out of range");
+        }
+        if header
+            .liveness_offset
+            .checked_add(8 * u64::from(header.liveness_slots))
+            .is_none_or(|end| end > header.data_offset)
+        {
             return inconsistent("data overlaps the header");
         }
         if !header.data_offset.is_multiple_of(header.data_align) {
@@ -291,8 +320,8 @@ mod tests {
     #[test]
     fn version_and_state() {
         let (_, mut file) = sample();
-        patch(&mut file, 8, &2u32.to_ne_bytes());
-        assert_eq!(read(&file), Err(HeaderError::Version(2)));
+        patch(&mut file, 8, &1u32.to_ne_bytes());
+        assert_eq!(read(&file), Err(HeaderError::Version(1)));
         let (_, mut file) = sample();
         patch(&mut file, 12, &7u32.to_ne_bytes());
         assert_eq!(read(&file), Err(HeaderError::Corrupt(Corruption::BadState(7))));
@@ -300,7 +329,8 @@ mod tests {
 
     #[test]
     fn sizes_that_do_not_add_up() {
-        let cases: [(usize, u64); 5] = [(40, 25), (24, 1 << 40), (32, 8), (32, 129), (48, 3)];
+        let cases: [(usize, u64); 8] =
+            [(40, 25), (24, 1 << 40), (32, 8), (32, 129), (48, 3), (88, 64), (88, 1 << 40), (96, 0)];
         for (at, value) in cases {
             let (_, mut file) = sample();
             patch(&mut file, at, &value.to_ne_bytes());

@@ -44,6 +44,7 @@ pub mod name;
 use crate::error::{Error, Result};
 use crate::layout::{Schema, Shared};
 use crate::os;
+use crate::sync::liveness::{self, Member, RegisterError};
 use header::{Header, HeaderError, STATE_READY};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fmt;
@@ -155,8 +156,19 @@ impl SegmentOptions {
         header.state = STATE_READY;
         unnamed.file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
         os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
+        let member = join_liveness(&unnamed.file, &map, &header, name)?;
         let file = unnamed.link_into_place(name).map_err(io("link"))?;
-        Ok(Segment { name: name.to_owned(), file, map, header, data, owner: true, persist: false, _type: PhantomData })
+        Ok(Segment {
+            name: name.to_owned(),
+            file,
+            map,
+            header,
+            data,
+            owner: true,
+            persist: false,
+            _member: member,
+            _type: PhantomData,
+        })
     }
 
     /// Attaches to the existing segment `name`, checking that it holds `T`.
@@ -188,8 +200,19 @@ impl SegmentOptions {
         }
         let map = map(&file, &header, name)?;
         os::hold_liveness_lock(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+        let member = join_liveness(&file, &map, &header, name)?;
         let data = data_ptr::<T>(&map, &header);
-        Ok(Segment { name: name.to_owned(), file, map, header, data, owner: false, persist: false, _type: PhantomData })
+        Ok(Segment {
+            name: name.to_owned(),
+            file,
+            map,
+            header,
+            data,
+            owner: false,
+            persist: false,
+            _member: member,
+            _type: PhantomData,
+        })
     }
 
     /// Attaches to segment `name` if it exists, or creates it holding
@@ -271,6 +294,17 @@ fn read_header(name: &str, file: &File) -> Result<Header> {
     })
 }
 
+/// Claims this process's liveness slot in the segment (see
+/// [`crate::sync::liveness`]), before any lock in it can be used.
+fn join_liveness(file: &File, map: &MmapRaw, header: &Header, name: &str) -> Result<Member> {
+    liveness::register(file, map.as_ptr() as usize, map.len(), header.liveness_offset, header.liveness_slots).map_err(
+        |e| match e {
+            RegisterError::Full(slots) => Error::TooManyProcesses { name: name.to_owned(), slots },
+            RegisterError::Io(e) => Error::from_io(name, "claim a liveness slot", e),
+        },
+    )
+}
+
 fn map(file: &File, header: &Header, name: &str) -> Result<MmapRaw> {
     MmapOptions::new().len(header.file_size as usize).map_raw(file).map_err(|e| Error::from_io(name, "map", e))
 }
@@ -298,6 +332,9 @@ fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
 /// (`Segment::snapshot(&seg)`, `Segment::name(&seg)`), so they never shadow
 /// a field accessor of the same name.
 pub struct Segment<T: Shared> {
+    /// This mapping's entry in the liveness registry. Declared first so it
+    /// is dropped first (fields drop in order), before `map` is unmapped.
+    _member: Member,
     name: String,
     file: File,
     map: MmapRaw,

@@ -10,6 +10,7 @@
 //!   [`Condvar`](wait::Condvar).
 
 pub mod atomic;
+pub mod liveness;
 pub mod mutex;
 pub mod park;
 pub(crate) mod primitive;

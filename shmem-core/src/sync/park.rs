@@ -1,20 +1,12 @@
 //! How lock state machines sleep, wake and judge liveness: the [`Park`]
-//! trait, with the futex-and-`/proc` implementation [`Os`].
+//! trait, with the futex-and-OFD-lock implementation [`Os`] (see
+//! [`liveness`](super::liveness)).
 //!
 //! The state machines in [`raw_mutex`](super::raw_mutex) take a `Park` as a
 //! type parameter so that the loom model can swap the kernel out.
 
+pub use super::liveness::Liveness;
 use std::time::Duration;
-
-/// A process identity that survives pid reuse: pid and start time (clock
-/// ticks since boot, low 32 bits; 0 = unknown).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessId {
-    /// The process id (at most 2^30 - 1, Linux's `PID_MAX_LIMIT` is 2^22).
-    pub pid: u32,
-    /// Low 32 bits of the process start time.
-    pub start: u32,
-}
 
 /// The futex word of a 64-bit atomic: its low 32 bits, which are its first
 /// 4 bytes on little-endian targets and its last 4 on big-endian ones.
@@ -39,13 +31,15 @@ pub trait Park {
     fn wake_one(word: *const u32);
     /// Wakes every sleeper on `word`.
     fn wake_all(word: *const u32);
-    /// The calling process.
-    fn me() -> ProcessId;
-    /// Whether `who` is still running.
-    fn alive(who: ProcessId) -> bool;
+    /// The calling process's owner token (see
+    /// [`liveness::my_token`](super::liveness::my_token)).
+    fn me() -> u64;
+    /// What the kernel says about `owner`, the holder of the lock at
+    /// `lock`. Callers take over only on [`Liveness::Dead`].
+    fn liveness(owner: u64, lock: *const ()) -> Liveness;
 }
 
-/// The real kernel: shared futexes and `/proc`.
+/// The real kernel: shared futexes and OFD locks.
 #[derive(Debug)]
 pub struct Os;
 
@@ -59,11 +53,11 @@ impl Park for Os {
     }
     fn wake_one(_word: *const u32) {}
     fn wake_all(_word: *const u32) {}
-    fn me() -> ProcessId {
-        ProcessId { pid: crate::os::current_pid(), start: crate::os::current_start_time() as u32 }
+    fn me() -> u64 {
+        super::liveness::my_token()
     }
-    fn alive(who: ProcessId) -> bool {
-        crate::os::process_alive(who.pid, u64::from(who.start), true)
+    fn liveness(owner: u64, lock: *const ()) -> Liveness {
+        super::liveness::judge(owner, lock)
     }
 }
 
@@ -82,10 +76,10 @@ impl Park for Os {
         crate::os::futex_wake(word, u32::MAX)
     }
     #[inline]
-    fn me() -> ProcessId {
-        ProcessId { pid: crate::os::current_pid(), start: crate::os::current_start_time() as u32 }
+    fn me() -> u64 {
+        super::liveness::my_token()
     }
-    fn alive(who: ProcessId) -> bool {
-        crate::os::process_alive(who.pid, u64::from(who.start), true)
+    fn liveness(owner: u64, lock: *const ()) -> Liveness {
+        super::liveness::judge(owner, lock)
     }
 }

@@ -3,44 +3,52 @@
 //! # State
 //!
 //! One 64-bit atomic word. The low half is the futex word (what sleepers
-//! wait on); the high half records who holds the lock, so the owner's
-//! identity is claimed in the same compare-exchange as the lock itself:
+//! wait on); the word as a whole records who holds the lock, as the
+//! holder's owner token (see [`liveness`](super::liveness)), so the owner is
+//! claimed in the same compare-exchange as the lock itself:
 //!
 //! | bits | meaning |
 //! |---|---|
-//! | 0..=29 | owner pid; 0 = unlocked (and then the whole word is 0) |
+//! | 0..=29 | low 30 bits of the owner token, never all 0 for a token; 0 = unlocked (and then the whole word is 0) |
 //! | 30 | `WAITERS`: some thread may be sleeping on the word |
 //! | 31 | reserved, 0 |
-//! | 32..=63 | low 32 bits of the owner's process start time |
+//! | 32..=63 | high 32 bits of the owner token |
 //!
 //! | transition | how |
 //! |---|---|
 //! | lock, fast path | CAS `0 -> me` (Acquire): two atomic operations for lock + unlock, no syscall |
 //! | lock, contended | bounded spin, then set `WAITERS` and `futex_wait`; acquire with CAS `0 -> me \| WAITERS` (others may still sleep) |
 //! | unlock | swap to `0` (Release); `futex_wake(1)` only if `WAITERS` was set |
-//! | owner died | a sleeper wakes every [`OWNER_CHECK_INTERVAL`], reads the owner from the word and asks the OS whether that (pid, start time) still runs; if not, CAS `word -> me \| WAITERS` and report the death |
+//! | owner died | a sleeper wakes every [`OWNER_CHECK_INTERVAL`] and asks [`liveness::judge`](super::liveness::judge) about the token in the word; only on [`Liveness::Dead`] does it CAS `word -> me \| WAITERS` and report the death |
+//! | impossible word | a word no process writes (low 30 bits 0 but other bits set, or bit 31 set), left by a buggy or hostile peer: taken over at once and reported as a dead owner (so the data is marked poisoned) |
 //!
 //! # Why owner death is detected safely
 //!
-//! A process killed while holding the lock cannot unlock it. Waiters notice
-//! within [`OWNER_CHECK_INTERVAL`] (plus scheduling): the owner's pid is gone
-//! from `/proc`, is a zombie, or now belongs to a process with another start
-//! time (pid reuse cannot fool the check). The takeover is a CAS from the
-//! exact word that named the dead owner: a dead process never locks again, so
-//! that word cannot reappear (no ABA), and at most one waiter wins.
+//! A process killed while holding the lock cannot unlock it. The kernel
+//! releases its liveness lock (an OFD lock, owned by an open file
+//! description, not by a pid), and the next liveness check of a waiter sees
+//! that: this works across PID namespaces, with `/proc` hidden or missing,
+//! with a full descriptor table, and for holders whose main thread has
+//! exited. Any doubt ([`Liveness::Unknown`]) counts as alive. The takeover is
+//! a CAS from the exact word that named the dead owner: a dead process never
+//! locks again, so that word cannot reappear (no ABA), and at most one
+//! waiter wins.
 //!
 //! The futex is on the low half only, so a change in the high half alone
-//! wakes no one; every transition also changes the low half (pid or 0).
+//! wakes no one; every transition also changes the low half (token or 0).
 
-use super::park::{Park, ProcessId};
+use super::liveness::{Liveness, TOKEN_MASK};
+use super::park::Park;
 use super::primitive::{spin_hint, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const PID_MASK: u64 = (1 << 30) - 1;
 const WAITERS: u64 = 1 << 30;
 
-/// How often a sleeping waiter checks whether the owner is still alive:
-/// the bound on how long a dead owner blocks others (plus scheduling delay).
+/// How often a sleeping waiter asks whether the owner is still alive
+/// (see [`liveness`](super::liveness)): the bound on how long a dead owner
+/// blocks others (plus scheduling delay). An idle waiter thus makes 100
+/// wake-ups a second, each a futex call, a scan of the segment's 8 KiB
+/// liveness table and one `fcntl(F_OFD_GETLK)`.
 pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Spins before sleeping (each a `spin_loop` hint), as crossbeam's `Backoff`.
@@ -77,18 +85,19 @@ impl std::fmt::Debug for RawMutex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.owner() {
             None => f.write_str("RawMutex(unlocked)"),
-            Some(who) => write!(f, "RawMutex(locked by pid {})", who.pid),
+            Some(token) => write!(f, "RawMutex(locked by {token:#x})"),
         }
     }
 }
 
-fn encode(who: ProcessId) -> u64 {
-    (u64::from(who.start) << 32) | (u64::from(who.pid) & PID_MASK)
+/// The owner token in a locked word (flags stripped), or `None` if unlocked.
+fn owner_of(word: u64) -> Option<u64> {
+    (word != 0).then_some(word & !WAITERS)
 }
 
-fn decode(word: u64) -> Option<ProcessId> {
-    let pid = (word & PID_MASK) as u32;
-    (pid != 0).then_some(ProcessId { pid, start: (word >> 32) as u32 })
+/// Whether a non-zero word is one this protocol can produce.
+fn possible(word: u64) -> bool {
+    super::liveness::valid_token(word & !WAITERS) && word & !(TOKEN_MASK | WAITERS) == 0
 }
 
 impl RawMutex {
@@ -109,9 +118,9 @@ impl RawMutex {
         super::park::low_half(&self.word as *const AtomicU64)
     }
 
-    /// The current owner, if locked.
-    pub fn owner(&self) -> Option<ProcessId> {
-        decode(self.word.load(Ordering::Relaxed))
+    /// The current owner's token, if locked (see [`liveness`](super::liveness)).
+    pub fn owner(&self) -> Option<u64> {
+        owner_of(self.word.load(Ordering::Relaxed))
     }
 
     /// Whether the lock is held (by anyone, alive or dead).
@@ -132,7 +141,7 @@ impl RawMutex {
     /// Takes the lock unless `deadline` passes first (`None`: no deadline).
     #[inline]
     pub fn lock_until<P: Park>(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        let me = encode(P::me());
+        let me = P::me();
         if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             return Some(Acquired::Clean);
         }
@@ -158,6 +167,12 @@ impl RawMutex {
                     Err(_) => continue,
                 }
             }
+            if !possible(w) {
+                if let Some(acquired) = self.take_from_dead_owner::<P>(me) {
+                    return Some(acquired);
+                }
+                continue;
+            }
             if w & WAITERS == 0
                 && self.word.compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
             {
@@ -172,11 +187,12 @@ impl RawMutex {
         }
     }
 
-    /// If the owner recorded in the word is dead, takes the lock over.
+    /// If the owner recorded in the word is certainly dead (or the word is
+    /// one no owner writes), takes the lock over.
     fn take_from_dead_owner<P: Park>(&self, me: u64) -> Option<Acquired> {
         let w = self.word.load(Ordering::Relaxed);
-        let owner = decode(w)?;
-        if P::alive(owner) {
+        let owner = owner_of(w)?;
+        if possible(w) && P::liveness(owner, (self as *const Self).cast()) != Liveness::Dead {
             return None;
         }
         // Keep WAITERS: others may sleep, and the dead owner will never wake them.
@@ -188,7 +204,7 @@ impl RawMutex {
 
     /// Takes the lock if it is free or its owner is dead; never sleeps.
     pub fn try_lock_report<P: Park>(&self) -> Option<Acquired> {
-        let me = encode(P::me());
+        let me = P::me();
         match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => Some(Acquired::Clean),
             Err(_) => self.take_from_dead_owner::<P>(me),

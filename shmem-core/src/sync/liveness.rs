@@ -1,0 +1,282 @@
+//! Who holds a lock, and whether the kernel says that holder is gone.
+//!
+//! Every cross-process lock in shmem ([`RawMutex`](super::raw_mutex::RawMutex)
+//! and what is built on it, and the reader slots of
+//! [`RwLock`](super::rwlock::RwLock)) records its holder as an **owner
+//! token**: 62 random bits drawn once per process (see [`my_token`]). A
+//! token names no pid, so it means the same thing in every PID namespace,
+//! needs no `/proc`, and cannot be confused by pid reuse.
+//!
+//! # How death is decided
+//!
+//! Every segment has a *liveness table* of
+//! [`LIVENESS_SLOTS`](crate::segment::header::LIVENESS_SLOTS) 8-byte slots
+//! (see the [header](crate::segment::header)). A process that creates or
+//! attaches to a segment claims one slot before it can touch the data:
+//!
+//! 1. it takes an **OFD write lock** (`F_OFD_SETLK`, `F_WRLCK`) on the slot's
+//!    first byte in the segment file, through a close-on-exec descriptor it
+//!    keeps for as long as it has the segment open; a slot whose byte is
+//!    locked by another open file description is taken, so it tries the next;
+//! 2. only then does it write its token into the slot.
+//!
+//! The kernel drops an OFD lock when the last descriptor of its open file
+//! description is closed, which happens when the process exits or is killed,
+//! whatever namespace it runs in and whatever its threads do. So a waiter
+//! that sees token `t` in a lock word judges `t` like this ([`judge`]):
+//!
+//! | what the waiter finds | verdict |
+//! |---|---|
+//! | `t` is its own token (itself, or a process forked from it without exec) | [`Liveness::Alive`] |
+//! | the lock is not inside a segment this process has open | [`Liveness::Unknown`] |
+//! | a slot holds `t` and `F_OFD_GETLK` says another description locks its byte | [`Liveness::Alive`] |
+//! | `F_OFD_GETLK` fails (any error) or a slot changes while it looks | [`Liveness::Unknown`] |
+//! | every slot holding `t` is unlocked (and still holds `t` after the check), or no slot holds `t` | [`Liveness::Dead`] |
+//!
+//! Callers take a lock over only on `Dead`; `Unknown` is treated as alive
+//! (they keep waiting and ask again later). A slot is written only by a
+//! process that holds its byte lock, and a process never gives up its slot
+//! while it has the segment open, so a live holder's token is always in a
+//! locked slot: `Dead` needs the kernel to have released that lock.
+//! Tokens are never erased: a slot is simply reclaimed (lock, then
+//! overwrite) once its byte is free, which is also why "no slot holds `t`"
+//! means the holder's lock was released.
+//!
+//! # Why this design
+//!
+//! Measured and read facts are in the project's `LIVENESS.md`. In short:
+//! reading `/proc/<pid>` answers in the waiter's view of the system (wrong
+//! across PID namespaces, under `hidepid`, with a full descriptor table);
+//! the kernel's robust-futex list compares namespace-local thread ids and
+//! was seen marking a *live* holder dead when a thread with the same number
+//! died in another namespace; pidfds resolve pids in the caller's namespace.
+//! OFD locks belong to an open file description, not to a pid, are visible
+//! from every namespace (`F_OFD_GETLK` reports `l_pid = -1`), and are
+//! released by the kernel at the last close.
+//!
+//! # Limits
+//!
+//! - A process forked **without exec** shares its parent's token and
+//!   descriptor: each keeps the other "alive". A lock held by a dead parent
+//!   is recovered only after every such child has exited or exec'd (a
+//!   delay, never a steal). After `exec` the descriptor is closed
+//!   (close-on-exec) and the new program draws a new token.
+//! - A process that closes its own descriptors (`close_range`, `closefrom`)
+//!   while it holds a shmem lock gives its locks away: don't.
+//! - At most `LIVENESS_SLOTS` processes can have one segment open at once;
+//!   the next attach fails with [`Error::TooManyProcesses`](crate::Error::TooManyProcesses).
+//! - Detection is by polling: a waiter asks every
+//!   [`OWNER_CHECK_INTERVAL`](super::raw_mutex::OWNER_CHECK_INTERVAL) (a scan
+//!   of the 8 KiB table and one `fcntl` per matching slot, about 1 µs).
+
+use crate::os;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, RwLock};
+
+/// What the kernel's evidence says about a lock holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The holder is running (or shares this process's identity).
+    Alive,
+    /// The kernel released the holder's liveness lock: it exited or was killed.
+    Dead,
+    /// No evidence either way (a failed lookup, a lock outside any segment):
+    /// treated as alive.
+    Unknown,
+}
+
+/// Bits of a token: bits 30 and 31 are always 0 (the lock word keeps flags
+/// there), and bits 0..=29 are never all 0 (so a locked word's low half is
+/// never 0).
+pub const TOKEN_MASK: u64 = !(3 << 30);
+/// The low 30 bits of a token.
+pub const TOKEN_LOW_MASK: u64 = (1 << 30) - 1;
+
+/// Whether `token` is a value [`my_token`] can return.
+pub fn valid_token(token: u64) -> bool {
+    token & !TOKEN_MASK == 0 && token & TOKEN_LOW_MASK != 0
+}
+
+/// This process's owner token: 62 random bits, drawn on first use and kept
+/// for the life of the process image (a child forked without exec keeps
+/// it; see the module docs).
+#[inline]
+pub fn my_token() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static TOKEN: AtomicU64 = AtomicU64::new(0);
+    let t = TOKEN.load(Ordering::Relaxed);
+    if t != 0 {
+        return t;
+    }
+    #[cold]
+    fn draw(cell: &AtomicU64) -> u64 {
+        let mut t = os::random_u64() & TOKEN_MASK;
+        while t & TOKEN_LOW_MASK == 0 {
+            t = os::random_u64() & TOKEN_MASK;
+        }
+        match cell.compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => t,
+            Err(won) => won,
+        }
+    }
+    draw(&TOKEN)
+}
+
+/// One segment file this process has claimed a liveness slot in.
+struct Registration {
+    dev: u64,
+    ino: u64,
+    /// A descriptor of the open file description that holds the slot's
+    /// byte lock (close-on-exec, never mapped by this module).
+    fd: OwnedFd,
+}
+
+/// One mapping of a segment in this process.
+struct Mapping {
+    id: u64,
+    start: usize,
+    end: usize,
+    /// Address of the liveness table inside the mapping.
+    table: usize,
+    /// File offset of the table (slot `s`'s byte lock is at `table_offset + 8 s`).
+    table_offset: u64,
+    slots: u32,
+    reg: Arc<Registration>,
+}
+
+static MAPPINGS: RwLock<Vec<Mapping>> = RwLock::new(Vec::new());
+
+/// Why a process could not join a segment's liveness table.
+#[derive(Debug)]
+pub(crate) enum RegisterError {
+    /// Every slot is held by a live process.
+    Full(u32),
+    /// An OS call failed.
+    Io(std::io::Error),
+}
+
+/// A mapping's membership in the liveness registry; leaves it when dropped.
+#[derive(Debug)]
+pub(crate) struct Member {
+    id: u64,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
+        maps.retain(|m| m.id != self.id);
+        // The last mapping of a file drops its `Arc<Registration>`, which
+        // closes the descriptor; the kernel then releases the slot (unless a
+        // forked child still holds the description). The token stays in the
+        // slot on purpose: see the module docs.
+    }
+}
+
+fn slot_at(table: usize, s: u32) -> &'static core::sync::atomic::AtomicU64 {
+    // Only called with `table` from a live `Mapping` while the registry lock
+    // is held (so the mapping cannot go away) and `s < slots`.
+    let ptr = (table + 8 * s as usize) as *const core::sync::atomic::AtomicU64;
+    // SAFETY: the liveness table lies inside the mapping (validated header:
+    // `liveness_offset + 8 * slots <= data_offset <= map len`), 8-aligned
+    // (`liveness_offset` is a multiple of 64, the mapping page-aligned), and
+    // is only ever accessed atomically. The `'static` is a white lie kept
+    // private to this module: callers use the reference only while they
+    // hold the registry lock, during which the mapping stays mapped.
+    unsafe { &*ptr }
+}
+
+/// Claims a liveness slot for this process in the segment `file`, mapped at
+/// `map_start..map_start + map_len` with its table at `table_offset`.
+/// Reuses this process's slot if it already has the file open.
+pub(crate) fn register(
+    file: &File,
+    map_start: usize,
+    map_len: usize,
+    table_offset: u64,
+    slots: u32,
+) -> Result<Member, RegisterError> {
+    use std::os::unix::fs::MetadataExt;
+    static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    let meta = file.metadata().map_err(RegisterError::Io)?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    let table = map_start + table_offset as usize;
+    let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
+    let reg = match maps.iter().find(|m| m.reg.dev == dev && m.reg.ino == ino) {
+        Some(m) => m.reg.clone(),
+        None => {
+            let fd = os::dup_cloexec(file).map_err(RegisterError::Io)?;
+            let me = my_token();
+            let first = (me % u64::from(slots)) as u32;
+            let mut claimed = false;
+            for i in 0..slots {
+                let s = (first + i) % slots;
+                if os::ofd_try_lock_byte(fd.as_raw_fd(), table_offset + 8 * u64::from(s)).map_err(RegisterError::Io)? {
+                    slot_at(table, s).store(me, core::sync::atomic::Ordering::SeqCst);
+                    claimed = true;
+                    break;
+                }
+            }
+            if !claimed {
+                return Err(RegisterError::Full(slots));
+            }
+            Arc::new(Registration { dev, ino, fd })
+        }
+    };
+    let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    maps.push(Mapping { id, start: map_start, end: map_start + map_len, table, table_offset, slots, reg });
+    Ok(Member { id })
+}
+
+/// What the kernel's evidence says about the holder `owner` of the lock at
+/// `addr`. See the module docs for the rules; `Dead` is certain.
+pub fn judge(owner: u64, addr: *const ()) -> Liveness {
+    use core::sync::atomic::Ordering;
+    if owner == my_token() {
+        return Liveness::Alive;
+    }
+    if !valid_token(owner) {
+        // No process ever writes such a value: nobody holds it.
+        return Liveness::Dead;
+    }
+    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let addr = addr as usize;
+    let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) else {
+        return Liveness::Unknown;
+    };
+    core::sync::atomic::fence(Ordering::SeqCst);
+    for s in 0..m.slots {
+        let slot = slot_at(m.table, s);
+        if slot.load(Ordering::Acquire) != owner {
+            continue;
+        }
+        match os::ofd_byte_held_by_other(m.reg.fd.as_raw_fd(), m.table_offset + 8 * u64::from(s)) {
+            Err(_) => return Liveness::Unknown,
+            Ok(true) => return Liveness::Alive,
+            Ok(false) if slot.load(Ordering::Acquire) != owner => return Liveness::Unknown,
+            Ok(false) => {}
+        }
+    }
+    Liveness::Dead
+}
+
+/// The number of liveness slots of the segment mapped at `addr` whose byte
+/// lock is held by some process (this one included), for tests and tools.
+/// `None` if `addr` is in no segment this process has open.
+pub fn live_slots(addr: *const ()) -> Option<usize> {
+    use core::sync::atomic::Ordering;
+    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let addr = addr as usize;
+    let m = maps.iter().find(|m| m.start <= addr && addr < m.end)?;
+    let mut n = 0;
+    for s in 0..m.slots {
+        let token = slot_at(m.table, s).load(Ordering::Relaxed);
+        if token == my_token()
+            || (token != 0
+                && os::ofd_byte_held_by_other(m.reg.fd.as_raw_fd(), m.table_offset + 8 * u64::from(s)).unwrap_or(true))
+        {
+            n += 1;
+        }
+    }
+    Some(n)
+}
