@@ -220,7 +220,8 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
     match kind.split_whitespace().next().unwrap_or("") {
         "mutex" => Some(lock(lock_owner(view, e.offset), word(8, 4) != 0, json!({}))),
         "rwlock" => {
-            let readers = word(8, 4) & 0x7fff_ffff;
+            // 16 reader slots of (owner token, count) from offset 24.
+            let readers = (0..16u64).map(|i| word(24 + 16 * i + 8, 8)).fold(0u64, u64::wrapping_add);
             let mut shown = lock(lock_owner(view, e.offset), word(12, 4) != 0, json!({ "readers": readers }));
             if readers > 0 {
                 let _ = write!(shown.text, ", {readers} reader(s)");

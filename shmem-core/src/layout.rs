@@ -267,8 +267,8 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mute
     }
 }
 
-// SAFETY: `RwLock<T>` is `repr(C)`: a zero-valid gate, a reader count, a
-// poison flag and a `T: Pod`.
+// SAFETY: `RwLock<T>` is `repr(C)`: a zero-valid gate, state, poison and
+// departure words, zero-valid reader slots (token, count) and a `T: Pod`.
 unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlock::RwLock<T> {
     const KIND: &'static str = "rwlock";
     const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);

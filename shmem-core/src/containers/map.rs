@@ -82,10 +82,11 @@ pub struct Map<K, V, const N: usize> {
 }
 
 // SAFETY: slots are only accessed by the holder of their shard's lock;
-// `K` and `V` are plain data.
-unsafe impl<K: Pod, V: Pod, const N: usize> Sync for Map<K, V, N> {}
+// `K` and `V` are plain data, and `Send` because an entry inserted by one
+// thread is read or removed by another.
+unsafe impl<K: Pod + Send, V: Pod + Send, const N: usize> Sync for Map<K, V, N> {}
 // SAFETY: as above.
-unsafe impl<K: Pod, V: Pod, const N: usize> Send for Map<K, V, N> {}
+unsafe impl<K: Pod + Send, V: Pod + Send, const N: usize> Send for Map<K, V, N> {}
 
 /// 64-bit FNV-1a: fixed, so every process and build hashes keys alike.
 struct Fnv(u64);

@@ -117,10 +117,11 @@ pub struct Queue<T, const N: usize> {
 
 // SAFETY: a slot is written only by the producer holding the push lock while
 // it is free (`tail - head < N`), and read only by the consumer holding the
-// pop lock after `tail` published it; `T: Pod` is plain data.
-unsafe impl<T: Pod, const N: usize> Sync for Queue<T, N> {}
+// pop lock after `tail` published it; `T: Pod` is plain data, and `T: Send`
+// because an item pushed by one thread is popped by another.
+unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 // SAFETY: as above.
-unsafe impl<T: Pod, const N: usize> Send for Queue<T, N> {}
+unsafe impl<T: Pod + Send, const N: usize> Send for Queue<T, N> {}
 
 /// Why a push failed; the item is handed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

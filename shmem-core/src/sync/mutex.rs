@@ -49,10 +49,11 @@ pub struct Mutex<T> {
 }
 
 // SAFETY: the value is only reached through a guard, which exists only while
-// the lock is held; `T: Pod` is plain data, fine to hand across threads.
-unsafe impl<T: Pod> Sync for Mutex<T> {}
+// the lock is held; `T: Send` (as for `std::sync::Mutex`) because the value
+// is handed from thread to thread (`Pod` alone admits raw pointers).
+unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
 // SAFETY: as above; a `Mutex` owns its `T` inline.
-unsafe impl<T: Pod> Send for Mutex<T> {}
+unsafe impl<T: Pod + Send> Send for Mutex<T> {}
 
 /// Why [`Mutex::lock_timeout`] failed.
 #[derive(Debug)]
@@ -179,8 +180,8 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
     }
 }
 
-// SAFETY: sharing a guard between threads only shares `&T` (`T: Pod` is Sync).
-unsafe impl<T: Pod> Sync for MutexGuard<'_, T> {}
+// SAFETY: sharing a guard between threads only shares `&T`, hence `T: Sync`.
+unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<T: Pod> Deref for MutexGuard<'_, T> {
     type Target = T;

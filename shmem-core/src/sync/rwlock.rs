@@ -13,64 +13,94 @@
 //!
 //! # Protocol
 //!
-//! A crash-safe [`RawMutex`] is the gate. A reader takes the gate, adds
-//! itself to `readers`, and releases the gate at once; it leaves by
-//! decrementing `readers`. A writer takes the gate and keeps it, then waits
-//! until `readers` drains to zero. While a writer waits, new readers queue at
-//! the gate, so writers are not starved.
+//! A crash-safe [`RawMutex`] is the gate. Readers are counted per process,
+//! in [`READER_SLOTS`] slots of (owner token, count): a reader takes the
+//! gate, adds 1 to its process's slot (claiming a free slot if its process
+//! has none), and releases the gate at once; it leaves by decrementing its
+//! slot, without the gate. A writer takes the gate and keeps it, sets
+//! `WRITER_WAITING`, and waits until every slot's count is zero. While a
+//! writer waits, new readers queue at the gate, so writers are not starved.
 //!
-//! | `readers` bits | meaning |
+//! | field | meaning |
 //! |---|---|
-//! | 0..=30 | number of readers inside |
-//! | 31 | `WRITER_WAITING`: the last reader out must wake the writer |
+//! | `gate` | the [`RawMutex`]: held by a writer, or for an instant by an entering reader |
+//! | `state` bit 0 | `WRITER_WAITING`: a reader whose slot drops to zero bumps `departures` and wakes the writer |
+//! | `state` bit 1 | `WRITER_INSIDE`: a writer holds the data (set after the readers drained, cleared before the gate is released) |
+//! | `poisoned` | non-zero once a writer panicked or died inside |
+//! | `departures` | futex word the waiting writer sleeps on |
+//! | `slots[i]` | owner token and count of one process's readers inside |
 //!
 //! # Crashes
 //!
-//! A writer killed while holding the lock is detected like a mutex owner
-//! (the gate is a [`RawMutex`]): the next reader or writer gets in within
-//! [`OWNER_CHECK_INTERVAL`] and
-//! sees `Err(PoisonError)`. A *reader* killed while holding a read guard
-//! leaks its count: writers then wait until their timeout
-//! ([`RwLock::write_timeout`]). Use a [`Mutex`](super::mutex::Mutex) where readers
-//! may be killed.
+//! - A **writer** killed while holding the lock is detected like a mutex
+//!   owner (the gate is a [`RawMutex`]): the next reader or writer gets in
+//!   within [`OWNER_CHECK_INTERVAL`] and sees `Err(PoisonError)`.
+//! - A **reader** killed at any moment never poisons the lock (a reader
+//!   cannot have changed the data): if it died holding the gate, the next
+//!   locker takes the gate over without poisoning (`WRITER_INSIDE` was not
+//!   set); if it died inside, its slot keeps a count that a waiting writer
+//!   clears once the kernel says its owner is dead (see
+//!   [`liveness`](super::liveness)), within [`OWNER_CHECK_INTERVAL`].
+//! - If all [`READER_SLOTS`] slots are held by live processes, a reader of
+//!   another process waits (within its deadline) for one to empty.
 
+use super::liveness::Liveness;
 use super::park::{Os, Park};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
 use bytemuck::Pod;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
 
-const COUNT: u32 = (1 << 31) - 1;
-const WRITER_WAITING: u32 = 1 << 31;
+/// How many processes can hold read guards on one [`RwLock`] at once
+/// (threads of one process share a slot).
+pub const READER_SLOTS: usize = 16;
+
+const WRITER_WAITING: u32 = 1;
+const WRITER_INSIDE: u32 = 2;
+
+/// One process's readers inside an [`RwLock`].
+#[repr(C)]
+struct ReaderSlot {
+    owner: AtomicU64,
+    count: AtomicU64,
+}
 
 /// Plain data `T` behind a cross-process reader-writer lock. See the
 /// [module docs](self).
 #[repr(C)]
 pub struct RwLock<T> {
     gate: RawMutex,
-    readers: AtomicU32,
+    state: AtomicU32,
     poisoned: AtomicU32,
+    departures: AtomicU32,
+    _reserved: AtomicU32,
+    slots: [ReaderSlot; READER_SLOTS],
     pub(crate) value: UnsafeCell<T>,
 }
 
 // SAFETY: readers get `&T` only while no writer is inside; a writer gets
-// `&mut T` only while it holds the gate and `readers` is zero.
-unsafe impl<T: Pod> Sync for RwLock<T> {}
-// SAFETY: as above.
-unsafe impl<T: Pod> Send for RwLock<T> {}
+// `&mut T` only while it holds the gate and every reader slot is empty.
+// `T: Send` because a value written by one thread is read or taken by
+// another (and `Pod` alone admits raw pointers).
+unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
+// SAFETY: as above; the lock owns its `T`.
+unsafe impl<T: Pod + Send> Send for RwLock<T> {}
 
 impl<T: Pod> RwLock<T> {
     /// A new, unlocked lock holding `value` (for use outside segments).
     pub fn new(value: T) -> Self {
         RwLock {
             gate: RawMutex::new(),
-            readers: AtomicU32::new(0),
+            state: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
+            departures: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            slots: core::array::from_fn(|_| ReaderSlot { owner: AtomicU64::new(0), count: AtomicU64::new(0) }),
             value: UnsafeCell::new(value),
         }
     }
@@ -79,7 +109,10 @@ impl<T: Pod> RwLock<T> {
         match self.gate.lock_until::<Os>(deadline) {
             None => Err(TimedOut),
             Some(Acquired::OwnerDied) => {
-                self.poisoned.store(1, Ordering::Relaxed);
+                // Only a dead *writer* can have left the data half-written.
+                if self.state.fetch_and(!(WRITER_INSIDE | WRITER_WAITING), Ordering::Relaxed) & WRITER_INSIDE != 0 {
+                    self.poisoned.store(1, Ordering::Relaxed);
+                }
                 Ok(())
             }
             Some(Acquired::Clean) => Ok(()),
@@ -94,38 +127,86 @@ impl<T: Pod> RwLock<T> {
         }
     }
 
+    /// Whether the owner of a slot with readers inside is certainly dead.
+    fn owner_dead(&self, owner: u64) -> bool {
+        Os::liveness(owner, (self as *const Self).cast()) == Liveness::Dead
+    }
+
+    /// With the gate held: this process's slot, claiming a free one (or one
+    /// whose owner is dead) if needed. `None` if every slot is busy.
+    fn my_slot(&self, me: u64) -> Option<usize> {
+        let first = (me % READER_SLOTS as u64) as usize;
+        let probe = || (0..READER_SLOTS).map(move |i| (first + i) % READER_SLOTS);
+        if let Some(i) = probe().find(|&i| self.slots[i].owner.load(Ordering::Relaxed) == me) {
+            return Some(i);
+        }
+        let free = probe().find(|&i| self.slots[i].count.load(Ordering::Acquire) == 0).or_else(|| {
+            probe().find(|&i| {
+                let slot = &self.slots[i];
+                let dead = self.owner_dead(slot.owner.load(Ordering::Relaxed));
+                if dead {
+                    slot.count.store(0, Ordering::Relaxed);
+                }
+                dead
+            })
+        })?;
+        self.slots[free].owner.store(me, Ordering::Relaxed);
+        Some(free)
+    }
+
     fn read_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockReadGuard<'_, T>>, TimedOut> {
-        self.enter_gate(deadline)?;
-        self.readers.fetch_add(1, Ordering::Acquire);
-        // SAFETY: `enter_gate` returned Ok: this process holds the gate.
-        unsafe { self.gate.unlock::<Os>() };
-        Ok(self.poison_check(RwLockReadGuard { lock: self, _not_send: PhantomData }))
+        let me = Os::me();
+        loop {
+            self.enter_gate(deadline)?;
+            let slot = self.my_slot(me);
+            if let Some(slot) = slot {
+                self.slots[slot].count.fetch_add(1, Ordering::Acquire);
+            }
+            // SAFETY: `enter_gate` returned Ok: this process holds the gate.
+            unsafe { self.gate.unlock::<Os>() };
+            if let Some(slot) = slot {
+                return Ok(self.poison_check(RwLockReadGuard { lock: self, slot, _not_send: PhantomData }));
+            }
+            // Every slot holds live readers of other processes: wait for one to leave.
+            let slice = super::sleep_slice(deadline, Some(Duration::from_millis(1)))?;
+            std::thread::sleep(slice.unwrap_or(Duration::from_millis(1)));
+        }
     }
 
     fn write_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockWriteGuard<'_, T>>, TimedOut> {
         self.enter_gate(deadline)?;
+        let mut check_owners = false;
         loop {
-            let r = self.readers.load(Ordering::Acquire);
-            if r & COUNT == 0 {
+            let seen = self.departures.load(Ordering::SeqCst);
+            self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
+            let mut busy = false;
+            for slot in &self.slots {
+                if slot.count.load(Ordering::SeqCst) == 0 {
+                    continue;
+                }
+                if check_owners && self.owner_dead(slot.owner.load(Ordering::Relaxed)) {
+                    // Its readers died inside: they changed nothing.
+                    slot.count.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                busy = true;
+            }
+            if !busy {
                 break;
             }
-            if r & WRITER_WAITING == 0
-                && self.readers.compare_exchange(r, r | WRITER_WAITING, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
-                continue;
-            }
             let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else {
-                self.readers.fetch_and(COUNT, Ordering::Relaxed);
+                self.state.fetch_and(!WRITER_WAITING, Ordering::Relaxed);
                 // SAFETY: we hold the gate (entered above).
                 unsafe { self.gate.unlock::<Os>() };
                 return Err(TimedOut);
             };
-            Os::wait(self.readers.as_ptr(), r | WRITER_WAITING, slice);
+            check_owners = Os::wait(self.departures.as_ptr(), seen, slice);
         }
-        self.readers.fetch_and(COUNT, Ordering::Relaxed);
+        // Acquire: the readers' Release decrements happen before our access.
+        core::sync::atomic::fence(Ordering::Acquire);
+        self.state.store(WRITER_INSIDE, Ordering::Relaxed);
         Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData }))
     }
-
     /// Shared access, waiting as long as a writer holds the lock.
     ///
     /// # Errors
@@ -174,9 +255,9 @@ impl<T: Pod> RwLock<T> {
         &self.gate
     }
 
-    /// The number of readers inside.
-    pub fn reader_count(&self) -> u32 {
-        self.readers.load(Ordering::Relaxed) & COUNT
+    /// The number of readers inside (in all processes).
+    pub fn reader_count(&self) -> u64 {
+        self.slots.iter().map(|s| s.count.load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
     }
 }
 
@@ -184,24 +265,30 @@ impl<T: Pod> RwLock<T> {
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: Pod> {
     lock: &'a RwLock<T>,
+    slot: usize,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: while a read guard exists, `readers > 0`, so no writer
-        // passes its wait; writers only write while holding the gate with
-        // `readers == 0`.
+        // SAFETY: while a read guard exists its slot's count is > 0, so no
+        // writer passes its wait; writers only write while holding the gate
+        // with every count at zero.
         unsafe { &*self.lock.value.get() }
     }
 }
 
 impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        let prev = self.lock.readers.fetch_sub(1, Ordering::Release);
-        if prev == WRITER_WAITING | 1 {
-            Os::wake_all(self.lock.readers.as_ptr());
+        let lock = self.lock;
+        // SeqCst: pairs with the writer's `state` store and count loads, so
+        // either the writer sees this count at zero or this sees
+        // `WRITER_WAITING` and wakes it.
+        let prev = lock.slots[self.slot].count.fetch_sub(1, Ordering::SeqCst);
+        if prev == 1 && lock.state.load(Ordering::SeqCst) & WRITER_WAITING != 0 {
+            lock.departures.fetch_add(1, Ordering::SeqCst);
+            Os::wake_all(lock.departures.as_ptr());
         }
     }
 }
@@ -216,8 +303,8 @@ pub struct RwLockWriteGuard<'a, T: Pod> {
 impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the writer holds the gate and saw `readers == 0`; readers
-        // cannot enter without the gate.
+        // SAFETY: the writer holds the gate and saw every reader count at
+        // zero; readers cannot enter without the gate.
         unsafe { &*self.lock.value.get() }
     }
 }
@@ -234,6 +321,7 @@ impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
         if std::thread::panicking() {
             self.lock.poisoned.store(1, Ordering::Relaxed);
         }
+        self.lock.state.store(0, Ordering::Release);
         // SAFETY: the write guard exists only while this process holds the gate.
         unsafe { self.lock.gate.unlock::<Os>() };
     }

@@ -56,10 +56,11 @@ pub struct SeqLock<T> {
 }
 
 // SAFETY: the value is only copied in and out with atomic word accesses
-// (readers) or under the writer lock (writers); `T: Pod` is plain data.
-unsafe impl<T: Pod> Sync for SeqLock<T> {}
+// (readers) or under the writer lock (writers); `T: Pod` is plain data, and
+// `T: Send` because a value written by one thread is copied out by another.
+unsafe impl<T: Pod + Send> Sync for SeqLock<T> {}
 // SAFETY: as above.
-unsafe impl<T: Pod> Send for SeqLock<T> {}
+unsafe impl<T: Pod + Send> Send for SeqLock<T> {}
 
 /// Copies `T` between memory and a value with atomic accesses `W` bytes wide.
 macro_rules! copy_words {
