@@ -47,12 +47,14 @@
 use super::vec::Full;
 use crate::sync::park::Os;
 use crate::sync::raw_mutex::{Acquired, RawMutex};
+use crate::sync::TimedOut;
 use bytemuck::Pod;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
 
 /// The most shards a map has (fewer for small `N`: each has at least 8 slots).
 pub const SHARDS: usize = 16;
@@ -272,20 +274,35 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     pub(crate) const VALUE_AT: usize = core::mem::offset_of!(Slot<K, V>, value);
 
     fn lock_shard(&self, index: usize) -> Locked<'_, K, V, N> {
+        match self.lock_shard_until(index, None) {
+            Ok(locked) => locked,
+            Err(TimedOut) => unreachable!("no deadline, no timeout"),
+        }
+    }
+
+    fn lock_shard_until(&self, index: usize, deadline: Option<Instant>) -> Result<Locked<'_, K, V, N>, TimedOut> {
         let count = Self::shard_count();
         let (start, end) = (index * N / count, (index + 1) * N / count);
         let shard = &self.shards[index];
-        let acquired = shard.lock.lock_report::<Os>();
+        let acquired = shard.lock.lock_until::<Os>(deadline).ok_or(TimedOut)?;
         let locked = Locked { map: self, shard, start, len: end - start };
         if acquired == Acquired::OwnerDied && shard.dirty.load(Ordering::Relaxed) != 0 {
             locked.repair();
             self.poisoned.store(1, Ordering::Relaxed);
         }
-        locked
+        Ok(locked)
+    }
+
+    fn shard_of(key: &K) -> usize {
+        ((hash_of(key) >> 32) % Self::shard_count() as u64) as usize
     }
 
     fn lock_for(&self, key: &K) -> Locked<'_, K, V, N> {
-        self.lock_shard(((hash_of(key) >> 32) % Self::shard_count() as u64) as usize)
+        self.lock_shard(Self::shard_of(key))
+    }
+
+    fn lock_for_within(&self, key: &K, timeout: Duration) -> Result<Locked<'_, K, V, N>, TimedOut> {
+        self.lock_shard_until(Self::shard_of(key), crate::sync::deadline_after(timeout))
     }
 
     /// The capacity `N` (see the module docs on per-shard capacity).
@@ -308,7 +325,24 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// # Errors
     /// [`Full`] with the entry if the key's shard has no free slot.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
-        let shard = self.lock_for(&key);
+        Self::insert_locked(&self.lock_for(&key), key, value)
+    }
+
+    /// [`insert`](Self::insert), waiting at most `timeout` for the key's
+    /// shard (held by another thread or process). `Duration::ZERO` never waits.
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if the shard stayed locked; `Ok(Err(Full))` as for `insert`.
+    pub fn insert_timeout(
+        &self,
+        key: K,
+        value: V,
+        timeout: Duration,
+    ) -> Result<Result<Option<V>, Full<(K, V)>>, TimedOut> {
+        Ok(Self::insert_locked(&self.lock_for_within(&key, timeout)?, key, value))
+    }
+
+    fn insert_locked(shard: &Locked<'_, K, V, N>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
         match shard.find(&key) {
             Some(i) => {
                 shard.shard.dirty.store(1, Ordering::Relaxed);
@@ -326,6 +360,16 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         shard.find(key).map(|i| shard.slot(i).value)
     }
 
+    /// [`get`](Self::get), waiting at most `timeout` for the key's shard.
+    /// `Duration::ZERO` never waits.
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if the shard stayed locked by another thread or process.
+    pub fn get_timeout(&self, key: &K, timeout: Duration) -> Result<Option<V>, TimedOut> {
+        let shard = self.lock_for_within(key, timeout)?;
+        Ok(shard.find(key).map(|i| shard.slot(i).value))
+    }
+
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &K) -> bool {
         self.lock_for(key).find(key).is_some()
@@ -337,10 +381,32 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         shard.find(key).map(|i| shard.remove_at(i))
     }
 
+    /// [`remove`](Self::remove), waiting at most `timeout` for the key's
+    /// shard. `Duration::ZERO` never waits.
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if the shard stayed locked by another thread or process.
+    pub fn remove_timeout(&self, key: &K, timeout: Duration) -> Result<Option<V>, TimedOut> {
+        let shard = self.lock_for_within(key, timeout)?;
+        Ok(shard.find(key).map(|i| shard.remove_at(i)))
+    }
+
     /// Applies `f` to the value for `key` atomically (no other process sees
     /// or changes it meanwhile); returns the new value, `None` if absent.
     pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
-        let shard = self.lock_for(key);
+        Self::update_locked(&self.lock_for(key), key, f)
+    }
+
+    /// [`update`](Self::update), waiting at most `timeout` for the key's
+    /// shard. `Duration::ZERO` never waits.
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if the shard stayed locked by another thread or process.
+    pub fn update_timeout(&self, key: &K, timeout: Duration, f: impl FnOnce(&mut V)) -> Result<Option<V>, TimedOut> {
+        Ok(Self::update_locked(&self.lock_for_within(key, timeout)?, key, f))
+    }
+
+    fn update_locked(shard: &Locked<'_, K, V, N>, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
         let i = shard.find(key)?;
         let mut value = shard.slot(i).value;
         f(&mut value);
@@ -362,14 +428,17 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         }
     }
 
-    /// Removes every entry (shard by shard).
+    /// Removes every entry (shard by shard; each shard is marked dirty
+    /// meanwhile, so a process killed mid-clear leaves it to be repaired).
     pub fn clear(&self) {
         for index in 0..Self::shard_count() {
             let shard = self.lock_shard(index);
+            shard.shard.dirty.store(1, Ordering::Relaxed);
             for i in 0..shard.len {
                 shard.slot(i).full = 0;
             }
             shard.shard.len.store(0, Ordering::Relaxed);
+            shard.shard.dirty.store(0, Ordering::Relaxed);
         }
     }
 

@@ -96,14 +96,26 @@ impl Side {
 
 /// Rarely written words, on a cache line of their own so that reading them
 /// on every operation stays a cache hit.
+///
+/// The sleeper words are flags, not counts: a sleeper sets its side's flag
+/// to 1 before it sleeps, and the next operation that could wake it swaps
+/// the flag back to 0 and wakes *every* sleeper of that side (they set it
+/// again if they sleep again). A sleeper killed in its sleep so costs one
+/// extra wake-up call, after which the flag is clear: a count would stay
+/// raised for good and make every later operation pay a system call.
 #[repr(C, align(64))]
 struct Flags {
     closed: AtomicU32,
-    /// Pushers sleeping until `head` moves.
+    /// 1 if pushers may sleep until `head` moves.
     push_sleepers: AtomicU32,
-    /// Poppers sleeping until `tail` moves.
+    /// 1 if poppers may sleep until `tail` moves.
     pop_sleepers: AtomicU32,
 }
+
+/// How long `try_push` and `try_pop` wait for their side's lock when
+/// another thread or process holds it (normally for nanoseconds): past
+/// this, the holder is stopped or descheduled and they return at once.
+pub const TRY_LOCK_WAIT: Duration = Duration::from_micros(200);
 
 /// A bounded MPMC queue of plain data, shared between processes. See the
 /// [module docs](self).
@@ -132,8 +144,10 @@ pub enum PushError<T> {
     /// The queue was closed.
     #[error("queue is closed")]
     Closed(T),
-    /// The queue stayed full for the whole timeout.
-    #[error("timed out: queue stayed full")]
+    /// The queue stayed full for the whole timeout, or another process
+    /// held the push side past the deadline (for `try_push`, past
+    /// [`TRY_LOCK_WAIT`]): it is stopped or descheduled.
+    #[error("timed out: the queue stayed full, or another process held its push side")]
     Timeout(T),
 }
 
@@ -155,8 +169,10 @@ pub enum PopError {
     /// The queue is closed and drained.
     #[error("queue is closed and empty")]
     Closed,
-    /// The queue stayed empty for the whole timeout.
-    #[error("timed out: queue stayed empty")]
+    /// The queue stayed empty for the whole timeout, or another process
+    /// held the pop side past the deadline (for `try_pop`, past
+    /// [`TRY_LOCK_WAIT`]).
+    #[error("timed out: the queue stayed empty, or another process held its pop side")]
     Timeout,
 }
 
@@ -216,25 +232,65 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     /// Closes the queue: pushes fail from now on, pops drain what is left
     /// and then fail with [`PopError::Closed`]. Wakes every sleeper.
+    ///
+    /// The flag is set under the push lock, so every push that returned
+    /// `Ok` published its item before the queue closed: pops still see it.
     pub fn close(&self) {
+        self.producers.lock.lock_report::<Os>();
         self.flags.closed.store(1, Ordering::SeqCst);
+        // SAFETY: locked just above by this process.
+        unsafe { self.producers.lock.unlock::<Os>() };
+        self.flags.push_sleepers.store(0, Ordering::SeqCst);
+        self.flags.pop_sleepers.store(0, Ordering::SeqCst);
         Os::wake_all(self.producers.futex());
         Os::wake_all(self.consumers.futex());
+    }
+
+    /// Takes `side`'s lock: at most [`TRY_LOCK_WAIT`] for a `try_` call
+    /// (`deadline` is `Err(())`), else until `deadline`. False if it did not.
+    fn lock_side(side: &Side, deadline: Result<Option<Instant>, ()>) -> bool {
+        match deadline {
+            Err(()) => side.lock.lock_within::<Os>(TRY_LOCK_WAIT).is_some(),
+            Ok(deadline) => side.lock.lock_until::<Os>(deadline).is_some(),
+        }
+    }
+
+    /// Wakes the sleepers flagged in `sleepers` (see [`Flags`]).
+    #[inline]
+    fn wake_sleepers(sleepers: &AtomicU32, side: &Side) {
+        fence(Ordering::SeqCst);
+        if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
+            Os::wake_all(side.futex());
+        }
     }
 
     fn slot(&self, counter: u64) -> &DataCell<T> {
         &self.slots[(counter % N as u64) as usize]
     }
 
-    /// Pushes `item` if there is room, without waiting.
+    /// Pushes `item` if there is room, without waiting for room (and for
+    /// another pusher at most [`TRY_LOCK_WAIT`]).
     ///
     /// # Errors
-    /// [`PushError::Full`] or [`PushError::Closed`], with the item.
+    /// [`PushError::Full`] or [`PushError::Closed`], with the item;
+    /// [`PushError::Timeout`] if another process held the push side for
+    /// longer than [`TRY_LOCK_WAIT`] (it is stopped, or descheduled).
     pub fn try_push(&self, item: T) -> Result<(), PushError<T>> {
+        self.push_once(item, Err(()))
+    }
+
+    fn push_once(&self, item: T, deadline: Result<Option<Instant>, ()>) -> Result<(), PushError<T>> {
         if self.is_closed() {
             return Err(PushError::Closed(item));
         }
-        self.producers.lock.lock_report::<Os>();
+        if !Self::lock_side(&self.producers, deadline) {
+            return Err(PushError::Timeout(item));
+        }
+        if self.flags.closed.load(Ordering::Relaxed) != 0 {
+            // SAFETY: locked just above by this process.
+            unsafe { self.producers.lock.unlock::<Os>() };
+            return Err(PushError::Closed(item));
+        }
         let tail = self.producers.count.load(Ordering::Relaxed);
         if tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed)) >= N as u64 {
             let head = self.consumers.count.load(Ordering::Acquire);
@@ -254,27 +310,37 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         self.producers.count.store(tail.wrapping_add(1), Ordering::Release);
         // SAFETY: locked above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
-        fence(Ordering::SeqCst);
-        if self.flags.pop_sleepers.load(Ordering::Relaxed) != 0 {
-            Os::wake_one(self.producers.futex());
-        }
+        Self::wake_sleepers(&self.flags.pop_sleepers, &self.producers);
         Ok(())
     }
 
-    /// Pops the oldest item if there is one, without waiting.
+    /// Pops the oldest item if there is one, without waiting for one (and
+    /// for another popper at most [`TRY_LOCK_WAIT`]).
     ///
     /// # Errors
-    /// [`PopError::Empty`], or [`PopError::Closed`] once closed and drained.
+    /// [`PopError::Empty`], or [`PopError::Closed`] once closed and drained;
+    /// [`PopError::Timeout`] if another process held the pop side for longer
+    /// than [`TRY_LOCK_WAIT`].
     pub fn try_pop(&self) -> Result<T, PopError> {
-        self.consumers.lock.lock_report::<Os>();
+        self.pop_once(Err(()))
+    }
+
+    fn pop_once(&self, deadline: Result<Option<Instant>, ()>) -> Result<T, PopError> {
+        if !Self::lock_side(&self.consumers, deadline) {
+            return Err(PopError::Timeout);
+        }
         let head = self.consumers.count.load(Ordering::Relaxed);
         if head == self.consumers.seen.load(Ordering::Relaxed) {
+            // `closed` first: `close` sets it under the push lock after every
+            // accepted push published `tail`, so once it reads 1 the `tail`
+            // read below includes all of them.
+            let closed = self.is_closed();
             let tail = self.producers.count.load(Ordering::Acquire);
             self.consumers.seen.store(tail, Ordering::Relaxed);
             if head == tail {
                 // SAFETY: locked just above by this process.
                 unsafe { self.consumers.lock.unlock::<Os>() };
-                return Err(if self.is_closed() { PopError::Closed } else { PopError::Empty });
+                return Err(if closed { PopError::Closed } else { PopError::Empty });
             }
         }
         // SAFETY: slot `head % N` is before the `tail` in `seen`, which this
@@ -286,10 +352,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         self.consumers.count.store(head.wrapping_add(1), Ordering::Release);
         // SAFETY: locked above by this process.
         unsafe { self.consumers.lock.unlock::<Os>() };
-        fence(Ordering::SeqCst);
-        if self.flags.push_sleepers.load(Ordering::Relaxed) != 0 {
-            Os::wake_one(self.consumers.futex());
-        }
+        Self::wake_sleepers(&self.flags.push_sleepers, &self.consumers);
         Ok(item)
     }
 
@@ -312,18 +375,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 return Ok(());
             }
         }
-        sleepers.fetch_add(1, Ordering::SeqCst);
+        sleepers.store(1, Ordering::SeqCst);
         let seen = side.count.load(Ordering::SeqCst);
         if !ready() {
             Os::wait(side.futex(), seen as u32, slice);
         }
-        sleepers.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
 
     fn push_until(&self, mut item: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
         loop {
-            match self.try_push(item) {
+            match self.push_once(item, Ok(deadline)) {
                 Err(PushError::Full(back)) => item = back,
                 other => return other,
             }
@@ -339,7 +401,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     fn pop_until(&self, deadline: Option<Instant>) -> Result<T, PopError> {
         loop {
-            match self.try_pop() {
+            match self.pop_once(Ok(deadline)) {
                 Err(PopError::Empty) => {}
                 other => return other,
             }

@@ -148,6 +148,18 @@ impl RawMutex {
         self.lock_slow::<P>(me, deadline)
     }
 
+    /// Takes the lock unless `timeout` passes first; the deadline is only
+    /// computed if the lock is not free at once (so an uncontended call costs
+    /// one compare-exchange, as [`lock_until`](Self::lock_until)).
+    #[inline]
+    pub fn lock_within<P: Park>(&self, timeout: Duration) -> Option<Acquired> {
+        let me = P::me();
+        if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return Some(Acquired::Clean);
+        }
+        self.lock_slow::<P>(me, Some(Instant::now() + timeout))
+    }
+
     #[cold]
     fn lock_slow<P: Park>(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
         #[cfg_attr(loom, allow(clippy::reversed_empty_ranges, reason = "no spinning under loom"))]

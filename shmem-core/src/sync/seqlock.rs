@@ -36,14 +36,14 @@
 //! `Err(PoisonError)` carrying the (possibly torn) value until someone calls
 //! [`SeqLock::clear_poison`]. The next writer recovers the same way.
 
-use super::park::Os;
+use super::park::{Os, Park};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use bytemuck::Pod;
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::sync::{LockResult, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Plain data `T` behind a sequence lock shared between processes. See the
 /// [module docs](self).
@@ -62,54 +62,59 @@ unsafe impl<T: Pod + Send> Sync for SeqLock<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Send for SeqLock<T> {}
 
-/// Copies `T` between memory and a value with atomic accesses `W` bytes wide.
-macro_rules! copy_words {
-    ($atomic:ty, $word:ty, $src:expr, $dst:expr, load) => {{
-        let (src, dst): (*const T, &mut [u8]) = ($src, $dst);
-        let words = dst.len() / core::mem::size_of::<$word>();
-        for (i, chunk) in dst.chunks_exact_mut(core::mem::size_of::<$word>()).enumerate().take(words) {
-            // SAFETY: `src` points at a live `T` aligned to at least `$word`
-            // (the caller picked the width from `align_of::<T>()`), and
-            // `i < size_of::<T>() / size_of::<$word>()` keeps the word inside
-            // it. All concurrent accesses to these bytes are atomic accesses
-            // of this same width, so there is no data race.
-            let word = unsafe { &*src.cast::<$atomic>().add(i) };
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
-    }};
-    ($atomic:ty, $word:ty, $dst:expr, $src:expr, store) => {{
-        let (dst, src): (*const T, &[u8]) = ($dst, $src);
-        for (i, chunk) in src.chunks_exact(core::mem::size_of::<$word>()).enumerate() {
-            // SAFETY: as for loads: in bounds, aligned, same-width atomics only.
-            let word = unsafe { &*dst.cast::<$atomic>().add(i) };
-            let mut bytes = [0u8; core::mem::size_of::<$word>()];
-            bytes.copy_from_slice(chunk);
-            word.store(<$word>::from_ne_bytes(bytes), Ordering::Relaxed);
-        }
-    }};
-}
-
+/// Copies the `T` at `src` out with relaxed atomic loads: whole 8-byte
+/// words, then single bytes for a tail shorter than a word. Writers use
+/// [`atomic_store`], which splits the value the same way (the split depends
+/// only on `size_of::<T>()`), so every byte is only ever accessed atomically
+/// at one width.
+///
+/// `src` must be 8-aligned: the value of a `SeqLock` always is (it follows
+/// 16 bytes of words in a `repr(C)` struct aligned to at least 8).
 fn atomic_load<T: Pod>(src: *const T) -> T {
+    use core::sync::atomic::{AtomicU64, AtomicU8};
     let mut out = T::zeroed();
     let dst = bytemuck::bytes_of_mut(&mut out);
-    match core::mem::align_of::<T>() {
-        1 => copy_words!(core::sync::atomic::AtomicU8, u8, src, dst, load),
-        2 => copy_words!(core::sync::atomic::AtomicU16, u16, src, dst, load),
-        4 => copy_words!(core::sync::atomic::AtomicU32, u32, src, dst, load),
-        _ => copy_words!(core::sync::atomic::AtomicU64, u64, src, dst, load),
+    let words = dst.len() / 8;
+    let (head, tail) = dst.split_at_mut(words * 8);
+    for (i, chunk) in head.chunks_exact_mut(8).enumerate() {
+        // SAFETY: `src` points at a live `T`, 8-aligned (see above), and
+        // `i < size_of::<T>() / 8` keeps the word inside it. Every access
+        // to these bytes is an 8-byte atomic (this, or `atomic_store`), so
+        // there is no data race.
+        let word = unsafe { &*src.cast::<AtomicU64>().add(i) };
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    for (j, byte) in tail.iter_mut().enumerate() {
+        // SAFETY: as above, for the byte at `words * 8 + j < size_of::<T>()`,
+        // only ever accessed as a 1-byte atomic.
+        let b = unsafe { &*src.cast::<AtomicU8>().add(words * 8 + j) };
+        *byte = b.load(Ordering::Relaxed);
     }
     out
 }
 
+/// Copies `value` into the `T` at `dst` with relaxed atomic stores, split as
+/// in [`atomic_load`].
 fn atomic_store<T: Pod>(dst: *const T, value: &T) {
+    use core::sync::atomic::{AtomicU64, AtomicU8};
     let src = bytemuck::bytes_of(value);
-    match core::mem::align_of::<T>() {
-        1 => copy_words!(core::sync::atomic::AtomicU8, u8, dst, src, store),
-        2 => copy_words!(core::sync::atomic::AtomicU16, u16, dst, src, store),
-        4 => copy_words!(core::sync::atomic::AtomicU32, u32, dst, src, store),
-        _ => copy_words!(core::sync::atomic::AtomicU64, u64, dst, src, store),
+    let words = src.len() / 8;
+    let (head, tail) = src.split_at(words * 8);
+    for (i, chunk) in head.chunks_exact(8).enumerate() {
+        // SAFETY: as in `atomic_load`: in bounds, 8-aligned, same-width atomics only.
+        let word = unsafe { &*dst.cast::<AtomicU64>().add(i) };
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    for (j, byte) in tail.iter().enumerate() {
+        // SAFETY: as in `atomic_load`, for one tail byte.
+        let b = unsafe { &*dst.cast::<AtomicU8>().add(words * 8 + j) };
+        b.store(*byte, Ordering::Relaxed);
     }
 }
+
+const _: () = assert!(core::mem::offset_of!(SeqLock<u8>, value) % 8 == 0 && align_of::<SeqLock<u8>>() >= 8);
 
 impl<T: Pod> SeqLock<T> {
     /// A new sequence lock holding `value` (for use outside segments).
@@ -150,7 +155,13 @@ impl<T: Pod> SeqLock<T> {
                 core::hint::spin_loop();
                 continue;
             }
-            std::thread::yield_now();
+            // A write is taking long (the writer is descheduled, stopped, or
+            // dead): sleep instead of burning the CPU the writer may need,
+            // with growing naps (50 us .. 1 ms; a futex wait that returns at
+            // once if `seq` moves), and check the writer now and then.
+            let nap = Duration::from_micros(50u64 << (spins - 1_000).min(5));
+            spins += 1;
+            Os::wait(self.seq.as_ptr(), s1, Some(nap));
             if last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL) {
                 last_check = Some(Instant::now());
                 self.recover_from_dead_writer();
@@ -158,11 +169,13 @@ impl<T: Pod> SeqLock<T> {
         }
     }
 
-    /// If the writer died mid-write, takes its lock, makes `seq` even and poisons.
+    /// If the writer died mid-write, takes its lock, makes `seq` even and
+    /// poisons. Also repairs an odd `seq` that no writer holds the lock for
+    /// (a state no writer leaves; a buggy or hostile peer can).
     #[cold]
     fn recover_from_dead_writer(&self) {
         if let Some(acquired) = self.writer.try_lock_report::<Os>() {
-            if acquired == Acquired::OwnerDied {
+            if acquired == Acquired::OwnerDied || self.seq.load(Ordering::Relaxed) & 1 == 1 {
                 self.finish_dead_write();
             }
             // SAFETY: `try_lock_report` returned `Some`: this process holds it.
