@@ -237,6 +237,10 @@ impl<K, V, const N: usize> Drop for Locked<'_, K, V, N> {
     }
 }
 
+/// What [`Map::insert`] returns: the previous value, or the entry back if
+/// its shard is full.
+pub type InsertResult<K, V> = Result<Option<V>, Full<(K, V)>>;
+
 impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     const VALID: () = assert!(N > 0, "a Map needs at least one slot");
 
@@ -333,12 +337,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     ///
     /// # Errors
     /// `Err(TimedOut)` if the shard stayed locked; `Ok(Err(Full))` as for `insert`.
-    pub fn insert_timeout(
-        &self,
-        key: K,
-        value: V,
-        timeout: Duration,
-    ) -> Result<Result<Option<V>, Full<(K, V)>>, TimedOut> {
+    pub fn insert_timeout(&self, key: K, value: V, timeout: Duration) -> Result<InsertResult<K, V>, TimedOut> {
         Ok(Self::insert_locked(&self.lock_for_within(&key, timeout)?, key, value))
     }
 

@@ -81,13 +81,13 @@ fn atomic_load<T: Pod>(src: *const T) -> T {
         // `i < size_of::<T>() / 8` keeps the word inside it. Every access
         // to these bytes is an 8-byte atomic (this, or `atomic_store`), so
         // there is no data race.
-        let word = unsafe { &*src.cast::<AtomicU64>().add(i) };
+        let word = unsafe { &*src.cast::<AtomicU64>().wrapping_add(i) };
         chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
     }
     for (j, byte) in tail.iter_mut().enumerate() {
         // SAFETY: as above, for the byte at `words * 8 + j < size_of::<T>()`,
         // only ever accessed as a 1-byte atomic.
-        let b = unsafe { &*src.cast::<AtomicU8>().add(words * 8 + j) };
+        let b = unsafe { &*src.cast::<AtomicU8>().wrapping_add(words * 8 + j) };
         *byte = b.load(Ordering::Relaxed);
     }
     out
@@ -102,14 +102,14 @@ fn atomic_store<T: Pod>(dst: *const T, value: &T) {
     let (head, tail) = src.split_at(words * 8);
     for (i, chunk) in head.chunks_exact(8).enumerate() {
         // SAFETY: as in `atomic_load`: in bounds, 8-aligned, same-width atomics only.
-        let word = unsafe { &*dst.cast::<AtomicU64>().add(i) };
+        let word = unsafe { &*dst.cast::<AtomicU64>().wrapping_add(i) };
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);
         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
     }
     for (j, byte) in tail.iter().enumerate() {
         // SAFETY: as in `atomic_load`, for one tail byte.
-        let b = unsafe { &*dst.cast::<AtomicU8>().add(words * 8 + j) };
+        let b = unsafe { &*dst.cast::<AtomicU8>().wrapping_add(words * 8 + j) };
         b.store(*byte, Ordering::Relaxed);
     }
 }
