@@ -171,6 +171,8 @@ fn contend(seg: &Segment<Arena>) -> (u64, u64, u64) {
         }
         std::thread::sleep(Duration::from_micros(200));
         drop(g);
+        // Leave the holder room to take its next round.
+        std::thread::sleep(Duration::from_millis(1));
     }
     (steals, poisoned, waits)
 }

@@ -318,6 +318,15 @@ pub(crate) fn ofd_try_lock_byte(fd: i32, offset: u64) -> io::Result<bool> {
     }
 }
 
+/// Waits until no other description holds a write lock on the byte at
+/// `offset`, by taking a read lock on it (`F_OFD_SETLKW`), and releases that
+/// read lock again at once. Returns when the holder is gone; `Err` on a
+/// signal or another error.
+pub(crate) fn ofd_wait_byte(fd: i32, offset: u64) -> io::Result<()> {
+    ofd_setlk(fd, libc::F_OFD_SETLKW, libc::F_RDLCK as libc::c_short, offset)?;
+    ofd_setlk(fd, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short, offset)
+}
+
 /// Whether a description other than `fd`'s holds a lock on the byte at
 /// `offset` (`F_OFD_GETLK`). An error means "cannot tell".
 pub(crate) fn ofd_byte_held_by_other(fd: i32, offset: u64) -> io::Result<bool> {
@@ -390,4 +399,16 @@ pub(crate) fn random_u64() -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// Blocks every blockable signal in the calling thread (for helper threads
+/// that must not receive the application's signals).
+pub(crate) fn block_signals_in_this_thread() {
+    // SAFETY: sigset_t is plain data; all-zero bytes are a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    unsafe { libc::sigfillset(&mut set) };
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed; only
+    // the calling thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut()) };
 }

@@ -280,3 +280,95 @@ pub fn live_slots(addr: *const ()) -> Option<usize> {
     }
     Some(n)
 }
+
+/// One death watch: a helper thread blocked on a slot's liveness lock.
+struct Watch {
+    dev: u64,
+    ino: u64,
+    slot: u32,
+    owner: u64,
+    /// Futex words to wake when the owner dies (one entry per waiter).
+    futexes: Vec<usize>,
+    /// The process that started the helper (a forked child has no helpers).
+    pid: u32,
+}
+
+static WATCHES: std::sync::Mutex<Vec<Watch>> = std::sync::Mutex::new(Vec::new());
+
+/// Asks for the sleepers on `futex` to be woken as soon as `owner`, the
+/// holder of the lock at `lock`, dies: a helper thread (one per watched
+/// slot, shared by every waiter on it) blocks in `F_OFD_SETLKW` for a read
+/// lock on the owner's slot byte, which the kernel grants only once the
+/// owner's write lock is gone, then wakes every futex registered with it.
+/// Returns false (the caller then relies on polling) if there is nothing to
+/// watch: the owner is this process, the lock is outside any segment, or
+/// no locked slot holds the owner's token.
+///
+/// A helper whose owner lives on stays blocked (it costs a sleeping thread
+/// with a 64 KiB stack) until that owner exits; at most one exists per
+/// slot of a segment.
+pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
+    use core::sync::atomic::Ordering;
+    if owner == my_token() || !valid_token(owner) {
+        return false;
+    }
+    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let addr = lock as usize;
+    let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) else {
+        return false;
+    };
+    let Some(slot) = (0..m.slots).find(|&s| slot_at(m.table, s).load(Ordering::Acquire) == owner) else {
+        return false;
+    };
+    let (dev, ino) = (m.reg.dev, m.reg.ino);
+    let pid = std::process::id();
+    let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(w) = watches.iter_mut().find(|w| w.dev == dev && w.ino == ino && w.slot == slot && w.owner == owner) {
+        if w.pid == pid {
+            w.futexes.push(futex as usize);
+            return true;
+        }
+    }
+    // Forked copies of the list have no helper threads: forget them.
+    watches.retain(|w| w.pid == pid);
+    let Ok(fd) = m.reg.fd.try_clone() else { return false };
+    let offset = m.table_offset + 8 * u64::from(slot);
+    let helper = std::thread::Builder::new().name("shmem-death-watch".into()).stack_size(64 << 10).spawn(move || {
+        // Signals go to the application's other threads, so the wait below
+        // is not cut short by one.
+        os::block_signals_in_this_thread();
+        // Blocks until the owner's description is closed (it exited or was
+        // killed); an error ends the watch early, leaving the waiters to
+        // their periodic checks.
+        let fired = os::ofd_wait_byte(fd.as_raw_fd(), offset).is_ok();
+        let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = watches
+            .iter()
+            .position(|w| w.dev == dev && w.ino == ino && w.slot == slot && w.owner == owner && w.pid == pid)
+        {
+            let w = watches.swap_remove(i);
+            if fired {
+                for f in w.futexes {
+                    os::futex_wake(f as *const u32, u32::MAX);
+                }
+            }
+        }
+    });
+    if helper.is_err() {
+        return false;
+    }
+    watches.push(Watch { dev, ino, slot, owner, futexes: vec![futex as usize], pid });
+    true
+}
+
+/// Cancels one [`watch`] of `owner` for `futex` (the helper thread stays
+/// until the owner dies, then wakes nobody for this waiter).
+pub fn unwatch(owner: u64, futex: *const u32) {
+    let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+    for w in watches.iter_mut().filter(|w| w.owner == owner) {
+        if let Some(i) = w.futexes.iter().position(|&f| f == futex as usize) {
+            w.futexes.swap_remove(i);
+            return;
+        }
+    }
+}

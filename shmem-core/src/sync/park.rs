@@ -37,6 +37,14 @@ pub trait Park {
     /// What the kernel says about `owner`, the holder of the lock at
     /// `lock`. Callers take over only on [`Liveness::Dead`].
     fn liveness(owner: u64, lock: *const ()) -> Liveness;
+    /// Asks for sleepers on `futex` to be woken when `owner`, the holder of
+    /// the lock at `lock`, dies. Returns whether a watch was set up; if so,
+    /// the caller calls [`unwatch`](Self::unwatch) when it stops waiting.
+    fn watch(_owner: u64, _lock: *const (), _futex: *const u32) -> bool {
+        false
+    }
+    /// Cancels one [`watch`](Self::watch) of `owner` for `futex`.
+    fn unwatch(_owner: u64, _futex: *const u32) {}
 }
 
 /// The real kernel: shared futexes and OFD locks.
@@ -81,5 +89,11 @@ impl Park for Os {
     }
     fn liveness(owner: u64, lock: *const ()) -> Liveness {
         super::liveness::judge(owner, lock)
+    }
+    fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
+        super::liveness::watch(owner, lock, futex)
+    }
+    fn unwatch(owner: u64, futex: *const u32) {
+        super::liveness::unwatch(owner, futex)
     }
 }

@@ -19,7 +19,7 @@
 //! | lock, fast path | CAS `0 -> me` (Acquire): two atomic operations for lock + unlock, no syscall |
 //! | lock, contended | bounded spin, then set `WAITERS` and `futex_wait`; acquire with CAS `0 -> me \| WAITERS` (others may still sleep) |
 //! | unlock | swap to `0` (Release); `futex_wake(1)` only if `WAITERS` was set |
-//! | owner died | a sleeper wakes every [`OWNER_CHECK_INTERVAL`] and asks [`liveness::judge`](super::liveness::judge) about the token in the word; only on [`Liveness::Dead`] does it CAS `word -> me \| WAITERS` and report the death |
+//! | owner died | a sleeper still waiting after a first 200 µs sleep asks for a death watch ([`liveness::watch`](super::liveness::watch)): a helper thread blocked on the owner's liveness lock, which the kernel grants when the owner dies, wakes it; it also wakes every [`OWNER_CHECK_INTERVAL`]. Either way it asks [`liveness::judge`](super::liveness::judge) about the token in the word, and only on [`Liveness::Dead`] does it CAS `word -> me \| WAITERS` and report the death |
 //! | impossible word | a word no process writes (low 30 bits 0 but other bits set, or bit 31 set), left by a buggy or hostile peer: taken over at once and reported as a dead owner (so the data is marked poisoned) |
 //!
 //! # Why owner death is detected safely
@@ -50,6 +50,11 @@ const WAITERS: u64 = 1 << 30;
 /// wake-ups a second, each a futex call, a scan of the segment's 8 KiB
 /// liveness table and one `fcntl(F_OFD_GETLK)`.
 pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The first sleep of a waiter: after it, a holder still inside is holding
+/// the lock for long, and the waiter asks the kernel to wake it should that
+/// holder die (see [`liveness::watch`](super::liveness::watch)).
+const FIRST_SLEEP: Duration = Duration::from_micros(200);
 
 /// Spins before sleeping (each a `spin_loop` hint), as crossbeam's `Backoff`.
 /// None under loom, where each spin is a scheduling point.
@@ -170,18 +175,23 @@ impl RawMutex {
             }
             spin_hint();
         }
-        loop {
+        let futex = self.futex_addr();
+        let lock = (self as *const Self).cast::<()>();
+        // The owner whose death the kernel will wake us for, if any.
+        let mut watching: Option<u64> = None;
+        let mut sleeps = 0u32;
+        let acquired = loop {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
                 // Others may be asleep: keep WAITERS so our unlock wakes one.
                 match self.word.compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed) {
-                    Ok(_) => return Some(Acquired::Clean),
+                    Ok(_) => break Some(Acquired::Clean),
                     Err(_) => continue,
                 }
             }
             if !possible(w) {
                 if let Some(acquired) = self.take_from_dead_owner::<P>(me) {
-                    return Some(acquired);
+                    break Some(acquired);
                 }
                 continue;
             }
@@ -190,13 +200,33 @@ impl RawMutex {
             {
                 continue;
             }
-            let slice = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)).ok()?;
-            if P::wait(self.futex_addr(), (w | WAITERS) as u32, slice) {
+            let owner = w & !WAITERS;
+            if let Some(old) = watching.filter(|&o| o != owner) {
+                P::unwatch(old, futex);
+                watching = None;
+            }
+            // A holder still inside after a first short sleep holds long:
+            // ask to be woken if it dies (costs a table scan once per owner).
+            if sleeps > 0 && watching.is_none() && P::watch(owner, lock, futex) {
+                watching = Some(owner);
+            }
+            let cap = if sleeps == 0 { FIRST_SLEEP } else { OWNER_CHECK_INTERVAL };
+            sleeps = sleeps.saturating_add(1);
+            let Ok(slice) = super::sleep_slice(deadline, Some(cap)) else { break None };
+            let timed_out = P::wait(futex, (w | WAITERS) as u32, slice);
+            // Judge the owner after a timeout, or after a wake-up that left
+            // the watched owner in place (the death watch fired, or spurious).
+            let same_owner = || self.word.load(Ordering::Relaxed) & !WAITERS == owner;
+            if timed_out || (watching.is_some() && same_owner()) {
                 if let Some(acquired) = self.take_from_dead_owner::<P>(me) {
-                    return Some(acquired);
+                    break Some(acquired);
                 }
             }
+        };
+        if let Some(owner) = watching {
+            P::unwatch(owner, futex);
         }
+        acquired
     }
 
     /// If the owner recorded in the word is certainly dead (or the word is
