@@ -19,6 +19,8 @@
 #![warn(missing_docs)]
 
 pub mod containers;
+#[doc(hidden)]
+pub mod crash;
 pub mod error;
 pub mod layout;
 mod os;

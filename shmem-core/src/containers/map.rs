@@ -20,8 +20,11 @@
 //! keys of different shards never wait for each other: readers and writers
 //! in different processes do not serialise on one global lock. Removal uses
 //! backward-shift deletion, so there are no tombstones and the table never
-//! degrades. The hash is a fixed FNV-1a over the key's `Hash` output,
-//! identical in every process and every build.
+//! degrades. The hash is a fixed FNV-1a over the key's bytes (keys are
+//! `Pod`), identical in every process, every build and every compiler
+//! version. Keys are told apart by their bytes: for a key type holding
+//! floats, `0.0` and `-0.0` are different keys, and each NaN bit pattern is
+//! its own key.
 //!
 //! Layout (for tools): shard `i` at `64 * i` (its entry count, a `u64`, at
 //! `+8`), the slots after the shards, each a `u64` full mark, the key at 8
@@ -34,19 +37,23 @@
 //!
 //! # Crashes
 //!
-//! Inserting a new key is published by one store (the slot's "full" mark);
-//! updating a value or removing a key can take several steps, during which
-//! the shard is marked dirty. If a process dies while holding a shard lock,
-//! the next process to lock that shard takes it over (within
-//! [`OWNER_CHECK_INTERVAL`](crate::sync::raw_mutex::OWNER_CHECK_INTERVAL)),
-//! and if the shard was dirty it rebuilds the shard from the entries present
-//! (removing any duplicate a half-done removal left) and marks the map
-//! poisoned: a value being written at the time may be torn.
-//! [`Map::is_poisoned`] tells, [`Map::clear_poison`] resets.
+//! Every change marks its shard dirty first and clears the mark last: a
+//! structural change (insert of a new key, remove, clear) with
+//! `DIRTY_STRUCTURE`, an overwrite of a value in place (insert of an existing
+//! key, update) with `DIRTY_VALUE`. If a process dies while holding a shard
+//! lock, the next process to lock that shard takes it over (see
+//! [`liveness`](crate::sync::liveness)), and if the shard was dirty it
+//! repairs the shard **in place**: duplicates a half-done removal left are
+//! removed, entries a gap made unreachable are moved back onto their probe
+//! path, and the entry count is recomputed from the slots. Each step keeps
+//! every entry in shared memory, so a repair killed halfway is simply done
+//! again by the next locker, to the same result. Only an interrupted value
+//! write marks the map poisoned (that value may be torn): [`Map::is_poisoned`]
+//! tells, [`Map::clear_poison`] resets.
 
 use super::vec::Full;
 use crate::sync::park::Os;
-use crate::sync::raw_mutex::{Acquired, RawMutex};
+use crate::sync::raw_mutex::RawMutex;
 use crate::sync::TimedOut;
 use bytemuck::Pod;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -54,10 +61,16 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+
 use std::time::{Duration, Instant};
 
 /// The most shards a map has (fewer for small `N`: each has at least 8 slots).
 pub const SHARDS: usize = 16;
+
+/// `dirty`: a structural change (insert, remove, clear, repair) is under way.
+const DIRTY_STRUCTURE: u32 = 1;
+/// `dirty`: a value is being overwritten in place (a crash may tear it).
+const DIRTY_VALUE: u32 = 2;
 
 #[repr(C, align(64))]
 struct Shard {
@@ -107,9 +120,13 @@ impl Hasher for Fnv {
     }
 }
 
-fn hash_of<K: Hash>(key: &K) -> u64 {
+/// The hash of a key: FNV-1a over the key's bytes (keys are `Pod`), so the
+/// same key lands in the same slot in every process, every build and every
+/// compiler version (`std::hash::Hash` output is not stable across Rust
+/// releases), and later in other languages.
+fn hash_of<K: Pod>(key: &K) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    key.hash(&mut h);
+    h.write(bytemuck::bytes_of(key));
     h.finish()
 }
 
@@ -169,11 +186,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
             if !self.full(i) {
                 // The slot is empty: writing key and value first and the
                 // `full` mark last publishes the entry in one store.
+                // The shard is dirty from before the mark to after `len`
+                // counts the entry: a crash in between leaves `len` to repair.
+                self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
                 let slot = self.slot(i);
                 slot.key = key;
                 slot.value = value;
                 slot.full = 1;
                 self.shard.len.fetch_add(1, Ordering::Relaxed);
+                self.shard.dirty.store(0, Ordering::Relaxed);
                 return Ok(());
             }
             i = (i + 1) % self.len;
@@ -184,7 +205,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
     /// Removes the entry in slot `i` with backward-shift deletion.
     fn remove_at(&self, i: usize) -> V {
         let value = self.slot(i).value;
-        self.shard.dirty.store(1, Ordering::Relaxed);
+        self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
         let mut hole = i;
         self.slot(hole).full = 0;
         let mut j = (hole + 1) % self.len;
@@ -209,23 +230,58 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
         value
     }
 
-    /// Rebuilds the shard from the entries present, keeping the first of
-    /// any duplicated key.
+    /// Repairs the shard in place after a process died while it was dirty:
+    /// removes duplicated keys (a removal's shift copies an entry before it
+    /// empties the source), moves entries that a gap made unreachable back
+    /// onto their probe path, recounts `len`, and only then clears `dirty`.
+    ///
+    /// Every step keeps each entry in the shared slots (a move copies, marks
+    /// the copy full, then empties the source), so a process killed while
+    /// repairing leaves the shard dirty with nothing lost, and the next
+    /// repair ends in the same state: repair is idempotent. Linear in the
+    /// shard's size (plus probe distances), with a set of key bytes on the
+    /// heap for the duplicate check.
     fn repair(&self) {
-        let mut entries: std::vec::Vec<(K, V)> = std::vec::Vec::new();
+        crate::crash_point!("map.repair.start");
+        // 1. Duplicates: keep the first copy of each key.
+        let mut seen = std::collections::HashSet::with_capacity(self.len);
         for i in 0..self.len {
-            let slot = self.slot(i);
-            if slot.full != 0 {
-                if !entries.iter().any(|(seen, _)| *seen == slot.key) {
-                    entries.push((slot.key, slot.value));
-                }
-                slot.full = 0;
+            if self.full(i) && !seen.insert(bytemuck::bytes_of(&self.key(i)).to_vec()) {
+                self.slot(i).full = 0;
+                crate::crash_point!("map.repair.dedup");
             }
         }
-        self.shard.len.store(0, Ordering::Relaxed);
-        for (k, v) in entries {
-            let _ = self.insert_new(k, v);
+        // 2. Reachability: an entry must have no empty slot between its
+        // home and itself. Move it to the first empty slot on that path.
+        for _pass in 0..self.len {
+            let mut moved = false;
+            for i in 0..self.len {
+                if !self.full(i) {
+                    continue;
+                }
+                let mut p = self.home(&self.key(i));
+                while p != i && self.full(p) {
+                    p = (p + 1) % self.len;
+                }
+                if p != i {
+                    let (key, value) = (self.slot(i).key, self.slot(i).value);
+                    let dst = self.slot(p);
+                    dst.key = key;
+                    dst.value = value;
+                    dst.full = 1;
+                    crate::crash_point!("map.repair.moved");
+                    self.slot(i).full = 0;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
         }
+        // 3. The count, from the slots themselves.
+        let count = (0..self.len).filter(|&i| self.full(i)).count();
+        self.shard.len.store(count as u64, Ordering::Relaxed);
+        crate::crash_point!("map.repair.counted");
         self.shard.dirty.store(0, Ordering::Relaxed);
     }
 }
@@ -288,11 +344,18 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         let count = Self::shard_count();
         let (start, end) = (index * N / count, (index + 1) * N / count);
         let shard = &self.shards[index];
-        let acquired = shard.lock.lock_until::<Os>(deadline).ok_or(TimedOut)?;
+        shard.lock.lock_until::<Os>(deadline).ok_or(TimedOut)?;
         let locked = Locked { map: self, shard, start, len: end - start };
-        if acquired == Acquired::OwnerDied && shard.dirty.load(Ordering::Relaxed) != 0 {
+        // A shard left dirty by anyone is repaired (the owner died, or the
+        // word was garbled); only an interrupted value write poisons: a
+        // structural change (insert, remove, clear, repair) never tears an
+        // entry, and repair restores the structure.
+        let dirty = shard.dirty.load(Ordering::Relaxed);
+        if dirty != 0 {
+            if dirty != DIRTY_STRUCTURE {
+                self.poisoned.store(1, Ordering::Relaxed);
+            }
             locked.repair();
-            self.poisoned.store(1, Ordering::Relaxed);
         }
         Ok(locked)
     }
@@ -344,7 +407,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     fn insert_locked(shard: &Locked<'_, K, V, N>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
         match shard.find(&key) {
             Some(i) => {
-                shard.shard.dirty.store(1, Ordering::Relaxed);
+                shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
                 let old = core::mem::replace(&mut shard.slot(i).value, value);
                 shard.shard.dirty.store(0, Ordering::Relaxed);
                 Ok(Some(old))
@@ -409,7 +472,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         let i = shard.find(key)?;
         let mut value = shard.slot(i).value;
         f(&mut value);
-        shard.shard.dirty.store(1, Ordering::Relaxed);
+        shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
         shard.slot(i).value = value;
         shard.shard.dirty.store(0, Ordering::Relaxed);
         Some(value)
@@ -432,7 +495,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     pub fn clear(&self) {
         for index in 0..Self::shard_count() {
             let shard = self.lock_shard(index);
-            shard.shard.dirty.store(1, Ordering::Relaxed);
+            shard.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
             for i in 0..shard.len {
                 shard.slot(i).full = 0;
             }
@@ -444,7 +507,9 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// Every entry, shard by shard (each shard is consistent; the whole is
     /// not one atomic snapshot if others write meanwhile).
     pub fn to_vec(&self) -> std::vec::Vec<(K, V)> {
-        let mut out = std::vec::Vec::with_capacity(self.len());
+        // `len` is shared memory another process could have garbled: never
+        // let it size an allocation beyond the capacity.
+        let mut out = std::vec::Vec::with_capacity(self.len().min(N));
         for index in 0..Self::shard_count() {
             let shard = self.lock_shard(index);
             for i in 0..shard.len {
@@ -462,7 +527,9 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         self.to_vec().into_iter().collect()
     }
 
-    /// Whether a shard was repaired after a process died mid-update.
+    /// Whether a process died while overwriting a value in place (that value
+    /// may be torn). Structural repairs (after a death mid-insert or
+    /// mid-remove) lose nothing and do not poison.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed) != 0
     }
@@ -477,7 +544,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     #[doc(hidden)]
     pub fn hold_shard_dirty(&self, key: &K) -> impl Drop + '_ {
         let shard = self.lock_for(key);
-        shard.shard.dirty.store(1, Ordering::Relaxed);
+        shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
         shard
     }
 }

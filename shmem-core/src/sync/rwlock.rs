@@ -175,38 +175,53 @@ impl<T: Pod> RwLock<T> {
 
     fn write_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockWriteGuard<'_, T>>, TimedOut> {
         self.enter_gate(deadline)?;
+        let me = Os::me();
+        let futex = self.departures.as_ptr().cast_const();
+        let lock = (self as *const Self).cast::<()>();
+        // The reader process whose death the kernel will wake us for.
+        let mut watching: Option<u64> = None;
         let mut check_owners = false;
-        loop {
+        let outcome = loop {
             let seen = self.departures.load(Ordering::SeqCst);
             self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
-            let mut busy = false;
+            let mut busy = None;
             for slot in &self.slots {
                 if slot.count.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
-                if check_owners && self.owner_dead(slot.owner.load(Ordering::Relaxed)) {
+                let owner = slot.owner.load(Ordering::Relaxed);
+                if check_owners && self.owner_dead(owner) {
                     // Its readers died inside: they changed nothing.
                     slot.count.store(0, Ordering::Relaxed);
                     continue;
                 }
-                busy = true;
+                busy = Some(owner);
             }
-            if !busy {
-                break;
+            let Some(owner) = busy else { break Ok(()) };
+            if watching.is_none() && owner != me && Os::watch(owner, lock, futex) {
+                watching = Some(owner);
             }
-            let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else {
-                self.state.fetch_and(!WRITER_WAITING, Ordering::Relaxed);
-                // SAFETY: we hold the gate (entered above).
-                unsafe { self.gate.unlock::<Os>() };
-                return Err(TimedOut);
-            };
-            check_owners = Os::wait(self.departures.as_ptr(), seen, slice);
+            let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else { break Err(TimedOut) };
+            // Check the readers' owners after a timeout or any wake-up: a
+            // wake-up is a reader leaving or, with a watch, one dying.
+            let timed_out = Os::wait(futex, seen, slice);
+            check_owners = timed_out || watching.is_some();
+        };
+        if let Some(owner) = watching {
+            Os::unwatch(owner, futex);
+        }
+        if outcome.is_err() {
+            self.state.fetch_and(!WRITER_WAITING, Ordering::Relaxed);
+            // SAFETY: we hold the gate (entered above).
+            unsafe { self.gate.unlock::<Os>() };
+            return Err(TimedOut);
         }
         // Acquire: the readers' Release decrements happen before our access.
         core::sync::atomic::fence(Ordering::Acquire);
         self.state.store(WRITER_INSIDE, Ordering::Relaxed);
         Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData }))
     }
+
     /// Shared access, waiting as long as a writer holds the lock.
     ///
     /// # Errors
