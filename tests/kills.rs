@@ -80,7 +80,7 @@ fn role_hammer(args: &[String]) {
                 if seg.queue().push_timeout(k, DEADLINE).is_ok() {
                     seg.acked().fetch_add(1);
                 }
-                if (k % 2 == 0 || seg.queue().len() >= 32) && seg.queue().pop_timeout(DEADLINE).is_ok() {
+                if (k.is_multiple_of(2) || seg.queue().len() >= 32) && seg.queue().pop_timeout(DEADLINE).is_ok() {
                     seg.taken().fetch_add(1);
                 }
             }
