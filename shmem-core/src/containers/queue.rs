@@ -470,6 +470,13 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         while self.try_pop().is_ok() {}
     }
 
+    /// The sleeper flags `(push, pop)`: 1 while sleepers may wait on that
+    /// side (for tests of their self-healing after a killed sleeper).
+    #[doc(hidden)]
+    pub fn sleeper_flags(&self) -> (u32, u32) {
+        (self.flags.push_sleepers.load(Ordering::Relaxed), self.flags.pop_sleepers.load(Ordering::Relaxed))
+    }
+
     /// Holds the push and pop locks until the returned guard drops: for
     /// crash tests (a process killed while holding them dies mid-operation).
     #[doc(hidden)]

@@ -38,6 +38,7 @@
 
 use super::park::{Os, Park};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
+use super::TimedOut;
 use bytemuck::Pod;
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
@@ -134,6 +135,23 @@ impl<T: Pod> SeqLock<T> {
     /// `PoisonError` carrying the copy if a writer died mid-write (or a
     /// panicking `update` left it) and the poison was not cleared.
     pub fn read(&self) -> LockResult<T> {
+        match self.read_until(None) {
+            Ok(r) => r,
+            Err(TimedOut) => unreachable!("no deadline, no timeout"),
+        }
+    }
+
+    /// [`read`](Self::read), waiting at most `timeout` for a write in
+    /// progress to finish (a writer that is stopped, or slow).
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if every try met a write in progress; `Ok(Err(..))`
+    /// as for [`read`](Self::read).
+    pub fn read_timeout(&self, timeout: Duration) -> Result<LockResult<T>, TimedOut> {
+        self.read_until(super::deadline_after(timeout))
+    }
+
+    fn read_until(&self, deadline: Option<Instant>) -> Result<LockResult<T>, TimedOut> {
         let mut spins = 0u32;
         let mut last_check = None::<Instant>;
         loop {
@@ -142,11 +160,11 @@ impl<T: Pod> SeqLock<T> {
                 let copy = atomic_load(self.value.get());
                 core::sync::atomic::fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
-                    return if self.poisoned.load(Ordering::Relaxed) != 0 {
+                    return Ok(if self.poisoned.load(Ordering::Relaxed) != 0 {
                         Err(PoisonError::new(copy))
                     } else {
                         Ok(copy)
-                    };
+                    });
                 }
                 continue;
             }
@@ -159,9 +177,9 @@ impl<T: Pod> SeqLock<T> {
             // dead): sleep instead of burning the CPU the writer may need,
             // with growing naps (50 us .. 1 ms; a futex wait that returns at
             // once if `seq` moves), and check the writer now and then.
-            let nap = Duration::from_micros(50u64 << (spins - 1_000).min(5));
+            let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << (spins - 1_000).min(5))))?;
             spins += 1;
-            Os::wait(self.seq.as_ptr(), s1, Some(nap));
+            Os::wait(self.seq.as_ptr(), s1, nap);
             if last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL) {
                 last_check = Some(Instant::now());
                 self.recover_from_dead_writer();
