@@ -199,7 +199,7 @@ fn hostile_lock_words_are_recovered() {
     for (i, owner) in [0u64, 1 << 31, 0x1234_5678_0000_0042].into_iter().enumerate() {
         // SAFETY: reader slot `i` (16 bytes from offset 24: owner, count) of
         // the repr(C) RwLock, 8-aligned, accessed atomically as the library does.
-        let slot = unsafe { &*rw.add(24 + 16 * i).cast::<[AtomicU64; 2]>() };
+        let slot = unsafe { &*rw.wrapping_add(24 + 16 * i).cast::<[AtomicU64; 2]>() };
         slot[0].store(owner, Ordering::SeqCst);
         slot[1].store(5, Ordering::SeqCst);
     }
