@@ -2,62 +2,138 @@
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmem-core --release --test loom_lock`
 //!
-//! Each loom thread plays a process with its own pid. The model's `Park`
-//! never sleeps (a wait is a yield that reports a timeout, i.e. the
-//! worst case of spurious wake-ups), and a "process" dies by recording its
-//! pid as dead and returning without unlocking. Loom explores the
-//! interleavings and checks that the protected cell is never accessed
-//! concurrently and that every locker gets in.
+//! Each loom thread plays a process with its own owner token. The model's
+//! `Park` behaves like the kernel where it matters:
+//!
+//! - `wait` sleeps for real (a loom condition variable) while the word
+//!   holds the expected value, and only a `wake_*` (or a death, below) ends
+//!   a long sleep. The short first sleep of a waiter times out, as the real
+//!   200 us one does. So a lost wake-up leaves a thread asleep forever, and
+//!   loom fails the model with a deadlock: removing the wake in `unlock`
+//!   makes `mutual_exclusion` fail (checked when this model was written).
+//! - A "process" dies at a named crash point (`Park::crash_point`) by
+//!   recording its token as dead, waking every sleeper (the kernel's death
+//!   watch firing) and unwinding out of its thread without unlocking.
+//! - Liveness answers `Dead` only for the dead token; the `unknown` test
+//!   makes it answer `Unknown` for everyone, and then nothing may ever be
+//!   taken over.
 #![cfg(loom)]
 #![allow(missing_docs, reason = "test")]
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicU32, Ordering};
-use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::{Arc, Condvar, Mutex};
 use shmem_core::sync::park::{Liveness, Park};
 use shmem_core::sync::raw_mutex::{Acquired, RawMutex};
 use std::cell::Cell;
 use std::time::Duration;
 
 loom::thread_local! {
-    static PID: Cell<u32> = Cell::new(1);
+    static TOKEN: Cell<u64> = Cell::new(1);
+    /// The crash point this thread dies at, if any.
+    static DIE_AT: Cell<Option<&'static str>> = Cell::new(None);
 }
 
 loom::lazy_static! {
-    /// The pid of the process that died in this execution (0: none).
-    static ref DEAD: AtomicU32 = AtomicU32::new(0);
+    /// The token of the process that died in this execution (0: none).
+    static ref DEAD: AtomicU64 = AtomicU64::new(0);
+    /// Liveness answers `Unknown` for everyone.
+    static ref UNKNOWN: AtomicBool = AtomicBool::new(false);
+    /// The kernel's futex wait queue (one word per model).
+    static ref SLEEPERS: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 }
 
 /// `loom::model` with a branch budget that fits the wait loops.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.max_branches = 100_000;
-    builder.check(f);
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    builder.check(move || {
+        n2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!("explored {} executions", n.load(std::sync::atomic::Ordering::Relaxed));
 }
+
+/// The unwinding payload of a modelled death.
+struct Died;
 
 struct Model;
 
 impl Park for Model {
-    fn wait(_word: *const u32, _expected: u32, _timeout: Option<Duration>) -> bool {
-        loom::thread::yield_now();
-        true
+    fn wait(word: *const u32, expected: u32, timeout: Option<Duration>) -> bool {
+        if timeout.is_some_and(|t| t <= Duration::from_millis(1)) {
+            // The short first sleep: it times out. No yield here, so the
+            // model also explores the waiter going straight on to its long
+            // sleep while the holder still holds (a yield would let the
+            // holder run first every time and hide a lost wake-up).
+            return true;
+        }
+        // SAFETY: under loom, `RawMutex` hands out the address of its loom
+        // `AtomicU64` word (see `futex_addr`), alive for the whole wait.
+        let atom = unsafe { &*word.cast::<AtomicU64>() };
+        let guard = SLEEPERS.0.lock().unwrap();
+        let word = atom.load(Ordering::SeqCst);
+        if word as u32 != expected {
+            return false;
+        }
+        // The waiter asked for a death watch before this long sleep; on an
+        // owner that is already dead it fires at once.
+        let dead = DEAD.load(Ordering::SeqCst);
+        if dead != 0 && word & !(1 << 30) == dead {
+            return false;
+        }
+        drop(SLEEPERS.1.wait(guard).unwrap());
+        false
     }
-    fn wake_one(_word: *const u32) {}
-    fn wake_all(_word: *const u32) {}
+    fn wake_one(_word: *const u32) {
+        let _g = SLEEPERS.0.lock().unwrap();
+        SLEEPERS.1.notify_one();
+    }
+    fn wake_all(_word: *const u32) {
+        let _g = SLEEPERS.0.lock().unwrap();
+        SLEEPERS.1.notify_all();
+    }
     fn me() -> u64 {
-        u64::from(PID.with(Cell::get)) | (7 << 32)
+        TOKEN.with(Cell::get)
     }
     fn liveness(owner: u64, _lock: *const ()) -> Liveness {
-        if u64::from(DEAD.load(Ordering::SeqCst)) | (7 << 32) == owner {
+        if UNKNOWN.load(Ordering::SeqCst) {
+            Liveness::Unknown
+        } else if DEAD.load(Ordering::SeqCst) == owner {
             Liveness::Dead
         } else {
             Liveness::Alive
         }
     }
+    fn watch(_owner: u64, _lock: *const (), _futex: *const u32) -> bool {
+        true
+    }
+    fn crash_point(name: &'static str) {
+        if DIE_AT.with(Cell::get) == Some(name) {
+            die();
+        }
+    }
 }
 
-fn as_process(pid: u32) {
-    PID.with(|p| p.set(pid));
+/// This "process" dies: the kernel marks it dead and fires the death
+/// watches, and the thread unwinds without running any more lock code.
+fn die() -> ! {
+    DEAD.store(TOKEN.with(Cell::get), Ordering::SeqCst);
+    {
+        let _g = SLEEPERS.0.lock().unwrap();
+        SLEEPERS.1.notify_all();
+    }
+    std::panic::resume_unwind(Box::new(Died));
+}
+
+/// Runs `f` as the process with `token`, which dies at `die_at` (a crash
+/// point name, or "holding" to die right after `f` locked).
+fn as_process(token: u64, die_at: Option<&'static str>, f: impl FnOnce()) {
+    TOKEN.with(|t| t.set(token | (7 << 32)));
+    DIE_AT.with(|d| d.set(die_at));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
 }
 
 struct Shared {
@@ -65,88 +141,142 @@ struct Shared {
     data: UnsafeCell<u32>,
 }
 
-fn locked_increment(s: &Shared) -> Acquired {
+fn new_shared() -> Arc<Shared> {
+    Arc::new(Shared { lock: RawMutex::new(), data: UnsafeCell::new(0) })
+}
+
+/// Locks, adds 1, unlocks; returns how it got the lock and the count it found.
+fn locked_increment(s: &Shared) -> (Acquired, u32) {
     let acquired = s.lock.lock_report::<Model>();
-    s.data.with_mut(|d| {
+    let before = s.data.with_mut(|d| {
         // SAFETY: the lock is held, so no other model thread touches `data`;
         // loom checks exactly that.
-        unsafe { *d += 1 }
+        unsafe {
+            *d += 1;
+            *d - 1
+        }
     });
+    if DIE_AT.with(Cell::get) == Some("holding") {
+        die();
+    }
     // SAFETY: acquired just above by this thread.
     unsafe { s.lock.unlock::<Model>() };
-    acquired
+    (acquired, before)
+}
+
+fn data(s: &Shared) -> u32 {
+    // SAFETY: all threads joined.
+    s.data.with(|d| unsafe { *d })
+}
+
+fn quiet_deaths() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Died>().is_none() {
+                default(info);
+            }
+        }));
+    });
 }
 
 #[test]
 fn mutual_exclusion() {
     model(|| {
-        let s = Arc::new(Shared { lock: RawMutex::new(), data: UnsafeCell::new(0) });
+        let s = new_shared();
         let other = {
             let s = s.clone();
-            loom::thread::spawn(move || {
-                as_process(2);
-                assert_eq!(locked_increment(&s), Acquired::Clean);
-            })
+            loom::thread::spawn(move || as_process(2, None, || assert_eq!(locked_increment(&s).0, Acquired::Clean)))
         };
-        as_process(1);
-        assert_eq!(locked_increment(&s), Acquired::Clean);
+        as_process(1, None, || assert_eq!(locked_increment(&s).0, Acquired::Clean));
         other.join().unwrap();
-        // SAFETY: all threads joined.
-        assert_eq!(s.data.with(|d| unsafe { *d }), 2);
+        assert_eq!(data(&s), 2);
         assert!(!s.lock.is_locked());
     });
 }
 
+/// A process dies at each point of lock and unlock in turn; the survivor
+/// always gets in, exactly once, and is told of the death exactly when the
+/// victim died holding the lock.
 #[test]
-fn dead_owner_is_taken_over_exactly_once() {
+fn death_at_every_step() {
+    quiet_deaths();
+    for point in ["holding", "raw_mutex.unlock.released", "raw_mutex.lock.waiters_set"] {
+        model(move || {
+            DEAD.store(0, Ordering::SeqCst);
+            let s = new_shared();
+            let victim = {
+                let s = s.clone();
+                loom::thread::spawn(move || {
+                    as_process(2, Some(point), || {
+                        let _ = locked_increment(&s);
+                    })
+                })
+            };
+            let mut mine = None;
+            as_process(1, None, || mine = Some(locked_increment(&s)));
+            victim.join().unwrap();
+            let (mine, before) = mine.expect("the survivor never dies");
+            let total = data(&s);
+            assert!(total == 1 || total == 2, "{point}: {total} increments");
+            if mine == Acquired::OwnerDied {
+                assert_eq!(point, "holding", "{point}: takeover although the victim held nothing");
+                assert!(DEAD.load(Ordering::SeqCst) != 0);
+            }
+            if point == "holding" && before == 1 {
+                // The victim got in first and died inside: the survivor
+                // must have been told.
+                assert_eq!(mine, Acquired::OwnerDied, "{point}: death not reported");
+            }
+        });
+    }
+}
+
+/// With liveness unknown, a holder is never taken over: the waiter gets in
+/// only after the unlock, and never hears of a death.
+#[test]
+fn unknown_liveness_never_steals() {
     model(|| {
-        let s = Arc::new(Shared { lock: RawMutex::new(), data: UnsafeCell::new(0) });
-        let victim = {
+        UNKNOWN.store(true, Ordering::SeqCst);
+        let s = new_shared();
+        let other = {
             let s = s.clone();
-            loom::thread::spawn(move || {
-                as_process(2);
-                s.lock.lock_report::<Model>();
-                // Dies holding the lock: marked dead, never unlocks.
-                DEAD.store(2, Ordering::SeqCst);
-            })
+            loom::thread::spawn(move || as_process(2, None, || assert_eq!(locked_increment(&s).0, Acquired::Clean)))
         };
-        as_process(1);
-        let mine = locked_increment(&s);
-        victim.join().unwrap();
-        // SAFETY: all threads joined.
-        assert_eq!(s.data.with(|d| unsafe { *d }), 1, "the survivor got in");
-        let deaths_seen = usize::from(mine == Acquired::OwnerDied);
-        if s.lock.is_locked() {
-            assert_eq!(deaths_seen, 0, "the victim still holds it only if nobody took it over");
-        }
+        as_process(1, None, || assert_eq!(locked_increment(&s).0, Acquired::Clean));
+        other.join().unwrap();
+        assert_eq!(data(&s), 2);
+        UNKNOWN.store(false, Ordering::SeqCst);
     });
 }
 
 #[test]
 fn try_lock_never_waits_and_never_doubles() {
     model(|| {
-        let s = Arc::new(Shared { lock: RawMutex::new(), data: UnsafeCell::new(0) });
+        let s = new_shared();
         let t = {
             let s = s.clone();
             loom::thread::spawn(move || {
-                as_process(2);
-                if s.lock.try_lock_report::<Model>().is_some() {
-                    s.data.with_mut(|d| {
-                        // SAFETY: try_lock succeeded, the lock is held.
-                        unsafe { *d += 1 }
-                    });
-                    // SAFETY: acquired above by this thread.
-                    unsafe { s.lock.unlock::<Model>() };
-                    1
-                } else {
-                    0
-                }
+                let mut got = 0;
+                as_process(2, None, || {
+                    if s.lock.try_lock_report::<Model>().is_some() {
+                        s.data.with_mut(|d| {
+                            // SAFETY: try_lock succeeded, the lock is held.
+                            unsafe { *d += 1 }
+                        });
+                        // SAFETY: acquired above by this thread.
+                        unsafe { s.lock.unlock::<Model>() };
+                        got = 1;
+                    }
+                });
+                got
             })
         };
-        as_process(1);
-        locked_increment(&s);
+        as_process(1, None, || {
+            let _ = locked_increment(&s);
+        });
         let got = t.join().unwrap();
-        // SAFETY: all threads joined.
-        assert_eq!(s.data.with(|d| unsafe { *d }), 1 + got);
+        assert_eq!(data(&s), 1 + got);
     });
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 /// 4 bytes on little-endian targets and its last 4 on big-endian ones.
 /// `wrapping_add` stays inside the 8-byte word; the pointer is only handed
 /// to the kernel, never dereferenced.
+#[cfg_attr(loom, allow(dead_code, reason = "under loom the lock hands out its whole word"))]
 pub(crate) fn low_half<T>(word: *const T) -> *const u32 {
     debug_assert_eq!(core::mem::size_of::<T>(), 8);
     let base = word.cast::<u32>();
@@ -45,6 +46,12 @@ pub trait Park {
     }
     /// Cancels one [`watch`](Self::watch) of `owner` for `futex`.
     fn unwatch(_owner: u64, _futex: *const u32) {}
+    /// A named point inside a lock operation where a model may make the
+    /// calling "process" die (the loom models); the real kernel does
+    /// nothing here (crash tests of whole processes use
+    /// [`crash_point!`](crate::crash_point) instead).
+    #[inline(always)]
+    fn crash_point(_name: &'static str) {}
 }
 
 /// The real kernel: shared futexes and OFD locks.

@@ -119,8 +119,16 @@ impl RawMutex {
     }
 
     /// The address of the futex half of the word.
+    #[cfg(not(loom))]
     fn futex_addr(&self) -> *const u32 {
         super::park::low_half(&self.word as *const AtomicU64)
+    }
+
+    /// Under loom the "futex address" is the loom atomic itself, so that a
+    /// model's `Park::wait` can read the word the way the kernel would.
+    #[cfg(loom)]
+    fn futex_addr(&self) -> *const u32 {
+        (&self.word as *const AtomicU64).cast()
     }
 
     /// The current owner's token, if locked (see [`liveness`](super::liveness)).
@@ -200,6 +208,7 @@ impl RawMutex {
             {
                 continue;
             }
+            P::crash_point("raw_mutex.lock.waiters_set");
             let owner = w & !WAITERS;
             if let Some(old) = watching.filter(|&o| o != owner) {
                 P::unwatch(old, futex);
@@ -238,10 +247,9 @@ impl RawMutex {
             return None;
         }
         // Keep WAITERS: others may sleep, and the dead owner will never wake them.
-        self.word
-            .compare_exchange(w, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| Acquired::OwnerDied)
+        let taken = self.word.compare_exchange(w, me | WAITERS, Ordering::Acquire, Ordering::Relaxed).ok();
+        P::crash_point("raw_mutex.takeover.taken");
+        taken.map(|_| Acquired::OwnerDied)
     }
 
     /// Takes the lock if it is free or its owner is dead; never sleeps.
@@ -260,6 +268,7 @@ impl RawMutex {
     #[inline]
     pub unsafe fn unlock<P: Park>(&self) {
         let w = self.word.swap(0, Ordering::Release);
+        P::crash_point("raw_mutex.unlock.released");
         if w & WAITERS != 0 {
             self.unlock_slow::<P>();
         }
