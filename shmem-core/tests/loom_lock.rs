@@ -151,10 +151,9 @@ fn locked_increment(s: &Shared) -> (Acquired, u32) {
     let before = s.data.with_mut(|d| {
         // SAFETY: the lock is held, so no other model thread touches `data`;
         // loom checks exactly that.
-        unsafe {
-            *d += 1;
-            *d - 1
-        }
+        let d = unsafe { &mut *d };
+        *d += 1;
+        *d - 1
     });
     if DIE_AT.with(Cell::get) == Some("holding") {
         die();
