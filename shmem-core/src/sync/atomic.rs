@@ -445,7 +445,27 @@ macro_rules! float_ops {
 
 float_ops!(f32, f64);
 
+/// The ordering of the failed-compare load in a CAS loop whose store uses `order`.
+fn load_order(order: Ordering) -> Ordering {
+    match order {
+        Ordering::Release | Ordering::Relaxed => Ordering::Relaxed,
+        Ordering::Acquire | Ordering::AcqRel => Ordering::Acquire,
+        _ => Ordering::SeqCst,
+    }
+}
+
+/// `bool` read-modify-writes. Each is one atomic operation on the byte and
+/// treats any non-zero byte as `true` (a peer process may have written a
+/// byte other than 0 or 1); what they store is always 0 or 1, except that
+/// `fetch_or(true)` on a non-zero byte leaves it as it was (still `true`).
 impl Atomic<bool> {
+    /// Applies `f` to the value in one compare-exchange loop, storing 0 or 1.
+    #[inline]
+    fn update_bool(&self, order: Ordering, f: impl Fn(bool) -> bool) -> bool {
+        match self.raw.fetch_update(order, load_order(order), |b| Some(u8::from(f(b != 0)))) {
+            Ok(prev) | Err(prev) => prev != 0,
+        }
+    }
     /// Logical "and" with `value`. Returns the previous value.
     #[inline]
     pub fn fetch_and(&self, value: bool) -> bool {
@@ -454,7 +474,12 @@ impl Atomic<bool> {
     /// [`fetch_and`](Self::fetch_and) with an explicit ordering.
     #[inline]
     pub fn fetch_and_with(&self, value: bool, order: Ordering) -> bool {
-        self.raw.fetch_and(u8::from(value), order) != 0
+        if value {
+            // x && true == x: an atomic no-op that still orders like an RMW.
+            self.raw.fetch_or(0, order) != 0
+        } else {
+            self.raw.swap(0, order) != 0
+        }
     }
     /// Logical "or" with `value`. Returns the previous value.
     #[inline]
@@ -474,20 +499,26 @@ impl Atomic<bool> {
     /// [`fetch_xor`](Self::fetch_xor) with an explicit ordering.
     #[inline]
     pub fn fetch_xor_with(&self, value: bool, order: Ordering) -> bool {
-        self.raw.fetch_xor(u8::from(value), order) != 0
+        if value {
+            self.update_bool(order, |b| !b)
+        } else {
+            self.raw.fetch_or(0, order) != 0
+        }
     }
     /// Logical "nand" with `value`. Returns the previous value.
     #[inline]
     pub fn fetch_nand(&self, value: bool) -> bool {
         self.fetch_nand_with(value, SEQ)
     }
-    /// [`fetch_nand`](Self::fetch_nand) with an explicit ordering.
+    /// [`fetch_nand`](Self::fetch_nand) with an explicit ordering: one
+    /// atomic step (never a state other than 0 or 1 visible to readers).
     #[inline]
     pub fn fetch_nand_with(&self, value: bool, order: Ordering) -> bool {
-        let prev = self.raw.fetch_nand(u8::from(value), order);
-        // nand of 0/1 bytes yields 0xFF or 0xFE; bring the byte back to 0/1.
-        self.raw.fetch_and(1, order);
-        prev != 0
+        if value {
+            self.update_bool(order, |b| !b)
+        } else {
+            self.raw.swap(1, order) != 0
+        }
     }
     /// Logical negation. Returns the previous value.
     #[inline]
@@ -557,12 +588,45 @@ mod tests {
         assert_eq!(b.as_raw().load(Ordering::Relaxed), 0);
         b.as_raw().store(7, Ordering::Relaxed);
         assert!(b.load(), "any non-zero byte reads as true");
+        // Bytes other than 0/1 (written by a peer) are `true` for every op.
+        b.as_raw().store(2, Ordering::Relaxed);
+        assert!(b.fetch_and(true) && b.load(), "2 && true is true");
+        assert!(b.fetch_xor(true) && !b.load(), "2 ^ true is false");
+        b.as_raw().store(0xFE, Ordering::Relaxed);
+        assert!(b.fetch_nand(true) && !b.load(), "!(0xFE && true) is false");
+        assert_eq!(b.as_raw().load(Ordering::Relaxed), 0);
+        assert!(!b.fetch_nand(false) && b.load());
+        assert_eq!(b.as_raw().load(Ordering::Relaxed), 1);
 
         let c = Atomic::new('a');
         assert_eq!(c.update(|c| char::from_u32(c as u32 + 1).unwrap()), 'a');
         assert_eq!(c.load(), 'b');
         c.as_raw().store(0xD800, Ordering::Relaxed);
         assert_eq!(c.load(), char::REPLACEMENT_CHARACTER, "a surrogate is not UB");
+    }
+
+    /// `fetch_nand(true)` toggles: over any number of racing calls, exactly
+    /// half saw `true`, and no reader ever sees a byte other than 0 or 1
+    /// (it used to be two read-modify-writes, with 0xFE/0xFF in between).
+    #[test]
+    fn bool_nand_is_one_atomic_step() {
+        const N: usize = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
+        let b = Atomic::new(false);
+        let done = core::sync::atomic::AtomicBool::new(false);
+        let trues = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    assert!(b.as_raw().load(Ordering::Relaxed) <= 1, "a reader saw a byte other than 0/1");
+                }
+            });
+            let workers: std::vec::Vec<_> =
+                (0..2).map(|_| s.spawn(|| (0..N).filter(|_| b.fetch_nand(true)).count())).collect();
+            let trues: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+            done.store(true, Ordering::Relaxed);
+            reader.join().unwrap();
+            trues
+        });
+        assert_eq!(trues, N, "{} toggles saw true {trues} times", 2 * N);
     }
 
     #[test]

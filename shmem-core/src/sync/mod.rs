@@ -155,6 +155,33 @@ mod tests {
         assert_eq!(seq.read().unwrap(), 6, "the writer lock was released by the unwinding");
     }
 
+    /// Every completed round of a 2-party barrier has one leader and one
+    /// follower, even when parties time out at the same moment the last one
+    /// arrives (a leader used to complete a round with a party that had
+    /// already left it with `TimedOut`).
+    #[test]
+    fn barrier_rounds_never_count_a_party_that_left() {
+        const ROUNDS: usize = if cfg!(debug_assertions) { 3_000 } else { 30_000 };
+        let b = wait::Barrier::new(2);
+        let party = || {
+            let (mut leaders, mut followers) = (0usize, 0usize);
+            for i in 0..ROUNDS {
+                match b.wait_timeout(std::time::Duration::from_micros(1 + (i % 7) as u64 * 20)) {
+                    Ok(r) if r.is_leader() => leaders += 1,
+                    Ok(_) => followers += 1,
+                    Err(TimedOut) => {}
+                }
+            }
+            (leaders, followers)
+        };
+        let ((l1, f1), (l2, f2)) = std::thread::scope(|s| {
+            let a = s.spawn(party);
+            let b = s.spawn(party);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(l1 + l2, f1 + f2, "a round had a leader but no follower (or the reverse)");
+    }
+
     #[test]
     fn lock_api_interface() {
         let m: lock_api::Mutex<raw_mutex::RawMutex, u32> = lock_api::Mutex::new(1);

@@ -37,6 +37,13 @@ use std::fmt;
 use std::sync::LockResult;
 use std::time::{Duration, Instant};
 
+/// The longest one sleep in [`wait_on`] lasts before the waiter looks at
+/// the word again: a notifier killed between its change and its wake-up
+/// (a barrier's last arrival, `Event::set`, `Semaphore::release`) then
+/// delays its sleepers by at most this much instead of forever. An idle
+/// waiter makes 10 wake-ups a second.
+const RECHECK: Duration = Duration::from_millis(100);
+
 /// Waits on `word` until `done(value)` returns `Some`, or `deadline` passes.
 fn wait_on<R>(
     word: &AtomicU32,
@@ -48,7 +55,7 @@ fn wait_on<R>(
         if let Some(r) = done(v) {
             return Ok(r);
         }
-        Os::wait(word.as_ptr(), v, super::sleep_slice(deadline, None)?);
+        Os::wait(word.as_ptr(), v, super::sleep_slice(deadline, Some(RECHECK))?);
     }
 }
 
@@ -242,14 +249,25 @@ impl Barrier {
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, TimedOut> {
         let parties = self.parties();
-        let prev = self.state.fetch_add(1, Ordering::AcqRel);
-        let round = prev >> 16;
-        if (prev & ARRIVED) + 1 >= parties {
-            // Last to arrive: next round, nobody arrived, wake everyone.
-            self.state.store(round.wrapping_add(1) << 16, Ordering::Release);
-            Os::wake_all(self.state.as_ptr());
-            return Ok(BarrierWaitResult(true));
-        }
+        // Arrive with one compare-exchange. The last arrival moves to the
+        // next round in that same step (a fetch_add followed by a separate
+        // store would let a timed-out party leave in between, and the
+        // leader would complete a round that party had already left).
+        let mut s = self.state.load(Ordering::Acquire);
+        let round = loop {
+            let (round, arrived) = (s >> 16, s & ARRIVED);
+            let next = if arrived + 1 >= parties { round.wrapping_add(1) << 16 } else { s + 1 };
+            match self.state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) if arrived + 1 >= parties => {
+                    crate::crash_point!("barrier.leader.advanced");
+                    Os::wake_all(self.state.as_ptr());
+                    return Ok(BarrierWaitResult(true));
+                }
+                Ok(_) => break round,
+                Err(now) => s = now,
+            }
+        };
+        crate::crash_point!("barrier.arrived");
         let result = wait_on(&self.state, deadline, |s| (s >> 16 != round).then_some(BarrierWaitResult(false)));
         if result.is_err() {
             // Leave the round, unless it completed meanwhile.
@@ -319,7 +337,11 @@ impl Condvar {
         let seq = self.seq.load(Ordering::Acquire);
         let mutex: &'a Mutex<T> = guard.mutex();
         drop(guard);
-        let timed_out = Os::wait(self.seq.as_ptr(), seq, timeout);
+        // At most RECHECK at a time (a spurious wake-up, which callers
+        // handle): a notifier killed between its change and its notify
+        // then costs a sleeper at most that much.
+        let slice = timeout.map_or(RECHECK, |t| t.min(RECHECK));
+        let timed_out = Os::wait(self.seq.as_ptr(), seq, Some(slice)) && timeout.is_some_and(|t| t <= RECHECK);
         match mutex.lock() {
             Ok(g) => Ok((g, timed_out)),
             Err(p) => Err(std::sync::PoisonError::new((p.into_inner(), timed_out))),
@@ -343,7 +365,9 @@ impl Condvar {
 
     /// Like [`wait_while`](Self::wait_while), giving up after `timeout`.
     /// Returns the guard and whether the timeout elapsed with the condition
-    /// still holding.
+    /// still holding. As with `std::sync::Condvar`, the lock is taken again
+    /// before returning, which waits for its holder (the deadline covers
+    /// the waiting for a notification, not a mutex held by a stopped process).
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
