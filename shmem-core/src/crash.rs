@@ -7,8 +7,11 @@
 //! enable it); without it [`crash_point!`](crate::crash_point) expands to
 //! nothing. With it, a process whose environment has
 //! `SHMEM_CRASH_AT=<name>` (or `<name>#<k>`, for the k-th time it passes
-//! there, counting from 1) kills itself there; otherwise a point costs one
-//! relaxed load.
+//! there, counting from 1) kills itself there, after printing
+//! `shmem crash point: <name>` to stderr; `*#<k>` means the k-th crash point
+//! of any name, which lets a harness walk every point of an operation in
+//! turn without knowing their names. Otherwise a point costs one relaxed
+//! load.
 
 /// Marks a crash point named `$name` (a string literal). See [`crate::crash`].
 #[doc(hidden)]
@@ -44,10 +47,12 @@ mod imp {
     pub fn hit(name: &'static str) {
         static HITS: AtomicU64 = AtomicU64::new(0);
         let Some((want, k)) = target() else { return };
-        if want != name {
+        if want != "*" && want != name {
             return;
         }
         if HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k {
+            // Tell the harness where we died (stderr is unbuffered).
+            eprintln!("shmem crash point: {name}");
             let me = std::process::id() as libc::pid_t;
             // SAFETY: kill on our own pid with a valid signal number.
             unsafe { libc::kill(me, libc::SIGKILL) };

@@ -189,11 +189,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                 // The shard is dirty from before the mark to after `len`
                 // counts the entry: a crash in between leaves `len` to repair.
                 self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
+                crate::crash_point!("map.insert.dirty");
                 let slot = self.slot(i);
                 slot.key = key;
                 slot.value = value;
+                crate::crash_point!("map.insert.written");
                 slot.full = 1;
+                crate::crash_point!("map.insert.published");
                 self.shard.len.fetch_add(1, Ordering::Relaxed);
+                crate::crash_point!("map.insert.counted");
                 self.shard.dirty.store(0, Ordering::Relaxed);
                 return Ok(());
             }
@@ -206,8 +210,10 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
     fn remove_at(&self, i: usize) -> V {
         let value = self.slot(i).value;
         self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
+        crate::crash_point!("map.remove.dirty");
         let mut hole = i;
         self.slot(hole).full = 0;
+        crate::crash_point!("map.remove.emptied");
         let mut j = (hole + 1) % self.len;
         while j != i && self.full(j) {
             let home = self.home(&self.key(j));
@@ -220,12 +226,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                 dst.key = key;
                 dst.value = value;
                 dst.full = 1;
+                crate::crash_point!("map.remove.shift_copied");
                 self.slot(j).full = 0;
+                crate::crash_point!("map.remove.shift_emptied");
                 hole = j;
             }
             j = (j + 1) % self.len;
         }
         self.shard.len.fetch_sub(1, Ordering::Relaxed);
+        crate::crash_point!("map.remove.counted");
         self.shard.dirty.store(0, Ordering::Relaxed);
         value
     }
@@ -408,7 +417,9 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         match shard.find(&key) {
             Some(i) => {
                 shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
+                crate::crash_point!("map.replace.dirty");
                 let old = core::mem::replace(&mut shard.slot(i).value, value);
+                crate::crash_point!("map.replace.written");
                 shard.shard.dirty.store(0, Ordering::Relaxed);
                 Ok(Some(old))
             }
@@ -473,7 +484,9 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         let mut value = shard.slot(i).value;
         f(&mut value);
         shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
+        crate::crash_point!("map.update.dirty");
         shard.slot(i).value = value;
+        crate::crash_point!("map.update.written");
         shard.shard.dirty.store(0, Ordering::Relaxed);
         Some(value)
     }
@@ -496,10 +509,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         for index in 0..Self::shard_count() {
             let shard = self.lock_shard(index);
             shard.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
+            crate::crash_point!("map.clear.dirty");
             for i in 0..shard.len {
                 shard.slot(i).full = 0;
+                if i == shard.len / 2 {
+                    crate::crash_point!("map.clear.half");
+                }
             }
             shard.shard.len.store(0, Ordering::Relaxed);
+            crate::crash_point!("map.clear.counted");
             shard.shard.dirty.store(0, Ordering::Relaxed);
         }
     }

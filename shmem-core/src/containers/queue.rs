@@ -238,8 +238,10 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     pub fn close(&self) {
         self.producers.lock.lock_report::<Os>();
         self.flags.closed.store(1, Ordering::SeqCst);
+        crate::crash_point!("queue.close.flagged");
         // SAFETY: locked just above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
+        crate::crash_point!("queue.close.unlocked");
         self.flags.push_sleepers.store(0, Ordering::SeqCst);
         self.flags.pop_sleepers.store(0, Ordering::SeqCst);
         Os::wake_all(self.producers.futex());
@@ -307,7 +309,9 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // lock hand-over orders the two holders); only the push-lock holder
         // writes slots.
         unsafe { self.slot(tail).write(item) };
+        crate::crash_point!("queue.push.written");
         self.producers.count.store(tail.wrapping_add(1), Ordering::Release);
+        crate::crash_point!("queue.push.published");
         // SAFETY: locked above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
         Self::wake_sleepers(&self.flags.pop_sleepers, &self.producers);
@@ -349,7 +353,9 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // only the pop-lock holder reads it and no producer writes it until
         // `head` moves past it.
         let item = unsafe { self.slot(head).read() };
+        crate::crash_point!("queue.pop.read");
         self.consumers.count.store(head.wrapping_add(1), Ordering::Release);
+        crate::crash_point!("queue.pop.published");
         // SAFETY: locked above by this process.
         unsafe { self.consumers.lock.unlock::<Os>() };
         Self::wake_sleepers(&self.flags.push_sleepers, &self.consumers);

@@ -144,7 +144,9 @@ impl SegmentOptions {
             }
             _ => Error::from_io(name, "reserve", e),
         })?;
+        crate::crash_point!("segment.create.reserved");
         unnamed.file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
+        crate::crash_point!("segment.create.header");
         let map = map(&unnamed.file, &header, name)?;
         let data = data_ptr::<T>(&map, &header);
         // SAFETY: `data` points at `data_size = size_of::<T::Layout>()` bytes,
@@ -153,11 +155,14 @@ impl SegmentOptions {
         // bytes are zero (fresh file), a valid `T::Layout` by `Shared`'s
         // contract, and the file has no name yet, so no other process writes it.
         init(unsafe { data.as_ref() });
+        crate::crash_point!("segment.create.initialised");
         header.state = STATE_READY;
         unnamed.file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
         os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
         let member = join_liveness(&unnamed.file, &map, &header, name)?;
+        crate::crash_point!("segment.create.registered");
         let file = unnamed.link_into_place(name).map_err(io("link"))?;
+        crate::crash_point!("segment.create.linked");
         Ok(Segment {
             name: name.to_owned(),
             file,

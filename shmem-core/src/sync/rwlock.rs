@@ -159,8 +159,10 @@ impl<T: Pod> RwLock<T> {
         loop {
             self.enter_gate(deadline)?;
             let slot = self.my_slot(me);
+            crate::crash_point!("rwlock.read.slot_claimed");
             if let Some(slot) = slot {
                 self.slots[slot].count.fetch_add(1, Ordering::Acquire);
+                crate::crash_point!("rwlock.read.counted");
             }
             // SAFETY: `enter_gate` returned Ok: this process holds the gate.
             unsafe { self.gate.unlock::<Os>() };
@@ -184,6 +186,7 @@ impl<T: Pod> RwLock<T> {
         let outcome = loop {
             let seen = self.departures.load(Ordering::SeqCst);
             self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
+            crate::crash_point!("rwlock.write.waiting");
             let mut busy = None;
             for slot in &self.slots {
                 if slot.count.load(Ordering::SeqCst) == 0 {
@@ -219,6 +222,7 @@ impl<T: Pod> RwLock<T> {
         // Acquire: the readers' Release decrements happen before our access.
         core::sync::atomic::fence(Ordering::Acquire);
         self.state.store(WRITER_INSIDE, Ordering::Relaxed);
+        crate::crash_point!("rwlock.write.inside");
         Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData }))
     }
 
@@ -301,6 +305,7 @@ impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
         // either the writer sees this count at zero or this sees
         // `WRITER_WAITING` and wakes it.
         let prev = lock.slots[self.slot].count.fetch_sub(1, Ordering::SeqCst);
+        crate::crash_point!("rwlock.read.left");
         if prev == 1 && lock.state.load(Ordering::SeqCst) & WRITER_WAITING != 0 {
             lock.departures.fetch_add(1, Ordering::SeqCst);
             Os::wake_all(lock.departures.as_ptr());
@@ -336,7 +341,9 @@ impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
         if std::thread::panicking() {
             self.lock.poisoned.store(1, Ordering::Relaxed);
         }
+        crate::crash_point!("rwlock.write.leaving");
         self.lock.state.store(0, Ordering::Release);
+        crate::crash_point!("rwlock.write.left");
         // SAFETY: the write guard exists only while this process holds the gate.
         unsafe { self.lock.gate.unlock::<Os>() };
     }

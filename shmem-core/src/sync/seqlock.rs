@@ -201,10 +201,13 @@ impl<T: Pod> SeqLock<T> {
         }
     }
 
+    /// With the writer lock taken over: a write left half done (odd `seq`)
+    /// is closed and poisons the value; a writer that died after finishing
+    /// its write (even `seq`) left a consistent value and poisons nothing.
     fn finish_dead_write(&self) {
-        self.poisoned.store(1, Ordering::Relaxed);
         let s = self.seq.load(Ordering::Relaxed);
         if s & 1 == 1 {
+            self.poisoned.store(1, Ordering::Relaxed);
             self.seq.store(s.wrapping_add(1), Ordering::Release);
         }
     }
@@ -273,8 +276,11 @@ impl<T: Pod> WriteGuard<'_, T> {
         let s = seq.load(Ordering::Relaxed) | 1;
         seq.store(s, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::Release);
+        crate::crash_point!("seqlock.write.odd");
         atomic_store(self.lock.value.get(), value);
+        crate::crash_point!("seqlock.write.copied");
         seq.store(s.wrapping_add(1), Ordering::Release);
+        crate::crash_point!("seqlock.write.even");
     }
 }
 

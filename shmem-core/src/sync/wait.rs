@@ -116,6 +116,7 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         if self.state.swap(1, Ordering::Release) == 0 {
+            crate::crash_point!("event.set.flagged");
             Os::wake_all(self.state.as_ptr());
         }
     }
@@ -188,6 +189,7 @@ impl Semaphore {
     /// Returns a permit and wakes one waiter.
     pub fn release(&self) {
         self.permits.fetch_add(1, Ordering::Release);
+        crate::crash_point!("semaphore.release.counted");
         Os::wake_one(self.permits.as_ptr());
     }
 
@@ -388,12 +390,14 @@ impl Condvar {
     /// Wakes one waiter.
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Release);
+        crate::crash_point!("condvar.notify.counted");
         Os::wake_one(self.seq.as_ptr());
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Release);
+        crate::crash_point!("condvar.notify.counted");
         Os::wake_all(self.seq.as_ptr());
     }
 }
