@@ -234,7 +234,7 @@ const SCENARIOS: &[Scenario] = &[
         check: |seg, _, _| {
             assert_eq!(drain(seg), vec![1, 2], "close lost or duplicated an accepted item");
             let closed = seg.queue().is_closed();
-            assert_eq!(seg.queue().pop_timeout(Duration::from_millis(10)).is_err(), true);
+            assert!(seg.queue().pop_timeout(Duration::from_millis(10)).is_err());
             assert_eq!(seg.queue().try_push(3).is_err(), closed);
         },
     },
