@@ -38,7 +38,9 @@ fn push(q: &Queue<u32, 2>, mut v: u32) {
     loop {
         match q.try_push(v) {
             Ok(()) => return,
-            Err(PushError::Full(back)) => v = back,
+            // Timeout: the push lock's short wait ran out (real time passes
+            // slowly under loom); retry like Full.
+            Err(PushError::Full(back) | PushError::Timeout(back)) => v = back,
             Err(e) => panic!("{e}"),
         }
         loom::thread::yield_now();
@@ -49,7 +51,7 @@ fn pop(q: &Queue<u32, 2>) -> u32 {
     loop {
         match q.try_pop() {
             Ok(v) => return v,
-            Err(PopError::Empty) => loom::thread::yield_now(),
+            Err(PopError::Empty | PopError::Timeout) => loom::thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -127,5 +129,44 @@ fn blocking_pop_drains_then_sees_close() {
         assert_eq!(q.pop(), Ok(7));
         assert_eq!(q.pop(), Err(PopError::Closed));
         producer.join().unwrap();
+    });
+}
+
+/// A push racing `close` either fails with `Closed` or its item reaches the
+/// consumer, which pops until it is told `Closed`: an accepted item is never
+/// stranded behind a close. (The push used to check `closed` before taking
+/// its lock, so it could publish after a consumer had already seen the
+/// queue empty and closed.)
+#[test]
+fn push_racing_close_is_never_stranded() {
+    model3(|| {
+        let q = Arc::new(Queue::<u32, 2>::new());
+        let consumer = {
+            let q = q.clone();
+            loom::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match q.try_pop() {
+                        Ok(v) => got.push(v),
+                        Err(PopError::Closed) => return got,
+                        Err(PopError::Empty | PopError::Timeout) => loom::thread::yield_now(),
+                    }
+                }
+            })
+        };
+        let pusher = {
+            let q = q.clone();
+            loom::thread::spawn(move || loop {
+                match q.try_push(5) {
+                    Ok(()) => return true,
+                    Err(PushError::Closed(_)) => return false,
+                    Err(_) => loom::thread::yield_now(),
+                }
+            })
+        };
+        q.close();
+        let pushed = pusher.join().unwrap();
+        let got = consumer.join().unwrap();
+        assert_eq!(got, if pushed { vec![5] } else { vec![] }, "pushed: {pushed}");
     });
 }
