@@ -268,6 +268,9 @@ fn map_kills() {
             assert!(got.is_none_or(|v| v == 3));
             let entries = seg.map().to_vec();
             assert!(entries.iter().all(|(k, v)| *v == k * 3), "wrong value in {entries:?}");
+            for (k, v) in &entries {
+                assert_eq!(seg.map().get(k), Some(*v), "key {k} is listed but not findable");
+            }
             let mut keys: Vec<u64> = entries.iter().map(|(k, _)| *k).collect();
             keys.sort_unstable();
             keys.dedup();

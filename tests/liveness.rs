@@ -276,6 +276,74 @@ fn role_emfile_waiter(args: &[String]) {
     println!("steals={} poisoned={} waits={w1}", s1 + s2, p1 + p2);
 }
 
+/// Forks without exec (as Python's multiprocessing does): a child that dies
+/// holding the lock is recovered by its parent (the child drew a token of
+/// its own, so the parent is not its alibi), and a child that holds the
+/// lock while alive is never robbed by its parent.
+fn role_fork_family(args: &[String]) {
+    let seg = Segment::<Arena>::attach(&args[0]).unwrap();
+    drop(seg.data().lock().unwrap()); // the parent has its token and slot
+    let fork = || {
+        // SAFETY: this child process is single-threaded here (the test
+        // harness runs roles before starting any thread), so the forked
+        // child may run ordinary code.
+        unsafe { libc::fork() }
+    };
+    let reap = |pid: libc::pid_t| {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        status
+    };
+    // 1. The child dies holding the lock.
+    let pid = fork();
+    if pid == 0 {
+        let _g = seg.data().lock().unwrap();
+        seg.inside().store(1);
+        let me = std::process::id() as libc::pid_t;
+        // SAFETY: kills this (child) process.
+        unsafe { libc::kill(me, libc::SIGKILL) };
+        unreachable!();
+    }
+    let status = reap(pid);
+    assert!(libc::WIFSIGNALED(status), "the child should have been killed");
+    let start = Instant::now();
+    match seg.data().lock_timeout(Duration::from_secs(5)) {
+        Err(shmem::TimedLockError::Poisoned(g)) => drop(g),
+        Ok(_) => panic!("the dead child's lock came back clean"),
+        Err(shmem::TimedLockError::Timeout) => panic!("the dead forked child's lock was never recovered"),
+    }
+    println!("fork child killed holding the lock: recovered by the parent after {:?}", start.elapsed());
+    seg.data().clear_poison();
+    seg.inside().store(0);
+    // 2. A live child holds the lock for a while: the parent waits.
+    let mut steals = 0;
+    for _ in 0..10 {
+        let pid = fork();
+        if pid == 0 {
+            let g = seg.data().lock().unwrap();
+            seg.inside().store(1);
+            std::thread::sleep(HOLD);
+            seg.inside().store(0);
+            drop(g);
+            // SAFETY: ends the forked child without running the parent's
+            // exit handlers twice.
+            unsafe { libc::_exit(0) };
+        }
+        while seg.inside().load() == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let g = seg.data().lock().unwrap();
+        if seg.inside().load() != 0 {
+            steals += 1;
+        }
+        drop(g);
+        assert_eq!(reap(pid), 0);
+    }
+    assert_eq!(steals, 0, "the parent took the lock from a live forked child");
+    println!("10 forked children held the lock for {HOLD:?} each: 0 steals");
+}
+
 /// Locks, says ready, and holds the lock until killed.
 fn role_hold_forever(args: &[String]) {
     let seg = Segment::<Arena>::attach(&args[0]).unwrap();
@@ -362,9 +430,17 @@ fn stopped_holder_is_alive_then_killed_holder_is_dead() {
     println!("recovered from a killed (stopped) holder after {latency:?}");
 }
 
+fn forked_children_without_exec() {
+    let (name, seg) = new_arena("fork");
+    let out = common::run_child_ok("fork_family", &[&name]);
+    print!("{out}");
+    assert!(!seg.data().is_poisoned());
+}
+
 fn main() {
     common::main(
         &[
+            ("forked_children_without_exec", forked_children_without_exec),
             ("holder_in_another_pid_namespace", holder_in_another_pid_namespace),
             ("hidepid_and_another_user", hidepid_and_another_user),
             ("full_descriptor_table", full_descriptor_table),
@@ -378,6 +454,7 @@ fn main() {
             ("hidepid_waiter", role_hidepid_waiter),
             ("emfile_waiter", role_emfile_waiter),
             ("hold_forever", role_hold_forever),
+            ("fork_family", role_fork_family),
         ],
     );
 }

@@ -3,7 +3,9 @@
 //! stays exact whatever instruction a process dies at (the SQLite
 //! `crashtest` discipline: kill at point k, for every k, then check).
 //!
-//! Compiled in only with the `crashpoints` feature (the workspace's tests
+//! Each point is also a compiler fence (no instruction), so the order of the
+//! steps around it is the program order in every build. The kill itself is
+//! compiled in only with the `crashpoints` feature (the workspace's tests
 //! enable it); without it [`crash_point!`](crate::crash_point) expands to
 //! nothing. With it, a process whose environment has
 //! `SHMEM_CRASH_AT=<name>` (or `<name>#<k>`, for the k-th time it passes
@@ -18,6 +20,12 @@
 #[macro_export]
 macro_rules! crash_point {
     ($name:literal) => {
+        // Every crash point is also a step boundary for the compiler: plain
+        // stores to shared memory on either side are not moved across it,
+        // so a process killed between two steps (by a signal, at any
+        // instruction) leaves them in program order, with or without the
+        // `crashpoints` feature. Costs no instruction.
+        ::core::sync::atomic::compiler_fence(::core::sync::atomic::Ordering::SeqCst);
         #[cfg(feature = "crashpoints")]
         $crate::crash::hit($name);
     };

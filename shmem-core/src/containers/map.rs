@@ -170,7 +170,10 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
             if !self.full(i) {
                 return None;
             }
-            if self.key(i) == *key {
+            // Keys are compared by their bytes, as they are hashed: a key
+            // type whose `==` differs from its bytes (a `Str` with bytes
+            // after its end, written by another language) is still one key.
+            if bytemuck::bytes_of(&self.key(i)) == bytemuck::bytes_of(key) {
                 return Some(i);
             }
             i = (i + 1) % self.len;
@@ -225,6 +228,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                 let dst = self.slot(hole);
                 dst.key = key;
                 dst.value = value;
+                crate::crash_point!("map.remove.shift_written");
                 dst.full = 1;
                 crate::crash_point!("map.remove.shift_copied");
                 self.slot(j).full = 0;
@@ -277,6 +281,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                     let dst = self.slot(p);
                     dst.key = key;
                     dst.value = value;
+                    crate::crash_point!("map.repair.copy_written");
                     dst.full = 1;
                     crate::crash_point!("map.repair.moved");
                     self.slot(i).full = 0;

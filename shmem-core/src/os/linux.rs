@@ -368,18 +368,30 @@ fn ofd_setlk(fd: i32, cmd: libc::c_int, kind: libc::c_short, offset: u64) -> io:
     }
 }
 
-/// A new descriptor for the same open file description as `file`
-/// (close-on-exec): OFD locks taken through it belong to that description.
-pub(crate) fn dup_cloexec(file: &File) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `file` owns an open descriptor for the whole call;
-    // F_DUPFD_CLOEXEC returns a new descriptor or -1.
-    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd == -1 {
-        return Err(io::Error::last_os_error());
+/// A new open file description of the file behind `fd`, read-write and
+/// close-on-exec (`open("/proc/self/fd/N")`, which works for tmpfs files
+/// and memfds alike). OFD locks taken through it belong to it alone: they
+/// are not kept alive by a mapping of the file or by a forked copy of `fd`.
+/// Where `/proc` is not mounted, falls back to a duplicate of `fd` (sharing
+/// its description: then a forked child's mapping keeps this process's
+/// locks until the child exits, a delay and never a steal).
+pub(crate) fn reopen(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd as _;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(&path) {
+        Ok(file) => Ok(file.into()),
+        // `try_clone_to_owned` duplicates with F_DUPFD_CLOEXEC.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => fd.try_clone_to_owned(),
+        Err(e) => Err(e),
     }
-    // SAFETY: `fd` was just returned by F_DUPFD_CLOEXEC: open, and owned by nobody else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers `child` to run in the child process after every `fork`
+/// (`pthread_atfork`). It must only do async-signal-safe things.
+pub(crate) fn at_fork_child(child: extern "C" fn()) {
+    // SAFETY: registers a plain function pointer; the callers' handlers
+    // only perform atomic stores.
+    unsafe { libc::pthread_atfork(None, None, Some(child)) };
 }
 
 /// 64 random bits from the kernel (`getrandom`), or, if that fails, a

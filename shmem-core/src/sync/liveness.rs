@@ -56,10 +56,18 @@
 //!
 //! # Limits
 //!
-//! - A process forked **without exec** shares its parent's token and
-//!   descriptor: each keeps the other "alive". A lock held by a dead parent
-//!   is recovered only after every such child has exited or exec'd (a
-//!   delay, never a steal). After `exec` the descriptor is closed
+//! - A process forked **without exec** gets a token and slots of its own
+//!   on its first lock operation (a `pthread_atfork` child handler clears
+//!   the inherited token; the next call draws one and claims a slot in
+//!   every inherited segment through a new description). Every registration
+//!   locks through a description of its own, never the one the segment is
+//!   mapped through, so an inherited mapping does not keep a dead parent
+//!   "alive". If the child cannot re-register (the registry was locked by
+//!   another thread of the parent at the moment of the fork), it keeps its
+//!   parent's token and they share one identity: a lock held by one of them
+//!   when it dies is then recovered only after the other exits. A guard
+//!   inherited across `fork` is not the child's: dropping it in the child
+//!   releases nothing. After `exec` the descriptors are closed
 //!   (close-on-exec) and the new program draws a new token.
 //! - A process that closes its own descriptors (`close_range`, `closefrom`)
 //!   while it holds a shmem lock gives its locks away: don't.
@@ -71,7 +79,7 @@
 
 use crate::os;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, RwLock};
 
 /// What the kernel's evidence says about a lock holder.
@@ -98,38 +106,99 @@ pub fn valid_token(token: u64) -> bool {
     token & !TOKEN_MASK == 0 && token & TOKEN_LOW_MASK != 0
 }
 
-/// This process's owner token: 62 random bits, drawn on first use and kept
-/// for the life of the process image (a child forked without exec keeps
-/// it; see the module docs).
+/// This process's owner token: 62 random bits, drawn on first use.
+///
+/// A child forked without exec gets a token of its own on its first lock
+/// operation: a `pthread_atfork` child handler clears the inherited one,
+/// and the next call draws a new token and claims a slot of its own in
+/// every segment the child inherited, through descriptions of its own (see
+/// the module docs). Only if that fails (the registry was locked by a
+/// parent thread at the moment of the fork) does the child keep its
+/// parent's token, sharing its identity.
 #[inline]
 pub fn my_token() -> u64 {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    static TOKEN: AtomicU64 = AtomicU64::new(0);
-    let t = TOKEN.load(Ordering::Relaxed);
+    let t = TOKEN.load(core::sync::atomic::Ordering::Relaxed);
     if t != 0 {
         return t;
     }
-    #[cold]
-    fn draw(cell: &AtomicU64) -> u64 {
-        let mut t = os::random_u64() & TOKEN_MASK;
+    new_token()
+}
+
+static TOKEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// In a fork child before its first lock operation: the parent's token.
+static PARENT_TOKEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// Serialises drawing a token (a spin flag: the atfork handler can reset it).
+static DRAWING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs in the child right after `fork`: only async-signal-safe atomics.
+extern "C" fn forget_token_in_child() {
+    use core::sync::atomic::Ordering;
+    let t = TOKEN.swap(0, Ordering::Relaxed);
+    if t != 0 {
+        PARENT_TOKEN.store(t, Ordering::Relaxed);
+    }
+    DRAWING.store(false, Ordering::Relaxed);
+}
+
+#[cold]
+fn new_token() -> u64 {
+    use core::sync::atomic::Ordering;
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    ATFORK.call_once(|| os::at_fork_child(forget_token_in_child));
+    while DRAWING.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        std::thread::yield_now();
+    }
+    let mut t = TOKEN.load(Ordering::Relaxed);
+    if t == 0 {
+        t = os::random_u64() & TOKEN_MASK;
         while t & TOKEN_LOW_MASK == 0 {
             t = os::random_u64() & TOKEN_MASK;
         }
-        match cell.compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => t,
-            Err(won) => won,
+        let parent = PARENT_TOKEN.swap(0, Ordering::Relaxed);
+        if parent != 0 && !reregister_after_fork(t) {
+            t = parent;
+        }
+        TOKEN.store(t, Ordering::Relaxed);
+    }
+    DRAWING.store(false, Ordering::Release);
+    t
+}
+
+/// In a fork child: claims a slot with `token` in every inherited segment,
+/// through new descriptions, and drops the inherited registrations (whose
+/// descriptions are the parent's). All or nothing: `false` leaves the
+/// inherited registrations in place.
+fn reregister_after_fork(token: u64) -> bool {
+    let Ok(mut maps) = MAPPINGS.try_write() else { return false };
+    let mut fresh: Vec<(Arc<Registration>, Arc<Registration>)> = Vec::new();
+    for m in maps.iter() {
+        if fresh.iter().any(|(old, _)| Arc::ptr_eq(old, &m.reg)) {
+            continue;
+        }
+        let Ok(fd) = os::reopen(m.reg.fd.as_fd()) else { return false };
+        let Ok(Some(slot)) = claim_slot(&fd, m.table, m.table_offset, m.slots, token) else { return false };
+        fresh.push((m.reg.clone(), Arc::new(Registration { dev: m.reg.dev, ino: m.reg.ino, fd, slot, token })));
+    }
+    for m in maps.iter_mut() {
+        if let Some((_, new)) = fresh.iter().find(|(old, _)| Arc::ptr_eq(old, &m.reg)) {
+            m.reg = new.clone();
         }
     }
-    draw(&TOKEN)
+    true
 }
 
 /// One segment file this process has claimed a liveness slot in.
 struct Registration {
     dev: u64,
     ino: u64,
-    /// A descriptor of the open file description that holds the slot's
-    /// byte lock (close-on-exec, never mapped by this module).
+    /// A descriptor of an open file description of our own (not the one
+    /// the segment is mapped through, close-on-exec) that holds the slot's
+    /// byte lock.
     fd: OwnedFd,
+    /// Our slot.
+    slot: u32,
+    /// The token written into it.
+    token: u64,
 }
 
 /// One mapping of a segment in this process.
@@ -167,9 +236,8 @@ impl Drop for Member {
         let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
         maps.retain(|m| m.id != self.id);
         // The last mapping of a file drops its `Arc<Registration>`, which
-        // closes the descriptor; the kernel then releases the slot (unless a
-        // forked child still holds the description). The token stays in the
-        // slot on purpose: see the module docs.
+        // closes the descriptor; the kernel then releases the slot. The
+        // token stays in the slot on purpose: see the module docs.
     }
 }
 
@@ -184,6 +252,23 @@ fn slot_at(table: usize, s: u32) -> &'static core::sync::atomic::AtomicU64 {
     // private to this module: callers use the reference only while they
     // hold the registry lock, during which the mapping stays mapped.
     unsafe { &*ptr }
+}
+
+/// Takes the first free slot (OFD write lock on its byte through `fd`, then
+/// the token store). `Ok(None)` if every slot is held.
+fn claim_slot(fd: &OwnedFd, table: usize, table_offset: u64, slots: u32, token: u64) -> std::io::Result<Option<u32>> {
+    let first = (token % u64::from(slots)) as u32;
+    for i in 0..slots {
+        let s = (first + i) % slots;
+        if os::ofd_try_lock_byte(fd.as_raw_fd(), table_offset + 8 * u64::from(s))? {
+            slot_at(table, s).store(token, core::sync::atomic::Ordering::SeqCst);
+            // Pairs with the fence in `judge`: a waiter that sees our token
+            // in a lock word sees it in the table too.
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
 }
 
 /// Claims a liveness slot for this process in the segment `file`, mapped at
@@ -201,26 +286,17 @@ pub(crate) fn register(
     let meta = file.metadata().map_err(RegisterError::Io)?;
     let (dev, ino) = (meta.dev(), meta.ino());
     let table = map_start + table_offset as usize;
+    // Before the registry lock: in a fork child this re-registers.
+    let me = my_token();
     let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
-    let reg = match maps.iter().find(|m| m.reg.dev == dev && m.reg.ino == ino) {
+    let reg = match maps.iter().find(|m| m.reg.dev == dev && m.reg.ino == ino && m.reg.token == me) {
         Some(m) => m.reg.clone(),
         None => {
-            let fd = os::dup_cloexec(file).map_err(RegisterError::Io)?;
-            let me = my_token();
-            let first = (me % u64::from(slots)) as u32;
-            let mut claimed = false;
-            for i in 0..slots {
-                let s = (first + i) % slots;
-                if os::ofd_try_lock_byte(fd.as_raw_fd(), table_offset + 8 * u64::from(s)).map_err(RegisterError::Io)? {
-                    slot_at(table, s).store(me, core::sync::atomic::Ordering::SeqCst);
-                    claimed = true;
-                    break;
-                }
-            }
-            if !claimed {
-                return Err(RegisterError::Full(slots));
-            }
-            Arc::new(Registration { dev, ino, fd })
+            let fd = os::reopen(file.as_fd()).map_err(RegisterError::Io)?;
+            let slot = claim_slot(&fd, table, table_offset, slots, me)
+                .map_err(RegisterError::Io)?
+                .ok_or(RegisterError::Full(slots))?;
+            Arc::new(Registration { dev, ino, fd, slot, token: me })
         }
     };
     let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -249,6 +325,11 @@ pub fn judge(owner: u64, addr: *const ()) -> Liveness {
         let slot = slot_at(m.table, s);
         if slot.load(Ordering::Acquire) != owner {
             continue;
+        }
+        if s == m.reg.slot {
+            // Another token in our own slot: a peer wrote the table. Our
+            // own lock would read as free here, so we cannot tell.
+            return Liveness::Unknown;
         }
         match os::ofd_byte_held_by_other(m.reg.fd.as_raw_fd(), m.table_offset + 8 * u64::from(s)) {
             Err(_) => return Liveness::Unknown,
@@ -305,8 +386,9 @@ static WATCHES: std::sync::Mutex<Vec<Watch>> = std::sync::Mutex::new(Vec::new())
 /// no locked slot holds the owner's token.
 ///
 /// A helper whose owner lives on stays blocked (it costs a sleeping thread
-/// with a 64 KiB stack) until that owner exits; at most one exists per
-/// slot of a segment.
+/// with a 64 KiB stack and an open descriptor of the segment file, which
+/// keeps the file's memory allocated even after the name is removed) until
+/// that owner exits; at most one exists per slot of a segment.
 pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     use core::sync::atomic::Ordering;
     if owner == my_token() || !valid_token(owner) {
@@ -317,7 +399,14 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) else {
         return false;
     };
-    let Some(slot) = (0..m.slots).find(|&s| slot_at(m.table, s).load(Ordering::Acquire) == owner) else {
+    // A slot of the owner's that another description holds now (not a
+    // stale one it left, not one since reclaimed, never our own).
+    let held = |s: u32| {
+        s != m.reg.slot
+            && slot_at(m.table, s).load(Ordering::Acquire) == owner
+            && os::ofd_byte_held_by_other(m.reg.fd.as_raw_fd(), m.table_offset + 8 * u64::from(s)).unwrap_or(false)
+    };
+    let Some(slot) = (0..m.slots).find(|&s| held(s)) else {
         return false;
     };
     let (dev, ino) = (m.reg.dev, m.reg.ino);
@@ -331,7 +420,9 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     }
     // Forked copies of the list have no helper threads: forget them.
     watches.retain(|w| w.pid == pid);
-    let Ok(fd) = m.reg.fd.try_clone() else { return false };
+    // A description of the helper's own: blocking through ours would pin
+    // it (and so our slot) for as long as the watched owner lives.
+    let Ok(fd) = os::reopen(m.reg.fd.as_fd()) else { return false };
     let offset = m.table_offset + 8 * u64::from(slot);
     let helper = std::thread::Builder::new().name("shmem-death-watch".into()).stack_size(64 << 10).spawn(move || {
         // Signals go to the application's other threads, so the wait below
