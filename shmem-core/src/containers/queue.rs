@@ -21,8 +21,11 @@
 //! producer and a consumer never contend for a lock (the two-lock queue).
 //! A push writes its slot, then publishes it with one store to `tail`; a pop
 //! copies its slot out, then frees it with one store to `head`. Waiting
-//! sleeps in the kernel on the counter's low 32 bits (a shared futex); a
-//! push or pop wakes sleepers only if some are registered. Before sleeping,
+//! sleeps in the kernel (a shared futex) on the side's sleeper flag, which
+//! the sleeper sets to 1; a push or pop that finds the flag set clears it
+//! and wakes that side's sleepers, and `close` clears both flags, so no
+//! wake-up is lost (a sleeper killed in its sleep costs one extra wake-up
+//! call, after which the flag is clear). Before sleeping,
 //! a blocked push or pop re-checks for a short bounded spin (about 25 us),
 //! so a reply that comes quickly costs no kernel round trip; the checks are
 //! spaced out (every 8 pause hints, ~0.2 us) so that they do not steal the
@@ -37,8 +40,8 @@
 //! process killed at any point of `push` or `pop` leaves a consistent queue:
 //! the item it was pushing is not in the queue, the item it was popping is
 //! still there for another consumer. If it died holding a lock, the next
-//! producer (or consumer) takes the lock over within
-//! [`OWNER_CHECK_INTERVAL`](crate::sync::raw_mutex::OWNER_CHECK_INTERVAL).
+//! producer (or consumer) takes the lock over (see
+//! [`liveness`](crate::sync::liveness); usually within a millisecond).
 //! Sleepers also wake every 100 ms to re-check, so a process killed between
 //! publishing and waking cannot strand them.
 //!
@@ -81,19 +84,6 @@ struct Side {
     lock: RawMutex,
 }
 
-impl Side {
-    #[cfg(not(loom))]
-    fn futex(&self) -> *const u32 {
-        crate::sync::park::low_half(self.count.as_ptr().cast_const())
-    }
-
-    /// Under loom, `Os` ignores the address (a wait is a yield).
-    #[cfg(loom)]
-    fn futex(&self) -> *const u32 {
-        core::ptr::null()
-    }
-}
-
 /// Rarely written words, on a cache line of their own so that reading them
 /// on every operation stays a cache hit.
 ///
@@ -110,6 +100,17 @@ struct Flags {
     push_sleepers: AtomicU32,
     /// 1 if poppers may sleep until `tail` moves.
     pop_sleepers: AtomicU32,
+}
+
+/// The futex address of a sleeper flag (under loom, `Os` ignores it).
+#[cfg(not(loom))]
+fn flag_futex(flag: &AtomicU32) -> *const u32 {
+    flag.as_ptr().cast_const()
+}
+
+#[cfg(loom)]
+fn flag_futex(_flag: &AtomicU32) -> *const u32 {
+    core::ptr::null()
 }
 
 /// How long `try_push` and `try_pop` wait for their side's lock when
@@ -242,10 +243,12 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // SAFETY: locked just above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
         crate::crash_point!("queue.close.unlocked");
+        // Sleepers wait on their flag word while it holds 1: clearing it
+        // wakes them, or makes a sleeper that is about to wait return at once.
         self.flags.push_sleepers.store(0, Ordering::SeqCst);
         self.flags.pop_sleepers.store(0, Ordering::SeqCst);
-        Os::wake_all(self.producers.futex());
-        Os::wake_all(self.consumers.futex());
+        Os::wake_all(flag_futex(&self.flags.push_sleepers));
+        Os::wake_all(flag_futex(&self.flags.pop_sleepers));
     }
 
     /// Takes `side`'s lock: at most [`TRY_LOCK_WAIT`] for a `try_` call
@@ -259,10 +262,10 @@ impl<T: Pod, const N: usize> Queue<T, N> {
 
     /// Wakes the sleepers flagged in `sleepers` (see [`Flags`]).
     #[inline]
-    fn wake_sleepers(sleepers: &AtomicU32, side: &Side) {
+    fn wake_sleepers(sleepers: &AtomicU32) {
         fence(Ordering::SeqCst);
         if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
-            Os::wake_all(side.futex());
+            Os::wake_all(flag_futex(sleepers));
         }
     }
 
@@ -314,7 +317,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         crate::crash_point!("queue.push.published");
         // SAFETY: locked above by this process.
         unsafe { self.producers.lock.unlock::<Os>() };
-        Self::wake_sleepers(&self.flags.pop_sleepers, &self.producers);
+        Self::wake_sleepers(&self.flags.pop_sleepers);
         Ok(())
     }
 
@@ -358,15 +361,16 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         crate::crash_point!("queue.pop.published");
         // SAFETY: locked above by this process.
         unsafe { self.consumers.lock.unlock::<Os>() };
-        Self::wake_sleepers(&self.flags.push_sleepers, &self.consumers);
+        Self::wake_sleepers(&self.flags.push_sleepers);
         Ok(item)
     }
 
-    /// Sleeps on `side`'s counter until `ready()` may have changed.
+    /// Sleeps until `ready()` may have changed: on the `sleepers` flag word,
+    /// while it holds the 1 this sleeper stored (the waker that clears it,
+    /// or `close`, wakes every sleeper of the side).
     fn sleep_on(
         &self,
         sleepers: &AtomicU32,
-        side: &Side,
         deadline: Option<Instant>,
         ready: impl Fn() -> bool,
     ) -> Result<(), TimedOut> {
@@ -382,9 +386,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             }
         }
         sleepers.store(1, Ordering::SeqCst);
-        let seen = side.count.load(Ordering::SeqCst);
         if !ready() {
-            Os::wait(side.futex(), seen as u32, slice);
+            Os::wait(flag_futex(sleepers), 1, slice);
         }
         Ok(())
     }
@@ -399,7 +402,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 let tail = self.producers.count.load(Ordering::SeqCst);
                 self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
             };
-            if self.sleep_on(&self.flags.push_sleepers, &self.consumers, deadline, room).is_err() {
+            if self.sleep_on(&self.flags.push_sleepers, deadline, room).is_err() {
                 return Err(PushError::Timeout(item));
             }
         }
@@ -415,7 +418,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 self.is_closed()
                     || self.producers.count.load(Ordering::SeqCst) != self.consumers.count.load(Ordering::SeqCst)
             };
-            if self.sleep_on(&self.flags.pop_sleepers, &self.producers, deadline, items).is_err() {
+            if self.sleep_on(&self.flags.pop_sleepers, deadline, items).is_err() {
                 return Err(PopError::Timeout);
             }
         }
