@@ -187,7 +187,8 @@ impl RawMutex {
         let lock = (self as *const Self).cast::<()>();
         // The owner whose death the kernel will wake us for, if any.
         let mut watching: Option<u64> = None;
-        let mut sleeps = 0u32;
+        // Whether a sleep ran to its timeout: the holder holds for long.
+        let mut held_long = false;
         let acquired = loop {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
@@ -214,15 +215,16 @@ impl RawMutex {
                 P::unwatch(old, futex);
                 watching = None;
             }
-            // A holder still inside after a first short sleep holds long:
-            // ask to be woken if it dies (costs a table scan once per owner).
-            if sleeps > 0 && watching.is_none() && P::watch(owner, lock, futex) {
+            // A holder that kept the lock through a whole first sleep holds
+            // long: ask to be woken if it dies (a table scan and an `fcntl`,
+            // once per owner; short holds under contention never get here).
+            if held_long && watching.is_none() && P::watch(owner, lock, futex) {
                 watching = Some(owner);
             }
-            let cap = if sleeps == 0 { FIRST_SLEEP } else { OWNER_CHECK_INTERVAL };
-            sleeps = sleeps.saturating_add(1);
+            let cap = if held_long { OWNER_CHECK_INTERVAL } else { FIRST_SLEEP };
             let Ok(slice) = super::sleep_slice(deadline, Some(cap)) else { break None };
             let timed_out = P::wait(futex, (w | WAITERS) as u32, slice);
+            held_long |= timed_out;
             // Judge the owner after a timeout, or after a wake-up that left
             // the watched owner in place (the death watch fired, or spurious).
             let same_owner = || self.word.load(Ordering::Relaxed) & !WAITERS == owner;
