@@ -114,6 +114,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("counter", workloads::counter),
     ("locked", workloads::locked_update),
     ("uncontended", workloads::uncontended),
+    ("readers", workloads::readers),
     ("dict", workloads::dict),
     ("queue", workloads::queue),
     ("queue-mpmc", workloads::queue_mpmc),

@@ -203,6 +203,95 @@ pub fn uncontended(cfg: &Cfg, _gate: &Gate) -> Vec<Row> {
     rows
 }
 
+// ------------------------------------------------------------ 3b. read locks and seqlock reads
+
+#[derive(Shared)]
+struct Readers {
+    #[shared(rwlock)]
+    table: [u64; 16],
+    #[shared(seqlock)]
+    words: [u64; 512],
+    #[shared(seqlock)]
+    bytes: [u8; 4096],
+}
+
+#[shmem::worker]
+fn rw_reader_worker(seg: &Segment<Readers>, n: u64) {
+    Gate::arrive();
+    for _ in 0..n {
+        let g = seg.table().read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::hint::black_box(g[0]);
+    }
+}
+
+/// RwLock read lock + unlock, alone and with readers in several processes
+/// (the per-process reader slots that let a reader die are on this path),
+/// and SeqLock reads of 4 KiB as words and as bytes.
+pub fn readers(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
+    const W: &str = "read lock+unlock";
+    let k = cfg.scale(20_000_000, 100_000);
+    let mut rows = Vec::new();
+    {
+        let name = seg_name("rwlock-pthread");
+        let map = RawMap::open(&name, 64 + 8 * 1024, true);
+        let rw = map.ptr.cast::<libc::pthread_rwlock_t>();
+        // SAFETY: fresh mapping used by this process only; the attribute
+        // lives on our stack; `pthread_rwlock_t` (56 bytes) fits the 64-byte slot.
+        unsafe {
+            let mut attr: libc::pthread_rwlockattr_t = std::mem::zeroed();
+            libc::pthread_rwlockattr_init(&mut attr);
+            libc::pthread_rwlockattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            assert_eq!(libc::pthread_rwlock_init(rw, &attr), 0);
+        }
+        let t = Instant::now();
+        for _ in 0..k {
+            // SAFETY: an initialised process-shared rwlock in mapped memory.
+            unsafe {
+                libc::pthread_rwlock_rdlock(rw);
+                libc::pthread_rwlock_unlock(rw);
+            }
+        }
+        let t = t.elapsed();
+        RawMap::unlink(&name);
+        rows.push(Row::new(W, "pthread rwlock, process-shared, uncontended (reference)", k, t.as_secs_f64()));
+    }
+    let seg = Segment::<Readers>::create_zeroed(&seg_name("readers")).unwrap();
+    {
+        let t = Instant::now();
+        for _ in 0..k {
+            let g = seg.table().read().unwrap();
+            std::hint::black_box(g[0]);
+        }
+        rows.push(Row::new(W, "shmem RwLock read (crash-safe readers), uncontended", k, t.elapsed().as_secs_f64()));
+    }
+    {
+        gate.reset();
+        let (m, p) = (cfg.scale(2_000_000, 10_000), cfg.procs as u64);
+        let ws: Vec<_> = (0..cfg.procs).map(|_| shmem::spawn(&seg, rw_reader_worker, m).unwrap()).collect();
+        let t = gate.open_when_ready(p);
+        join_all(ws);
+        let variant = format!("shmem RwLock read, readers in {p} processes");
+        rows.push(Row::new(W, &variant, p * m, t.elapsed().as_secs_f64()));
+    }
+    const S: &str = "SeqLock read of 4 KiB";
+    let n = cfg.scale(2_000_000, 10_000);
+    {
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(seg.words().read().unwrap());
+        }
+        rows.push(Row::new(S, "[u64; 512] (reference)", n, t.elapsed().as_secs_f64()));
+    }
+    {
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(seg.bytes().read().unwrap());
+        }
+        rows.push(Row::new(S, "[u8; 4096]", n, t.elapsed().as_secs_f64()));
+    }
+    rows
+}
+
 // ------------------------------------------------------------ 4. dict
 
 type Dict = Map<u32, u64, 16384>;

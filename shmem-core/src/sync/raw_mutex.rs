@@ -273,7 +273,11 @@ impl RawMutex {
         // `fork` (the child has a token of its own) or a lock taken over
         // after a hostile write must not release someone else's lock.
         let me = P::me();
-        let mut w = self.word.load(Ordering::Relaxed);
+        // Fast path: ours, and nobody asleep.
+        let mut w = match self.word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => now,
+        };
         loop {
             if w & !WAITERS != me {
                 return;
