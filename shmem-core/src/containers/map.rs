@@ -393,7 +393,13 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
 
     /// The number of entries (a snapshot).
     pub fn len(&self) -> usize {
-        self.shards[..Self::shard_count()].iter().map(|s| s.len.load(Ordering::Relaxed) as usize).sum()
+        // Each shard's count is shared memory a peer could have garbled:
+        // never more than the map holds, never an overflow.
+        let total = self.shards[..Self::shard_count()]
+            .iter()
+            .map(|s| (s.len.load(Ordering::Relaxed) as usize).min(N))
+            .fold(0usize, usize::saturating_add);
+        total.min(N)
     }
 
     /// Whether the map has no entries (a snapshot).

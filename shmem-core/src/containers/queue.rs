@@ -462,7 +462,9 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         self.consumers.lock.lock_report::<Os>();
         let head = self.consumers.count.load(Ordering::Relaxed);
         let tail = self.producers.count.load(Ordering::Acquire);
-        let items = (head..tail)
+        // Never more than `N` items, whatever a peer wrote into the counters.
+        let count = tail.saturating_sub(head).min(N as u64);
+        let items = (head..head.wrapping_add(count))
             .map(|c| {
                 // SAFETY: slots in `head..tail` are published and cannot be
                 // overwritten while we hold the pop lock (head cannot move).
