@@ -30,10 +30,19 @@
 //! `+8`), the slots after the shards, each a `u64` full mark, the key at 8
 //! and the value (see the schema's `slots=`, `slot=` and `value_at=`).
 //!
-//! Capacity: each shard holds `N / shards` entries, so a map can report
-//! full before `N` entries when keys crowd one shard. Size `N` at about
-//! twice the entries you expect (which also keeps probes short). A full map
-//! is an error that hands the entry back, never a silent drop.
+//! # Capacity, exactly
+//!
+//! The map has `S = min(16, max(1, N / 8))` shards; shard `i` owns the slots
+//! `N * i / S .. N * (i + 1) / S`, so every shard has `⌊N / S⌋` or
+//! `⌈N / S⌉` slots, and a key always goes to the shard its hash picks.
+//! `insert` of a new key fails with [`Full`] **exactly when that key's shard
+//! has no free slot**, never otherwise. So a map always accepts at least
+//! `⌊N / S⌋` entries, accepts all `N` when keys spread over the shards
+//! evenly, and with many random keys fills up after roughly `N` minus a
+//! few shards' worth of slack (the unit test
+//! `full_only_when_the_keys_shard_is_full` checks the rule on 20 maps). Size
+//! `N` at about twice the entries you expect, which also keeps probes short.
+//! A full map is an error that hands the entry back, never a silent drop.
 //!
 //! # Crashes
 //!
@@ -593,6 +602,34 @@ impl<K: Pod + Hash + Eq + fmt::Debug, V: Pod + fmt::Debug, const N: usize> fmt::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Full` comes exactly when the key's own shard has no free slot.
+    #[test]
+    fn full_only_when_the_keys_shard_is_full() {
+        for seed in 0..20u64 {
+            let map: Box<Map<u64, u64, 256>> = Box::new(Map::new());
+            let count = Map::<u64, u64, 256>::shard_count();
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut accepted = 0usize;
+            loop {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match map.insert(x, x) {
+                    Ok(None) => accepted += 1,
+                    Ok(Some(_)) => {}
+                    Err(Full((k, _))) => {
+                        let shard = map.lock_for(&k);
+                        let used = (0..shard.len).filter(|&i| shard.full(i)).count();
+                        assert_eq!(used, shard.len, "Full although the key's shard has a free slot");
+                        assert!(accepted >= 256 / count, "accepted {accepted}, less than one shard's share");
+                        break;
+                    }
+                }
+            }
+            assert_eq!(map.len(), accepted);
+        }
+    }
 
     #[test]
     fn behaves_like_a_hashmap_under_random_operations() {

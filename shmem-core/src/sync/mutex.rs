@@ -18,11 +18,13 @@
 //!
 //! As with `std::sync::Mutex`, a guard dropped while its thread panics
 //! poisons the mutex. So does the death of the owning process: if a process
-//! is killed while holding the lock, the next locker acquires it within
-//! [`OWNER_CHECK_INTERVAL`] (plus scheduling delay) and gets
-//! `Err(PoisonError)` carrying the guard, because the data may be half
-//! updated. [`Mutex::clear_poison`] marks it consistent again. See
-//! [`raw_mutex`](super::raw_mutex) for the mechanism.
+//! is killed while holding the lock, the next locker acquires it (usually
+//! within a millisecond: the kernel wakes it through a death watch, and at
+//! the latest after [`OWNER_CHECK_INTERVAL`]) and gets `Err(PoisonError)`
+//! carrying the guard, because the data may be half updated.
+//! [`Mutex::clear_poison`] marks it consistent again. A lock is never taken
+//! from a process that is alive: see [`liveness`](super::liveness) for how
+//! death is decided, and [`raw_mutex`](super::raw_mutex) for the lock word.
 
 use super::park::Os;
 use super::raw_mutex::{Acquired, RawMutex};

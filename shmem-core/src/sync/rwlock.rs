@@ -183,6 +183,7 @@ impl<T: Pod> RwLock<T> {
         // The reader process whose death the kernel will wake us for.
         let mut watching: Option<u64> = None;
         let mut check_owners = false;
+        let mut judged_unwatchable = false;
         let outcome = loop {
             let seen = self.departures.load(Ordering::SeqCst);
             self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
@@ -201,8 +202,17 @@ impl<T: Pod> RwLock<T> {
                 busy = Some(owner);
             }
             let Some(owner) = busy else { break Ok(()) };
-            if watching.is_none() && owner != me && Os::watch(owner, lock, futex) {
-                watching = Some(owner);
+            if watching.is_none() && owner != me {
+                if Os::watch(owner, lock, futex) {
+                    watching = Some(owner);
+                } else if !judged_unwatchable {
+                    // No live holder of that reader's slot to watch: it is
+                    // most likely dead already. Judge the owners now rather
+                    // than after a whole check interval.
+                    judged_unwatchable = true;
+                    check_owners = true;
+                    continue;
+                }
             }
             let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else { break Err(TimedOut) };
             // Check the readers' owners after a timeout or any wake-up: a
