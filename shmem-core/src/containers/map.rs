@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn full_only_when_the_keys_shard_is_full() {
         for seed in 0..20u64 {
-            let map: Box<Map<u64, u64, 256>> = Box::new(Map::new());
+            let map: Box<Map<u64, u64, 256>> = Box::default();
             let count = Map::<u64, u64, 256>::shard_count();
             let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             let mut accepted = 0usize;
