@@ -430,6 +430,60 @@ fn stopped_holder_is_alive_then_killed_holder_is_dead() {
     println!("recovered from a killed (stopped) holder after {latency:?}");
 }
 
+/// A waiter already asleep when its holder is killed: the death watch (a
+/// helper thread blocked on the holder's liveness lock) wakes it, instead
+/// of its 10 ms periodic check. Checked functionally (the helper thread
+/// exists while the waiter waits); the latency from the kill to the
+/// acquisition is printed, not asserted (the machine is shared).
+fn waiter_asleep_at_the_kill_is_woken_by_the_kernel() {
+    let (name, seg) = new_arena("watch");
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let mut h = child("hold_forever", &[&name]).spawn().unwrap();
+        read_ready(&mut h, "hold_forever");
+        let killed_at = std::sync::Mutex::new(None::<Instant>);
+        let latency = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let g = seg.data().lock();
+                let got = Instant::now();
+                assert!(g.is_err(), "the dead holder's lock must come back poisoned");
+                drop(g);
+                seg.data().clear_poison();
+                got
+            });
+            // Past the first 200 us sleep, the waiter asks for a watch.
+            let start = Instant::now();
+            let watching = loop {
+                let helper = std::fs::read_dir("/proc/self/task").unwrap().any(|t| {
+                    let comm = t.unwrap().path().join("comm");
+                    std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "shmem-death-wat")
+                });
+                if helper || start.elapsed() > Duration::from_millis(500) {
+                    break helper;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            assert!(watching, "no death-watch helper thread while the waiter waits");
+            std::thread::sleep(Duration::from_millis(20));
+            *killed_at.lock().unwrap() = Some(Instant::now());
+            h.kill().unwrap();
+            let got = waiter.join().unwrap();
+            got - killed_at.lock().unwrap().unwrap()
+        });
+        wait_status(&mut h);
+        seg.inside().store(0);
+        latencies.push(latency);
+    }
+    latencies.sort();
+    println!(
+        "holder killed while a waiter slept: recovery (kill -> lock) min {:?} median {:?} max {:?} over {} kills",
+        latencies[0],
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+}
+
 fn forked_children_without_exec() {
     let (name, seg) = new_arena("fork");
     let out = common::run_child_ok("fork_family", &[&name]);
@@ -441,6 +495,7 @@ fn main() {
     common::main(
         &[
             ("forked_children_without_exec", forked_children_without_exec),
+            ("waiter_asleep_at_the_kill_is_woken_by_the_kernel", waiter_asleep_at_the_kill_is_woken_by_the_kernel),
             ("holder_in_another_pid_namespace", holder_in_another_pid_namespace),
             ("hidepid_and_another_user", hidepid_and_another_user),
             ("full_descriptor_table", full_descriptor_table),

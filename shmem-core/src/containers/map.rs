@@ -603,6 +603,22 @@ impl<K: Pod + Hash + Eq + fmt::Debug, V: Pod + fmt::Debug, const N: usize> fmt::
 mod tests {
     use super::*;
 
+    /// The key hash is part of the segment format: a key must land in the
+    /// same slot in every process, every build, every compiler version and
+    /// (later) every language. These values pin it; if this test fails, the
+    /// format changed and `header::VERSION` must change with it.
+    #[test]
+    fn key_hash_is_fixed_over_the_key_bytes() {
+        assert_eq!(hash_of(&0u64), PINNED[0]);
+        assert_eq!(hash_of(&42u64), PINNED[1]);
+        assert_eq!(hash_of(&[1u8, 2, 3]), PINNED[2]);
+        assert_eq!(hash_of(&-1i32), hash_of(&u32::MAX), "bytes, not types, are hashed");
+        let text = crate::containers::Str::<8>::try_from("ab").unwrap();
+        assert_eq!(hash_of(&text), PINNED[3]);
+    }
+
+    const PINNED: [u64; 4] = [0, 0, 0, 0];
+
     /// `Full` comes exactly when the key's own shard has no free slot.
     #[test]
     fn full_only_when_the_keys_shard_is_full() {

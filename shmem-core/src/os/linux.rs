@@ -372,26 +372,29 @@ fn ofd_setlk(fd: i32, cmd: libc::c_int, kind: libc::c_short, offset: u64) -> io:
 /// close-on-exec (`open("/proc/self/fd/N")`, which works for tmpfs files
 /// and memfds alike). OFD locks taken through it belong to it alone: they
 /// are not kept alive by a mapping of the file or by a forked copy of `fd`.
-/// Where `/proc` is not mounted, falls back to a duplicate of `fd` (sharing
-/// its description: then a forked child's mapping keeps this process's
-/// locks until the child exits, a delay and never a steal).
-pub(crate) fn reopen(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+/// Where `/proc` is not mounted, falls back to a duplicate of `fd`, which
+/// shares its description; the flag says which (`true`: a new one).
+pub(crate) fn reopen(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(std::os::fd::OwnedFd, bool)> {
     use std::os::fd::AsRawFd as _;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     match OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(&path) {
-        Ok(file) => Ok(file.into()),
+        Ok(file) => Ok((file.into(), true)),
         // `try_clone_to_owned` duplicates with F_DUPFD_CLOEXEC.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => fd.try_clone_to_owned(),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            Ok((fd.try_clone_to_owned()?, false))
+        }
         Err(e) => Err(e),
     }
 }
 
-/// Registers `child` to run in the child process after every `fork`
-/// (`pthread_atfork`). It must only do async-signal-safe things.
-pub(crate) fn at_fork_child(child: extern "C" fn()) {
-    // SAFETY: registers a plain function pointer; the callers' handlers
-    // only perform atomic stores.
-    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+/// Registers fork handlers (`pthread_atfork`): `prepare` runs in the
+/// forking thread before `fork`, `parent` and `child` after it on each side.
+/// `child` may only do async-signal-safe things.
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: registers plain function pointers that live for the whole
+    // program; the handlers take and release process-local locks and store
+    // atomics, nothing that allocates in the child.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 /// 64 random bits from the kernel (`getrandom`), or, if that fails, a

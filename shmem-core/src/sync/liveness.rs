@@ -57,18 +57,27 @@
 //! # Limits
 //!
 //! - A process forked **without exec** gets a token and slots of its own
-//!   on its first lock operation (a `pthread_atfork` child handler clears
-//!   the inherited token; the next call draws one and claims a slot in
-//!   every inherited segment through a new description). Every registration
-//!   locks through a description of its own, never the one the segment is
-//!   mapped through, so an inherited mapping does not keep a dead parent
-//!   "alive". If the child cannot re-register (the registry was locked by
-//!   another thread of the parent at the moment of the fork), it keeps its
-//!   parent's token and they share one identity: a lock held by one of them
-//!   when it dies is then recovered only after the other exits. A guard
-//!   inherited across `fork` is not the child's: dropping it in the child
-//!   releases nothing. After `exec` the descriptors are closed
-//!   (close-on-exec) and the new program draws a new token.
+//!   on its first lock operation: fork handlers take this module's locks
+//!   before the fork and release them on both sides (so the child never
+//!   inherits one held by a thread it does not have), and clear the child's
+//!   token; the child's next call draws one and claims a slot in every
+//!   inherited segment through a new description of its own (opened
+//!   through `/proc/self/fd`). Every registration locks through a
+//!   description of its own, never the one the segment is mapped through,
+//!   so an inherited mapping does not keep a dead parent "alive". Until its
+//!   first lock operation the child still holds its copy of the parent's
+//!   descriptor, which delays the recovery of a parent that dies meanwhile.
+//!   If the child cannot open descriptions of its own (no `/proc`), it
+//!   keeps its parent's token and they share one identity: a lock held by
+//!   one of them when it dies is then recovered only after the other exits
+//!   (a delay, never a steal: through one shared description neither can
+//!   see the other's lock, so they must not look like two processes). A
+//!   guard (of any lock) that the parent held when it forked is copied into
+//!   the child but is not the child's: `std::mem::forget` it there, as with
+//!   a pthread mutex held across `fork`; dropping it would release (or, for
+//!   a read guard, miscount) the parent's lock. After `exec` the
+//!   descriptors are closed (close-on-exec) and the new program draws a new
+//!   token.
 //! - A process that closes its own descriptors (`close_range`, `closefrom`)
 //!   while it holds a shmem lock gives its locks away: don't.
 //! - At most `LIVENESS_SLOTS` processes can have one segment open at once;
@@ -80,7 +89,7 @@
 use crate::os;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// What the kernel's evidence says about a lock holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,38 +134,59 @@ pub fn my_token() -> u64 {
 }
 
 static TOKEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// In a fork child before its first lock operation: the parent's token.
-static PARENT_TOKEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// Serialises drawing a token (a spin flag: the atfork handler can reset it).
+/// Serialises drawing a token (a spin flag, so fork handlers can take it).
 static DRAWING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Runs in the child right after `fork`: only async-signal-safe atomics.
-extern "C" fn forget_token_in_child() {
+fn take_drawing() {
     use core::sync::atomic::Ordering;
-    let t = TOKEN.swap(0, Ordering::Relaxed);
-    if t != 0 {
-        PARENT_TOKEN.store(t, Ordering::Relaxed);
+    while DRAWING.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        std::thread::yield_now();
     }
-    DRAWING.store(false, Ordering::Relaxed);
+}
+
+/// Installs the fork handlers once. They take every lock of this module
+/// before `fork` (in the order `new_token`, `register` and `watch` take
+/// them), so the child never inherits one held by a thread it does not
+/// have, and release them on both sides; the child also forgets its token.
+fn install_fork_handlers() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    extern "C" fn prepare() {
+        take_drawing();
+        MAPPINGS.lock_for_fork();
+        WATCHES.lock_for_fork();
+    }
+    extern "C" fn release() {
+        WATCHES.unlock_after_fork();
+        MAPPINGS.unlock_after_fork();
+        DRAWING.store(false, core::sync::atomic::Ordering::Release);
+    }
+    extern "C" fn child() {
+        TOKEN.store(0, core::sync::atomic::Ordering::Relaxed);
+        release();
+    }
+    os::at_fork(prepare, release, child);
 }
 
 #[cold]
 fn new_token() -> u64 {
     use core::sync::atomic::Ordering;
-    static ATFORK: std::sync::Once = std::sync::Once::new();
-    ATFORK.call_once(|| os::at_fork_child(forget_token_in_child));
-    while DRAWING.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        std::thread::yield_now();
-    }
+    install_fork_handlers();
+    take_drawing();
     let mut t = TOKEN.load(Ordering::Relaxed);
     if t == 0 {
         t = os::random_u64() & TOKEN_MASK;
         while t & TOKEN_LOW_MASK == 0 {
             t = os::random_u64() & TOKEN_MASK;
         }
-        let parent = PARENT_TOKEN.swap(0, Ordering::Relaxed);
-        if parent != 0 && !reregister_after_fork(t) {
-            t = parent;
+        // Registrations made under another token were inherited across
+        // `fork` (this process's own are all made under its token): claim
+        // slots of our own for them, or keep the token they were made with.
+        if let Some(inherited) = reregister_inherited(t) {
+            t = inherited;
         }
         TOKEN.store(t, Ordering::Relaxed);
     }
@@ -165,18 +195,24 @@ fn new_token() -> u64 {
 }
 
 /// In a fork child: claims a slot with `token` in every inherited segment,
-/// through new descriptions, and drops the inherited registrations (whose
-/// descriptions are the parent's). All or nothing: `false` leaves the
-/// inherited registrations in place.
-fn reregister_after_fork(token: u64) -> bool {
-    let Ok(mut maps) = MAPPINGS.try_write() else { return false };
+/// through new descriptions of its own, and drops the inherited
+/// registrations (whose descriptions are the parent's). All or nothing:
+/// on failure the inherited registrations stay and their token is
+/// returned, to be shared with the parent. `None`: nothing inherited, or
+/// all re-registered.
+fn reregister_inherited(token: u64) -> Option<u64> {
+    let mut maps = MAPPINGS.write();
+    let inherited = maps.iter().map(|m| m.reg.token).find(|&t| t != token)?;
     let mut fresh: Vec<(Arc<Registration>, Arc<Registration>)> = Vec::new();
     for m in maps.iter() {
         if fresh.iter().any(|(old, _)| Arc::ptr_eq(old, &m.reg)) {
             continue;
         }
-        let Ok(fd) = os::reopen(m.reg.fd.as_fd()) else { return false };
-        let Ok(Some(slot)) = claim_slot(&fd, m.table, m.table_offset, m.slots, token) else { return false };
+        // Only a description of our own will do: through a duplicate of the
+        // parent's, our slot lock and the parent's would be one lock, which
+        // `F_OFD_GETLK` cannot see from either side.
+        let Ok((fd, true)) = os::reopen(m.reg.fd.as_fd()) else { return Some(inherited) };
+        let Ok(Some(slot)) = claim_slot(&fd, m.table, m.table_offset, m.slots, token) else { return Some(inherited) };
         fresh.push((m.reg.clone(), Arc::new(Registration { dev: m.reg.dev, ino: m.reg.ino, fd, slot, token })));
     }
     for m in maps.iter_mut() {
@@ -184,7 +220,100 @@ fn reregister_after_fork(token: u64) -> bool {
             m.reg = new.clone();
         }
     }
-    true
+    None
+}
+
+/// A reader-writer lock for this module's registries that `fork` handlers
+/// can take before the fork and release on both sides after it (std's
+/// locks cannot be released without their guard, and parking_lot's may hand
+/// a released lock to a thread that the child does not have). Spins with
+/// `yield`: every critical section is short (a registry edit, a table scan).
+struct ForkSafe<T> {
+    /// Bit 31: a writer holds it; bits 0..31: readers inside.
+    state: core::sync::atomic::AtomicU32,
+    value: core::cell::UnsafeCell<T>,
+}
+
+const WRITER: u32 = 1 << 31;
+
+// SAFETY: `value` is reached only through the guards below, which enforce
+// many readers or one writer; `T: Send + Sync` for the values kept here.
+unsafe impl<T: Send + Sync> Sync for ForkSafe<T> {}
+
+impl<T> ForkSafe<T> {
+    const fn new(value: T) -> Self {
+        ForkSafe { state: core::sync::atomic::AtomicU32::new(0), value: core::cell::UnsafeCell::new(value) }
+    }
+
+    fn read(&self) -> ForkSafeRead<'_, T> {
+        use core::sync::atomic::Ordering;
+        loop {
+            let s = self.state.load(Ordering::Relaxed);
+            if s & WRITER == 0
+                && self.state.compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return ForkSafeRead(self);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn lock_for_fork(&self) {
+        use core::sync::atomic::Ordering;
+        while self.state.compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            std::thread::yield_now();
+        }
+    }
+
+    fn unlock_after_fork(&self) {
+        self.state.store(0, core::sync::atomic::Ordering::Release);
+    }
+
+    fn write(&self) -> ForkSafeWrite<'_, T> {
+        self.lock_for_fork();
+        ForkSafeWrite(self)
+    }
+}
+
+struct ForkSafeRead<'a, T>(&'a ForkSafe<T>);
+
+impl<T> core::ops::Deref for ForkSafeRead<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a read guard exists only while the reader count is raised
+        // and no writer holds the lock.
+        unsafe { &*self.0.value.get() }
+    }
+}
+
+impl<T> Drop for ForkSafeRead<'_, T> {
+    fn drop(&mut self) {
+        self.0.state.fetch_sub(1, core::sync::atomic::Ordering::Release);
+    }
+}
+
+struct ForkSafeWrite<'a, T>(&'a ForkSafe<T>);
+
+impl<T> core::ops::Deref for ForkSafeWrite<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a write guard exists only while this thread holds the
+        // writer bit, with no reader inside.
+        unsafe { &*self.0.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for ForkSafeWrite<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { &mut *self.0.value.get() }
+    }
+}
+
+impl<T> Drop for ForkSafeWrite<'_, T> {
+    fn drop(&mut self) {
+        self.0.unlock_after_fork();
+    }
 }
 
 /// One segment file this process has claimed a liveness slot in.
@@ -214,7 +343,7 @@ struct Mapping {
     reg: Arc<Registration>,
 }
 
-static MAPPINGS: RwLock<Vec<Mapping>> = RwLock::new(Vec::new());
+static MAPPINGS: ForkSafe<Vec<Mapping>> = ForkSafe::new(Vec::new());
 
 /// Why a process could not join a segment's liveness table.
 #[derive(Debug)]
@@ -233,7 +362,7 @@ pub(crate) struct Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
+        let mut maps = MAPPINGS.write();
         maps.retain(|m| m.id != self.id);
         // The last mapping of a file drops its `Arc<Registration>`, which
         // closes the descriptor; the kernel then releases the slot. The
@@ -288,11 +417,11 @@ pub(crate) fn register(
     let table = map_start + table_offset as usize;
     // Before the registry lock: in a fork child this re-registers.
     let me = my_token();
-    let mut maps = MAPPINGS.write().unwrap_or_else(|e| e.into_inner());
+    let mut maps = MAPPINGS.write();
     let reg = match maps.iter().find(|m| m.reg.dev == dev && m.reg.ino == ino && m.reg.token == me) {
         Some(m) => m.reg.clone(),
         None => {
-            let fd = os::reopen(file.as_fd()).map_err(RegisterError::Io)?;
+            let (fd, _fresh) = os::reopen(file.as_fd()).map_err(RegisterError::Io)?;
             let slot = claim_slot(&fd, table, table_offset, slots, me)
                 .map_err(RegisterError::Io)?
                 .ok_or(RegisterError::Full(slots))?;
@@ -315,7 +444,7 @@ pub fn judge(owner: u64, addr: *const ()) -> Liveness {
         // No process ever writes such a value: nobody holds it.
         return Liveness::Dead;
     }
-    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let maps = MAPPINGS.read();
     let addr = addr as usize;
     let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) else {
         return Liveness::Unknown;
@@ -346,13 +475,14 @@ pub fn judge(owner: u64, addr: *const ()) -> Liveness {
 /// `None` if `addr` is in no segment this process has open.
 pub fn live_slots(addr: *const ()) -> Option<usize> {
     use core::sync::atomic::Ordering;
-    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let me = my_token(); // before the registry lock: it may re-register
+    let maps = MAPPINGS.read();
     let addr = addr as usize;
     let m = maps.iter().find(|m| m.start <= addr && addr < m.end)?;
     let mut n = 0;
     for s in 0..m.slots {
         let token = slot_at(m.table, s).load(Ordering::Relaxed);
-        if token == my_token()
+        if token == me
             || (token != 0
                 && os::ofd_byte_held_by_other(m.reg.fd.as_raw_fd(), m.table_offset + 8 * u64::from(s)).unwrap_or(true))
         {
@@ -374,7 +504,7 @@ struct Watch {
     pid: u32,
 }
 
-static WATCHES: std::sync::Mutex<Vec<Watch>> = std::sync::Mutex::new(Vec::new());
+static WATCHES: ForkSafe<Vec<Watch>> = ForkSafe::new(Vec::new());
 
 /// Asks for the sleepers on `futex` to be woken as soon as `owner`, the
 /// holder of the lock at `lock`, dies: a helper thread (one per watched
@@ -394,7 +524,7 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     if owner == my_token() || !valid_token(owner) {
         return false;
     }
-    let maps = MAPPINGS.read().unwrap_or_else(|e| e.into_inner());
+    let maps = MAPPINGS.read();
     let addr = lock as usize;
     let Some(m) = maps.iter().find(|m| m.start <= addr && addr < m.end) else {
         return false;
@@ -411,7 +541,7 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     };
     let (dev, ino) = (m.reg.dev, m.reg.ino);
     let pid = std::process::id();
-    let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut watches = WATCHES.write();
     if let Some(w) = watches.iter_mut().find(|w| w.dev == dev && w.ino == ino && w.slot == slot && w.owner == owner) {
         if w.pid == pid {
             w.futexes.push(futex as usize);
@@ -422,7 +552,7 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
     watches.retain(|w| w.pid == pid);
     // A description of the helper's own: blocking through ours would pin
     // it (and so our slot) for as long as the watched owner lives.
-    let Ok(fd) = os::reopen(m.reg.fd.as_fd()) else { return false };
+    let Ok((fd, _fresh)) = os::reopen(m.reg.fd.as_fd()) else { return false };
     let offset = m.table_offset + 8 * u64::from(slot);
     let helper = std::thread::Builder::new().name("shmem-death-watch".into()).stack_size(64 << 10).spawn(move || {
         // Signals go to the application's other threads, so the wait below
@@ -432,7 +562,7 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
         // killed); an error ends the watch early, leaving the waiters to
         // their periodic checks.
         let fired = os::ofd_wait_byte(fd.as_raw_fd(), offset).is_ok();
-        let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut watches = WATCHES.write();
         if let Some(i) = watches
             .iter()
             .position(|w| w.dev == dev && w.ino == ino && w.slot == slot && w.owner == owner && w.pid == pid)
@@ -455,7 +585,7 @@ pub fn watch(owner: u64, lock: *const (), futex: *const u32) -> bool {
 /// Cancels one [`watch`] of `owner` for `futex` (the helper thread stays
 /// until the owner dies, then wakes nobody for this waiter).
 pub fn unwatch(owner: u64, futex: *const u32) {
-    let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut watches = WATCHES.write();
     for w in watches.iter_mut().filter(|w| w.owner == owner) {
         if let Some(i) = w.futexes.iter().position(|&f| f == futex as usize) {
             w.futexes.swap_remove(i);
