@@ -80,6 +80,14 @@ fn role_hold_everything(args: &[String]) {
     std::thread::sleep(Duration::from_secs(300));
 }
 
+/// Holds a read guard of the rwlock until killed.
+fn role_hold_read(args: &[String]) {
+    let seg = Segment::<Held>::attach(&args[0]).unwrap();
+    let _g = seg.rw().read().unwrap();
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(300));
+}
+
 /// Sleeps in `pop` on the empty queue until killed.
 fn role_sleep_in_pop(args: &[String]) {
     let seg = Segment::<Held>::attach(&args[0]).unwrap();
@@ -246,14 +254,40 @@ fn killed_sleepers_do_not_tax_later_operations() {
     println!("push+pop: {before:?} before 5 killed sleepers, {after:?} after");
 }
 
+/// 17 processes read at once: 16 in reader slots, the 17th holding the
+/// gate. A writer waits for all of them; killing them all (the 17th first)
+/// lets it in, without poison.
+fn readers_of_more_processes_than_slots() {
+    let name = unique_name("readers17");
+    let seg = Segment::<Held>::create_zeroed(&name).unwrap();
+    let mut readers: Vec<Child> =
+        (0..=shmem::sync::rwlock::READER_SLOTS).map(|_| spawn_ready("hold_read", &[&name])).collect();
+    assert_eq!(seg.rw().reader_count(), shmem::sync::rwlock::READER_SLOTS as u64, "16 readers in slots");
+    assert!(seg.rw().raw().is_locked(), "the 17th reads holding the gate");
+    assert!(seg.rw().write_timeout(TIMEOUT).is_err(), "a writer got in among 17 live readers");
+    for mut r in readers.drain(..).rev() {
+        r.kill().unwrap();
+        wait_status(&mut r);
+    }
+    let g = seg.rw().write_timeout(Duration::from_secs(5)).expect("the writer never got in after the readers died");
+    assert!(g.is_ok(), "dead readers poisoned the lock");
+    drop(g);
+    assert_eq!(seg.rw().reader_count(), 0);
+}
+
 fn main() {
     common::main(
         &[
+            ("readers_of_more_processes_than_slots", readers_of_more_processes_than_slots),
             ("stopped_holder_never_stretches_a_deadline", stopped_holder_never_stretches_a_deadline),
             ("barrier_wait_timeout_honours_its_deadline", barrier_wait_timeout_honours_its_deadline),
             ("hostile_lock_words_are_recovered", hostile_lock_words_are_recovered),
             ("killed_sleepers_do_not_tax_later_operations", killed_sleepers_do_not_tax_later_operations),
         ],
-        &[("hold_everything", role_hold_everything), ("sleep_in_pop", role_sleep_in_pop)],
+        &[
+            ("hold_everything", role_hold_everything),
+            ("sleep_in_pop", role_sleep_in_pop),
+            ("hold_read", role_hold_read),
+        ],
     );
 }

@@ -13,17 +13,23 @@
 //!
 //! # Protocol
 //!
-//! A crash-safe [`RawMutex`] is the gate. Readers are counted per process,
-//! in [`READER_SLOTS`] slots of (owner token, count): a reader takes the
-//! gate, adds 1 to its process's slot (claiming a free slot if its process
-//! has none), and releases the gate at once; it leaves by decrementing its
-//! slot, without the gate. A writer takes the gate and keeps it, sets
-//! `WRITER_WAITING`, and waits until every slot's count is zero. While a
-//! writer waits, new readers queue at the gate, so writers are not starved.
+//! A crash-safe [`RawMutex`] is the gate, held by writers. Readers are
+//! counted per process, in [`READER_SLOTS`] slots of (owner token, count).
+//! A process claims a slot once, under the gate (a slot with no owner, or
+//! whose owner the kernel says is dead), and a slot never changes owner
+//! while its owner lives. So a reader needs no gate in the common case: it
+//! adds 1 to its process's slot and then checks that no writer is waiting
+//! or inside (if one is, it takes the 1 back and queues at the gate). A
+//! writer takes the gate and keeps it, sets `WRITER_WAITING`, and waits
+//! until every slot's count is zero; the two sides' SeqCst handshake means
+//! that either the writer sees the reader's count or the reader sees the
+//! writer. While a writer waits, new readers queue at the gate, so writers
+//! are not starved. If every slot has a live owner, a reader of yet another
+//! process reads holding the gate (exclusively, like a writer).
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `gate` | the [`RawMutex`]: held by a writer, or for an instant by an entering reader |
+//! | `gate` | the [`RawMutex`]: held by a writer, by a reader claiming its slot (for an instant), or by a reader of a process that found no slot |
 //! | `state` bit 0 | `WRITER_WAITING`: a reader whose slot drops to zero bumps `departures` and wakes the writer |
 //! | `state` bit 1 | `WRITER_INSIDE`: a writer holds the data (set after the readers drained, cleared before the gate is released) |
 //! | `poisoned` | non-zero once a writer panicked or died inside |
@@ -41,8 +47,9 @@
 //!   set); if it died inside, its slot keeps a count that a waiting writer
 //!   clears once the kernel says its owner is dead (see
 //!   [`liveness`](super::liveness)), within [`OWNER_CHECK_INTERVAL`].
-//! - If all [`READER_SLOTS`] slots are held by live processes, a reader of
-//!   another process waits (within its deadline) for one to empty.
+//! - If all [`READER_SLOTS`] slots have live owners, a reader of another
+//!   process reads holding the gate, which excludes writers and other such
+//!   readers; its death releases the gate without poisoning.
 
 use super::liveness::Liveness;
 use super::park::{Os, Park};
@@ -132,46 +139,92 @@ impl<T: Pod> RwLock<T> {
         Os::liveness(owner, (self as *const Self).cast()) == Liveness::Dead
     }
 
-    /// With the gate held: this process's slot, claiming a free one (or one
-    /// whose owner is dead) if needed. `None` if every slot is busy.
-    fn my_slot(&self, me: u64) -> Option<usize> {
+    /// This process's slot, if it has one (no lock needed: only this
+    /// process writes a slot's owner while it lives).
+    #[inline]
+    fn find_mine(&self, me: u64) -> Option<usize> {
         let first = (me % READER_SLOTS as u64) as usize;
-        let probe = || (0..READER_SLOTS).map(move |i| (first + i) % READER_SLOTS);
-        if let Some(i) = probe().find(|&i| self.slots[i].owner.load(Ordering::Relaxed) == me) {
+        (0..READER_SLOTS)
+            .map(|i| (first + i) % READER_SLOTS)
+            .find(|&i| self.slots[i].owner.load(Ordering::Relaxed) == me)
+    }
+
+    /// With the gate held: this process's slot, claiming one that has no
+    /// owner or whose owner is dead if needed. A slot never changes owner
+    /// while its owner lives, which is what lets readers count themselves
+    /// in without the gate. `None` if every slot has a live owner.
+    fn my_slot(&self, me: u64) -> Option<usize> {
+        if let Some(i) = self.find_mine(me) {
             return Some(i);
         }
-        let free = probe().find(|&i| self.slots[i].count.load(Ordering::Acquire) == 0).or_else(|| {
+        let first = (me % READER_SLOTS as u64) as usize;
+        let probe = || (0..READER_SLOTS).map(move |i| (first + i) % READER_SLOTS);
+        let free = probe().find(|&i| self.slots[i].owner.load(Ordering::Relaxed) == 0).or_else(|| {
             probe().find(|&i| {
                 let slot = &self.slots[i];
                 let dead = self.owner_dead(slot.owner.load(Ordering::Relaxed));
                 if dead {
+                    // Its readers died inside: they changed nothing.
                     slot.count.store(0, Ordering::Relaxed);
                 }
                 dead
             })
         })?;
         self.slots[free].owner.store(me, Ordering::Relaxed);
+        crate::crash_point!("rwlock.read.slot_claimed");
         Some(free)
+    }
+
+    /// Counts a reader in on slot `i` without the gate; backs out if a
+    /// writer is waiting or inside.
+    #[inline]
+    fn enter_fast(&self, i: usize) -> bool {
+        // SeqCst: pairs with the writer's `state` update and count loads:
+        // either the writer sees this count or this sees the writer.
+        self.slots[i].count.fetch_add(1, Ordering::SeqCst);
+        crate::crash_point!("rwlock.read.counted");
+        if self.state.load(Ordering::SeqCst) & (WRITER_WAITING | WRITER_INSIDE) == 0 {
+            return true;
+        }
+        self.leave(i);
+        false
+    }
+
+    /// Counts a reader out of slot `i`, waking a waiting writer if it was
+    /// the slot's last.
+    #[inline]
+    fn leave(&self, i: usize) {
+        // SeqCst: as in `enter_fast`.
+        let prev = self.slots[i].count.fetch_sub(1, Ordering::SeqCst);
+        crate::crash_point!("rwlock.read.left");
+        if prev == 1 && self.state.load(Ordering::SeqCst) & WRITER_WAITING != 0 {
+            self.departures.fetch_add(1, Ordering::SeqCst);
+            Os::wake_all(self.departures.as_ptr());
+        }
     }
 
     fn read_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockReadGuard<'_, T>>, TimedOut> {
         let me = Os::me();
-        loop {
-            self.enter_gate(deadline)?;
-            let slot = self.my_slot(me);
-            crate::crash_point!("rwlock.read.slot_claimed");
-            if let Some(slot) = slot {
-                self.slots[slot].count.fetch_add(1, Ordering::Acquire);
+        // Fast path: our own slot, no writer about.
+        if let Some(i) = self.find_mine(me) {
+            if self.enter_fast(i) {
+                return Ok(self.poison_check(RwLockReadGuard { lock: self, slot: Some(i), _not_send: PhantomData }));
+            }
+        }
+        // Through the gate: wait out the writer, claim a slot if needed.
+        self.enter_gate(deadline)?;
+        match self.my_slot(me) {
+            Some(i) => {
+                // No writer can be waiting or inside: we hold the gate.
+                self.slots[i].count.fetch_add(1, Ordering::SeqCst);
                 crate::crash_point!("rwlock.read.counted");
+                // SAFETY: `enter_gate` returned Ok: this process holds the gate.
+                unsafe { self.gate.unlock::<Os>() };
+                Ok(self.poison_check(RwLockReadGuard { lock: self, slot: Some(i), _not_send: PhantomData }))
             }
-            // SAFETY: `enter_gate` returned Ok: this process holds the gate.
-            unsafe { self.gate.unlock::<Os>() };
-            if let Some(slot) = slot {
-                return Ok(self.poison_check(RwLockReadGuard { lock: self, slot, _not_send: PhantomData }));
-            }
-            // Every slot holds live readers of other processes: wait for one to leave.
-            let slice = super::sleep_slice(deadline, Some(Duration::from_millis(1)))?;
-            std::thread::sleep(slice.unwrap_or(Duration::from_millis(1)));
+            // Every slot has a live owner: read holding the gate (as
+            // exclusive as a writer, without poisoning anything if we die).
+            None => Ok(self.poison_check(RwLockReadGuard { lock: self, slot: None, _not_send: PhantomData })),
         }
     }
 
@@ -294,31 +347,31 @@ impl<T: Pod> RwLock<T> {
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: Pod> {
     lock: &'a RwLock<T>,
-    slot: usize,
+    /// Our reader slot, or `None` for a reader that holds the gate (every
+    /// slot had a live owner).
+    slot: Option<usize>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: while a read guard exists its slot's count is > 0, so no
-        // writer passes its wait; writers only write while holding the gate
-        // with every count at zero.
+        // SAFETY: while a read guard exists its slot's count is > 0 (so no
+        // writer passes its wait) or it holds the gate (so no writer gets
+        // in); writers only write while holding the gate with every count
+        // at zero and `WRITER_INSIDE` set, which sends fast-path readers
+        // back to the gate.
         unsafe { &*self.lock.value.get() }
     }
 }
 
 impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        let lock = self.lock;
-        // SeqCst: pairs with the writer's `state` store and count loads, so
-        // either the writer sees this count at zero or this sees
-        // `WRITER_WAITING` and wakes it.
-        let prev = lock.slots[self.slot].count.fetch_sub(1, Ordering::SeqCst);
-        crate::crash_point!("rwlock.read.left");
-        if prev == 1 && lock.state.load(Ordering::SeqCst) & WRITER_WAITING != 0 {
-            lock.departures.fetch_add(1, Ordering::SeqCst);
-            Os::wake_all(lock.departures.as_ptr());
+        match self.slot {
+            Some(i) => self.lock.leave(i),
+            // SAFETY: a slotless read guard exists only while this process
+            // holds the gate (taken in `read_until`).
+            None => unsafe { self.lock.gate.unlock::<Os>() },
         }
     }
 }
