@@ -53,7 +53,11 @@ fn segment() -> &'static Segment<Everything> {
     SEG.get_or_init(|| {
         let name = format!("shmem-fuzz-{}", std::process::id());
         let _ = shmem::unlink(&name);
-        Segment::<Everything>::create_zeroed(&name).expect("create the fuzz segment")
+        let seg = Segment::<Everything>::create_zeroed(&name).expect("create the fuzz segment");
+        // The mapping outlives the name: nothing is left in /dev/shm when
+        // libFuzzer exits without running destructors.
+        shmem::unlink(&name).expect("unlink the fuzz segment's name");
+        seg
     })
 }
 
@@ -112,7 +116,7 @@ fn exercise(s: &EverythingShared) {
     let _ = s.sem().acquire_timeout(T);
     s.sem().release();
     let _ = s.barrier().wait_timeout(T);
-    let _ = s.cv();
+    s.cv().notify_all();
 }
 
 fuzz_target!(|data: &[u8]| {
