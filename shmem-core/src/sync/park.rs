@@ -103,4 +103,8 @@ impl Park for Os {
     fn unwatch(owner: u64, futex: *const u32) {
         super::liveness::unwatch(owner, futex)
     }
+    #[cfg(feature = "crashpoints")]
+    fn crash_point(name: &'static str) {
+        crate::crash::hit(name)
+    }
 }
