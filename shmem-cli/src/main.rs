@@ -89,8 +89,12 @@ fn main() -> ExitCode {
 
 /// One line saying what went wrong, in the user's terms.
 fn explain(name: &str, e: &Error) -> String {
+    let name = &render::clean(name);
     match e {
         Error::NotFound { .. } => format!("no segment named `{name}`"),
+        Error::Corrupt { reason: shmem_core::Corruption::NotAFile, .. } => {
+            format!("`{name}` is not a regular file (a FIFO, socket or link?); left untouched")
+        }
         Error::Corrupt { reason: shmem_core::Corruption::BadMagic, .. } => {
             format!("`{name}` is not a shmem segment (no shmem header); left untouched")
         }
@@ -157,7 +161,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     Err(_) => {}
                 }
                 match shmem_core::unlink(name) {
-                    Ok(()) => println!("removed {name}"),
+                    Ok(()) => println!("removed {}", render::clean(name)),
                     Err(e) => failed.push(explain(name, &e)),
                 }
             }
@@ -176,10 +180,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     continue;
                 }
                 if dry_run {
-                    println!("would remove {name} ({})", info.header.type_name);
+                    println!("would remove {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 } else {
                     shmem_core::unlink(&name).map_err(|e| explain(&name, &e))?;
-                    println!("removed {name} ({})", info.header.type_name);
+                    println!("removed {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 }
                 removed += 1;
             }

@@ -42,8 +42,8 @@ pub fn ls_table(entries: &[(String, Result<SegmentInfo, Error>)]) -> Table {
                 let status =
                     if info.live { Cell::new("live").fg(Color::Green) } else { Cell::new("stale").fg(Color::Yellow) };
                 table.add_row(vec![
-                    Cell::new(name),
-                    Cell::new(&h.type_name),
+                    Cell::new(clean(name)),
+                    Cell::new(clean(&h.type_name)),
                     Cell::new(size_text(h.file_size)),
                     Cell::new(h.creator_pid),
                     Cell::new(utc(h.created_unix_ms)),
@@ -52,7 +52,7 @@ pub fn ls_table(entries: &[(String, Result<SegmentInfo, Error>)]) -> Table {
             }
             Err(e) => {
                 table.add_row(vec![
-                    Cell::new(name),
+                    Cell::new(clean(name)),
                     Cell::new("?"),
                     Cell::new(""),
                     Cell::new(""),
@@ -130,12 +130,31 @@ fn scalar(kind: &str, bits: u64, size: u64) -> Json {
     }
 }
 
+/// The most elements, items or entries one value shows: a crafted schema
+/// (a 4 GiB array, a map with 2^64 - 1 shards) must not make the tool run
+/// or allocate without bound.
+const MAX_SHOWN: u64 = 4096;
+
 fn read_scalars(view: &View, kind: &str, offset: u64, size: u64, count: u64) -> Option<Json> {
     let elem = size.checked_div(count)?;
-    let values: Option<Vec<Json>> =
-        (0..count).map(|i| view.read_uint(offset + i * elem, elem).map(|b| scalar(kind, b, elem))).collect();
+    if elem == 0 {
+        return None;
+    }
+    let shown = count.min(MAX_SHOWN);
+    let values: Option<Vec<Json>> = (0..shown)
+        .map(|i| view.read_uint(offset.checked_add(i.checked_mul(elem)?)?, elem).map(|b| scalar(kind, b, elem)))
+        .collect();
     let mut values = values?;
+    if count > shown {
+        values.push(json!(format!("... {} more", count - shown)));
+    }
     Some(if count == 1 { values.remove(0) } else { Json::Array(values) })
+}
+
+/// `s` with control characters escaped (`\u{1b}`), so that text output
+/// cannot carry terminal escape sequences from a hostile segment.
+pub fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// A value whose type is known only as text (`[i64; 4]`, `Str<16>`, `u32`).
@@ -242,15 +261,22 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
         "condvar" => None,
         "queue" => {
             let (tail, head) = (word(0, 8), word(64, 8));
-            let cap = param(kind, "cap").unwrap_or(0);
+            // Bounded by what the entry's own bytes can hold.
+            let item = param(kind, "item").unwrap_or(0);
+            let cap = param(kind, "cap").unwrap_or(0).min(e.size.checked_div(item).unwrap_or(0));
             let len = tail.saturating_sub(head).min(cap);
             let closed = word(128, 4) != 0;
             let mut json = json!({ "len": len, "capacity": cap, "closed": closed });
             let mut text = format!("len {len} / capacity {cap}{}", if closed { ", closed" } else { "" });
             if contents {
-                let (item, slots) = (param(kind, "item").unwrap_or(0), param(kind, "slots").unwrap_or(0));
-                let items: Vec<Json> = (head..head + len)
-                    .map(|c| small_uint(view, e.offset + slots + (c % cap.max(1)) * item, item))
+                let slots = param(kind, "slots").unwrap_or(0);
+                let items: Vec<Json> = (0..len.min(MAX_SHOWN))
+                    .map(|i| {
+                        let at = (head.wrapping_add(i) % cap.max(1))
+                            .checked_mul(item)
+                            .and_then(|o| o.checked_add(slots)?.checked_add(e.offset));
+                        at.map_or(Json::Null, |at| small_uint(view, at, item))
+                    })
                     .collect();
                 let _ = write!(text, " {}", Json::Array(items.clone()));
                 json["items"] = Json::Array(items);
@@ -258,17 +284,21 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
             Some(Shown { text, json })
         }
         "map" => {
-            let cap = param(kind, "cap").unwrap_or(0);
-            let shards = param(kind, "shards").unwrap_or(1);
-            let len: u64 = (0..shards).map(|i| word(64 * i + 8, 8)).sum();
+            // Bounded by what the entry's own bytes can hold (a shard header
+            // is 64 bytes, at most 16 of them; a slot `slot` bytes).
+            let slot_size = param(kind, "slot").unwrap_or(0);
+            let cap = param(kind, "cap").unwrap_or(0).min(e.size.checked_div(slot_size).unwrap_or(0));
+            let shards = param(kind, "shards").unwrap_or(1).min(16).min(e.size / 64);
+            let len: u64 = (0..shards).map(|i| word(64 * i + 8, 8).min(cap)).fold(0, u64::saturating_add).min(cap);
             let mut json = json!({ "len": len, "capacity": cap });
             let mut text = format!("len {len} / capacity {cap}");
             if contents {
                 let p = |k| param(kind, k).unwrap_or(0);
                 let (key, value, slots, slot, value_at) = (p("key"), p("value"), p("slots"), p("slot"), p("value_at"));
                 let entries: Vec<Json> = (0..cap)
-                    .map(|i| e.offset + slots + i * slot)
+                    .filter_map(|i| e.offset.checked_add(slots)?.checked_add(i.checked_mul(slot)?))
                     .filter(|at| view.read_uint(*at, 8).unwrap_or(0) != 0)
+                    .take(MAX_SHOWN as usize)
                     .map(|at| json!([small_uint(view, at + 8, key), small_uint(view, at + value_at, value)]))
                     .collect();
                 let _ = write!(text, " {}", Json::Array(entries.clone()));
@@ -293,8 +323,8 @@ fn header_lines(view: &View) -> String {
     };
     format!(
         "segment  {}\ntype     {} (fingerprint {:#018x})\nsize     {} ({} bytes of data at offset {})\ncreator  pid {} ({creator}), {}\nstatus   {}\n",
-        info.name,
-        h.type_name,
+        clean(&info.name),
+        clean(&h.type_name),
         h.fingerprint,
         size_text(h.file_size),
         h.data_size,
@@ -316,9 +346,9 @@ pub fn show_text(view: &View, contents: bool) -> String {
         } else {
             e.kind.clone()
         };
-        let value = entry_value(view, e, contents).map(|s| s.text).unwrap_or_default();
-        let path = if e.path.is_empty() { "(whole segment)".to_owned() } else { e.path.clone() };
-        table.add_row(vec![path, kind, e.offset.to_string(), e.size.to_string(), value]);
+        let value = entry_value(view, e, contents).map(|s| clean(&s.text)).unwrap_or_default();
+        let path = if e.path.is_empty() { "(whole segment)".to_owned() } else { clean(&e.path) };
+        table.add_row(vec![path, clean(&kind), e.offset.to_string(), e.size.to_string(), value]);
     }
     let _ = writeln!(out, "\n{table}");
     out
@@ -351,6 +381,42 @@ pub fn show_json(view: &View, contents: bool) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Crafted schema text (a map with 2^64 - 1 shards and slots, a queue of
+    /// capacity 2^64 - 1, an array claiming 2^64 - 1 elements) renders
+    /// quickly, bounded by the entry's own bytes, without a panic.
+    #[test]
+    fn crafted_schemas_are_bounded() {
+        let name = format!("shmem-cli-unit-crafted-{}", std::process::id());
+        let seg = shmem_core::Segment::<[u64; 64]>::create(&name, &[7; 64]).unwrap();
+        let view = View::open(&name).unwrap();
+        let max = u64::MAX;
+        for kind in [
+            format!("map key=8 value=8 cap={max} shards={max} slots=0 slot=24 value_at=16"),
+            format!("map key=8 value=8 cap={max} shards={max} slots={max} slot={max} value_at={max}"),
+            format!("queue item=8 cap={max} slots=192"),
+            format!("queue item=0 cap={max} slots={max}"),
+            "u64".to_owned(),
+            format!("[u64; {max}]"),
+            "[u8; 512]".to_owned(),
+        ] {
+            for count in [1, 2, 512, max] {
+                let e = SchemaEntry { offset: 0, size: 512, count, kind: kind.clone(), path: "x".into() };
+                let start = std::time::Instant::now();
+                let shown = entry_value(&view, &e, true);
+                assert!(start.elapsed() < std::time::Duration::from_secs(5), "{kind} x{count} took too long");
+                drop(shown);
+            }
+        }
+        drop(view);
+        drop(seg);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("ok\x1b[2Jname\n"), "ok\\u{1b}[2Jname\\n");
+        assert_eq!(clean("plain-name_1.2"), "plain-name_1.2");
+    }
 
     #[test]
     fn dates() {

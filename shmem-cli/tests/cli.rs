@@ -180,6 +180,50 @@ fn foreign_and_garbage_files_are_left_alone_and_reported() {
     let _ = std::fs::remove_file(format!("/dev/shm/{garbage}"));
 }
 
+/// A FIFO or a socket in /dev/shm (any local user can make one) is skipped
+/// by `ls` and `gc` and reported by `show`, never opened in a way that
+/// blocks: the command would otherwise hang forever.
+#[test]
+fn fifos_and_sockets_never_hang_the_tools() {
+    let _machine = MACHINE_WIDE.lock().unwrap_or_else(|e| e.into_inner());
+    let fifo = name("fifo");
+    let sock = name("sock");
+    let fifo_path = std::ffi::CString::new(format!("/dev/shm/{fifo}")).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo_path.as_ptr(), 0o666) }, 0);
+    let _listener = std::os::unix::net::UnixListener::bind(format!("/dev/shm/{sock}")).unwrap();
+    // Each command runs under a watchdog: a hang is a failure, not a stuck CI.
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmem"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("`shmem {}` hung on a FIFO or socket", args.join(" "));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let listing = stdout(&run(&["ls"]));
+    assert!(!listing.contains(&fifo) && !listing.contains(&sock), "not segments: not listed");
+    stdout(&run(&["gc", "--prefix", "shmem-cli-test-"]));
+    for special in [&fifo, &sock] {
+        let out = run(&["show", special]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not a regular file"), "{err}");
+    }
+    assert!(std::fs::symlink_metadata(format!("/dev/shm/{fifo}")).is_ok(), "gc left the FIFO alone");
+    let _ = std::fs::remove_file(format!("/dev/shm/{fifo}"));
+    let _ = std::fs::remove_file(format!("/dev/shm/{sock}"));
+}
+
 #[test]
 fn errors_are_one_line_and_non_zero() {
     let missing = shmem(&["show", &name("does-not-exist")]);

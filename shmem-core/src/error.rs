@@ -371,6 +371,11 @@ impl Error {
             io::ErrorKind::NotFound => Error::NotFound { name },
             io::ErrorKind::AlreadyExists => Error::AlreadyExists { name },
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { name },
+            // A socket (ENXIO) or a symbolic link (ELOOP, with O_NOFOLLOW)
+            // under the name: not a segment.
+            _ if matches!(err.raw_os_error(), Some(libc::ENXIO | libc::ELOOP)) => {
+                Error::Corrupt { name, reason: Corruption::NotAFile }
+            }
             _ => Error::Io { name, op, source: err },
         }
     }

@@ -112,13 +112,26 @@ impl Unnamed {
 }
 
 /// Opens the existing shared-memory object `name` for reading and writing.
+///
+/// `O_NONBLOCK`: a FIFO (or another special file) planted under the name
+/// must not block the open; the caller checks with `fstat` that it got a
+/// regular file before reading anything.
 pub(crate) fn open_existing(name: &str) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(shm_path(name))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(shm_path(name))
 }
 
 /// Opens the existing shared-memory object `name` read-only (for tools).
+/// `O_NONBLOCK` as for [`open_existing`]: opening a FIFO read-only would
+/// otherwise wait for a writer forever.
 pub(crate) fn open_read_only(name: &str) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(shm_path(name))
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(shm_path(name))
 }
 
 /// The names of all entries in the shared-memory directory.

@@ -497,8 +497,9 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
 
 /// Every shmem segment in the shared-memory directory, with what
 /// [`inspect`] says of it. Files that are not shmem segments (another
-/// program's shared memory, garbage: no shmem magic number) and hidden
-/// names are skipped, and never touched.
+/// program's shared memory, garbage: no shmem magic number), anything that
+/// is not a regular file (a FIFO, a socket, a link: opened without
+/// blocking, then skipped) and hidden names are skipped, and never touched.
 ///
 /// # Errors
 /// [`Error::Io`] if the directory cannot be read.
@@ -511,7 +512,15 @@ pub fn list() -> Result<std::vec::Vec<(String, Result<SegmentInfo>)>> {
             let info = inspect(&name);
             (name, info)
         })
-        .filter(|(_, info)| !matches!(info, Err(Error::Corrupt { reason: crate::error::Corruption::BadMagic, .. })))
+        .filter(|(_, info)| {
+            !matches!(
+                info,
+                Err(Error::Corrupt {
+                    reason: crate::error::Corruption::BadMagic | crate::error::Corruption::NotAFile,
+                    ..
+                })
+            )
+        })
         .collect())
 }
 
