@@ -53,15 +53,49 @@
 
 use super::liveness::Liveness;
 use super::park::{Os, Park};
+use super::primitive::{fence, AtomicU32, AtomicU64, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
 use bytemuck::Pod;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A crash point: for whole processes in `crashpoints` builds (through
+/// `Os`), and for the loom models (through their `Park`). Also a compiler
+/// fence, as [`crash_point!`](crate::crash_point) is.
+#[inline(always)]
+fn point<P: Park>(name: &'static str) {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    P::crash_point(name);
+}
+
+/// Between a SeqCst read-modify-write and the SeqCst load that follows it
+/// on either side of the reader/writer handshake. In real builds nothing:
+/// SeqCst operations are one total order (C++ `[atomics.order]`), so either
+/// the writer's count load sees the reader's increment or the reader's
+/// state load sees the writer's flag. Loom models SeqCst operations more
+/// weakly than that (as acquire/release), so under loom an explicit SeqCst
+/// fence, which it does model, stands in for the total order.
+#[inline(always)]
+fn dekker_fence() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
+
+/// The futex address of a 32-bit word (under loom, the loom atomic itself,
+/// which the model's `Park` may read).
+#[cfg(not(loom))]
+fn futex_of(word: &AtomicU32) -> *const u32 {
+    word.as_ptr().cast_const()
+}
+
+#[cfg(loom)]
+fn futex_of(word: &AtomicU32) -> *const u32 {
+    (word as *const AtomicU32).cast()
+}
 
 /// How many processes can hold read guards on one [`RwLock`] at once
 /// (threads of one process share a slot).
@@ -112,8 +146,8 @@ impl<T: Pod> RwLock<T> {
         }
     }
 
-    fn enter_gate(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
-        match self.gate.lock_until::<Os>(deadline) {
+    fn enter_gate<P: Park>(&self, deadline: Option<Instant>) -> Result<(), TimedOut> {
+        match self.gate.lock_until::<P>(deadline) {
             None => Err(TimedOut),
             Some(Acquired::OwnerDied) => {
                 // Only a dead *writer* can have left the data half-written.
@@ -135,8 +169,8 @@ impl<T: Pod> RwLock<T> {
     }
 
     /// Whether the owner of a slot with readers inside is certainly dead.
-    fn owner_dead(&self, owner: u64) -> bool {
-        Os::liveness(owner, (self as *const Self).cast()) == Liveness::Dead
+    fn owner_dead<P: Park>(&self, owner: u64) -> bool {
+        P::liveness(owner, (self as *const Self).cast()) == Liveness::Dead
     }
 
     /// This process's slot, if it has one (no lock needed: only this
@@ -153,7 +187,7 @@ impl<T: Pod> RwLock<T> {
     /// owner or whose owner is dead if needed. A slot never changes owner
     /// while its owner lives, which is what lets readers count themselves
     /// in without the gate. `None` if every slot has a live owner.
-    fn my_slot(&self, me: u64) -> Option<usize> {
+    fn my_slot<P: Park>(&self, me: u64) -> Option<usize> {
         if let Some(i) = self.find_mine(me) {
             return Some(i);
         }
@@ -162,7 +196,7 @@ impl<T: Pod> RwLock<T> {
         let free = probe().find(|&i| self.slots[i].owner.load(Ordering::Relaxed) == 0).or_else(|| {
             probe().find(|&i| {
                 let slot = &self.slots[i];
-                let dead = self.owner_dead(slot.owner.load(Ordering::Relaxed));
+                let dead = self.owner_dead::<P>(slot.owner.load(Ordering::Relaxed));
                 if dead {
                     // Its readers died inside: they changed nothing.
                     slot.count.store(0, Ordering::Relaxed);
@@ -171,67 +205,90 @@ impl<T: Pod> RwLock<T> {
             })
         })?;
         self.slots[free].owner.store(me, Ordering::Relaxed);
-        crate::crash_point!("rwlock.read.slot_claimed");
+        point::<P>("rwlock.read.slot_claimed");
         Some(free)
     }
 
     /// Counts a reader in on slot `i` without the gate; backs out if a
     /// writer is waiting or inside.
     #[inline]
-    fn enter_fast(&self, i: usize) -> bool {
+    fn enter_fast<P: Park>(&self, i: usize) -> bool {
         // SeqCst: pairs with the writer's `state` update and count loads:
         // either the writer sees this count or this sees the writer.
         self.slots[i].count.fetch_add(1, Ordering::SeqCst);
-        crate::crash_point!("rwlock.read.counted");
+        point::<P>("rwlock.read.counted");
+        dekker_fence();
         if self.state.load(Ordering::SeqCst) & (WRITER_WAITING | WRITER_INSIDE) == 0 {
             return true;
         }
-        self.leave(i);
+        self.leave::<P>(i);
         false
     }
 
     /// Counts a reader out of slot `i`, waking a waiting writer if it was
     /// the slot's last.
     #[inline]
-    fn leave(&self, i: usize) {
+    fn leave<P: Park>(&self, i: usize) {
         // SeqCst: as in `enter_fast`.
         let prev = self.slots[i].count.fetch_sub(1, Ordering::SeqCst);
-        crate::crash_point!("rwlock.read.left");
+        point::<P>("rwlock.read.left");
+        dekker_fence();
         if prev == 1 && self.state.load(Ordering::SeqCst) & WRITER_WAITING != 0 {
             self.departures.fetch_add(1, Ordering::SeqCst);
-            Os::wake_all(self.departures.as_ptr());
+            P::wake_all(futex_of(&self.departures));
         }
     }
 
-    fn read_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockReadGuard<'_, T>>, TimedOut> {
-        let me = Os::me();
+    fn read_until<P: Park>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LockResult<RwLockReadGuard<'_, T, P>>, TimedOut> {
+        let me = P::me();
         // Fast path: our own slot, no writer about.
         if let Some(i) = self.find_mine(me) {
-            if self.enter_fast(i) {
-                return Ok(self.poison_check(RwLockReadGuard { lock: self, slot: Some(i), _not_send: PhantomData }));
+            if self.enter_fast::<P>(i) {
+                return Ok(self.poison_check(RwLockReadGuard {
+                    lock: self,
+                    slot: Some(i),
+                    _not_send: PhantomData,
+                    _park: PhantomData,
+                }));
             }
         }
         // Through the gate: wait out the writer, claim a slot if needed.
-        self.enter_gate(deadline)?;
-        match self.my_slot(me) {
+        self.enter_gate::<P>(deadline)?;
+        match self.my_slot::<P>(me) {
             Some(i) => {
                 // No writer can be waiting or inside: we hold the gate.
                 self.slots[i].count.fetch_add(1, Ordering::SeqCst);
-                crate::crash_point!("rwlock.read.counted");
+                point::<P>("rwlock.read.counted");
                 // SAFETY: `enter_gate` returned Ok: this process holds the gate.
-                unsafe { self.gate.unlock::<Os>() };
-                Ok(self.poison_check(RwLockReadGuard { lock: self, slot: Some(i), _not_send: PhantomData }))
+                unsafe { self.gate.unlock::<P>() };
+                Ok(self.poison_check(RwLockReadGuard {
+                    lock: self,
+                    slot: Some(i),
+                    _not_send: PhantomData,
+                    _park: PhantomData,
+                }))
             }
             // Every slot has a live owner: read holding the gate (as
             // exclusive as a writer, without poisoning anything if we die).
-            None => Ok(self.poison_check(RwLockReadGuard { lock: self, slot: None, _not_send: PhantomData })),
+            None => Ok(self.poison_check(RwLockReadGuard {
+                lock: self,
+                slot: None,
+                _not_send: PhantomData,
+                _park: PhantomData,
+            })),
         }
     }
 
-    fn write_until(&self, deadline: Option<Instant>) -> Result<LockResult<RwLockWriteGuard<'_, T>>, TimedOut> {
-        self.enter_gate(deadline)?;
-        let me = Os::me();
-        let futex = self.departures.as_ptr().cast_const();
+    fn write_until<P: Park>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LockResult<RwLockWriteGuard<'_, T, P>>, TimedOut> {
+        self.enter_gate::<P>(deadline)?;
+        let me = P::me();
+        let futex = futex_of(&self.departures);
         let lock = (self as *const Self).cast::<()>();
         // The reader process whose death the kernel will wake us for.
         let mut watching: Option<u64> = None;
@@ -240,14 +297,15 @@ impl<T: Pod> RwLock<T> {
         let outcome = loop {
             let seen = self.departures.load(Ordering::SeqCst);
             self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
-            crate::crash_point!("rwlock.write.waiting");
+            point::<P>("rwlock.write.waiting");
+            dekker_fence();
             let mut busy = None;
             for slot in &self.slots {
                 if slot.count.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
                 let owner = slot.owner.load(Ordering::Relaxed);
-                if check_owners && self.owner_dead(owner) {
+                if check_owners && self.owner_dead::<P>(owner) {
                     // Its readers died inside: they changed nothing.
                     slot.count.store(0, Ordering::Relaxed);
                     continue;
@@ -256,7 +314,7 @@ impl<T: Pod> RwLock<T> {
             }
             let Some(owner) = busy else { break Ok(()) };
             if watching.is_none() && owner != me {
-                if Os::watch(owner, lock, futex) {
+                if P::watch(owner, lock, futex) {
                     watching = Some(owner);
                 } else if !judged_unwatchable {
                     // No live holder of that reader's slot to watch: it is
@@ -270,23 +328,23 @@ impl<T: Pod> RwLock<T> {
             let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else { break Err(TimedOut) };
             // Check the readers' owners after a timeout or any wake-up: a
             // wake-up is a reader leaving or, with a watch, one dying.
-            let timed_out = Os::wait(futex, seen, slice);
+            let timed_out = P::wait(futex, seen, slice);
             check_owners = timed_out || watching.is_some();
         };
         if let Some(owner) = watching {
-            Os::unwatch(owner, futex);
+            P::unwatch(owner, futex);
         }
         if outcome.is_err() {
             self.state.fetch_and(!WRITER_WAITING, Ordering::Relaxed);
             // SAFETY: we hold the gate (entered above).
-            unsafe { self.gate.unlock::<Os>() };
+            unsafe { self.gate.unlock::<P>() };
             return Err(TimedOut);
         }
         // Acquire: the readers' Release decrements happen before our access.
-        core::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         self.state.store(WRITER_INSIDE, Ordering::Relaxed);
-        crate::crash_point!("rwlock.write.inside");
-        Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData }))
+        point::<P>("rwlock.write.inside");
+        Ok(self.poison_check(RwLockWriteGuard { lock: self, _not_send: PhantomData, _park: PhantomData }))
     }
 
     /// Shared access, waiting as long as a writer holds the lock.
@@ -294,7 +352,7 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     /// `PoisonError` with the guard if a writer panicked or died inside.
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.read_until(None).unwrap_or_else(|_| unreachable!("no deadline"))
+        self.read_until::<Os>(None).unwrap_or_else(|_| unreachable!("no deadline"))
     }
 
     /// Shared access, waiting at most `timeout`.
@@ -302,7 +360,7 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     /// `Err(TimedOut)` on timeout; `Ok(Err(PoisonError))` as for [`read`](Self::read).
     pub fn read_timeout(&self, timeout: Duration) -> Result<LockResult<RwLockReadGuard<'_, T>>, TimedOut> {
-        self.read_until(super::deadline_after(timeout))
+        self.read_until::<Os>(super::deadline_after(timeout))
     }
 
     /// Exclusive access, waiting for readers and writers to leave.
@@ -310,7 +368,7 @@ impl<T: Pod> RwLock<T> {
     /// # Errors
     /// `PoisonError` with the guard if a writer panicked or died inside.
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.write_until(None).unwrap_or_else(|_| unreachable!("no deadline"))
+        self.write_until::<Os>(None).unwrap_or_else(|_| unreachable!("no deadline"))
     }
 
     /// Exclusive access, waiting at most `timeout`.
@@ -319,7 +377,25 @@ impl<T: Pod> RwLock<T> {
     /// `Err(TimedOut)` on timeout (the lock is left as it was);
     /// `Ok(Err(PoisonError))` as for [`write`](Self::write).
     pub fn write_timeout(&self, timeout: Duration) -> Result<LockResult<RwLockWriteGuard<'_, T>>, TimedOut> {
-        self.write_until(super::deadline_after(timeout))
+        self.write_until::<Os>(super::deadline_after(timeout))
+    }
+
+    /// [`read`](Self::read) with another [`Park`] (for the loom models).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    #[doc(hidden)]
+    pub fn read_with<P: Park>(&self) -> LockResult<RwLockReadGuard<'_, T, P>> {
+        self.read_until::<P>(None).unwrap_or_else(|_| unreachable!("no deadline"))
+    }
+
+    /// [`write`](Self::write) with another [`Park`] (for the loom models).
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    #[doc(hidden)]
+    pub fn write_with<P: Park>(&self) -> LockResult<RwLockWriteGuard<'_, T, P>> {
+        self.write_until::<P>(None).unwrap_or_else(|_| unreachable!("no deadline"))
     }
 
     /// Whether a writer panicked or died inside (and nobody cleared it since).
@@ -345,15 +421,16 @@ impl<T: Pod> RwLock<T> {
 
 /// Shared access to an [`RwLock`]'s value.
 #[must_use = "the read lock is released as soon as the guard is dropped"]
-pub struct RwLockReadGuard<'a, T: Pod> {
+pub struct RwLockReadGuard<'a, T: Pod, P: Park = Os> {
     lock: &'a RwLock<T>,
     /// Our reader slot, or `None` for a reader that holds the gate (every
     /// slot had a live owner).
     slot: Option<usize>,
     _not_send: PhantomData<*const ()>,
+    _park: PhantomData<fn() -> P>,
 }
 
-impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
+impl<T: Pod, P: Park> Deref for RwLockReadGuard<'_, T, P> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: while a read guard exists its slot's count is > 0 (so no
@@ -365,25 +442,26 @@ impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Drop for RwLockReadGuard<'_, T> {
+impl<T: Pod, P: Park> Drop for RwLockReadGuard<'_, T, P> {
     fn drop(&mut self) {
         match self.slot {
-            Some(i) => self.lock.leave(i),
+            Some(i) => self.lock.leave::<P>(i),
             // SAFETY: a slotless read guard exists only while this process
             // holds the gate (taken in `read_until`).
-            None => unsafe { self.lock.gate.unlock::<Os>() },
+            None => unsafe { self.lock.gate.unlock::<P>() },
         }
     }
 }
 
 /// Exclusive access to an [`RwLock`]'s value.
 #[must_use = "the write lock is released as soon as the guard is dropped"]
-pub struct RwLockWriteGuard<'a, T: Pod> {
+pub struct RwLockWriteGuard<'a, T: Pod, P: Park = Os> {
     lock: &'a RwLock<T>,
     _not_send: PhantomData<*const ()>,
+    _park: PhantomData<fn() -> P>,
 }
 
-impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
+impl<T: Pod, P: Park> Deref for RwLockWriteGuard<'_, T, P> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the writer holds the gate and saw every reader count at
@@ -392,23 +470,23 @@ impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
     }
 }
 
-impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
+impl<T: Pod, P: Park> DerefMut for RwLockWriteGuard<'_, T, P> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { &mut *self.lock.value.get() }
     }
 }
 
-impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
+impl<T: Pod, P: Park> Drop for RwLockWriteGuard<'_, T, P> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.lock.poisoned.store(1, Ordering::Relaxed);
         }
-        crate::crash_point!("rwlock.write.leaving");
+        point::<P>("rwlock.write.leaving");
         self.lock.state.store(0, Ordering::Release);
-        crate::crash_point!("rwlock.write.left");
+        point::<P>("rwlock.write.left");
         // SAFETY: the write guard exists only while this process holds the gate.
-        unsafe { self.lock.gate.unlock::<Os>() };
+        unsafe { self.lock.gate.unlock::<P>() };
     }
 }
 
