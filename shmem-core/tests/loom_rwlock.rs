@@ -72,7 +72,13 @@ impl Park for Model {
 fn as_process(token: u64, die_at: Option<&'static str>, f: impl FnOnce()) {
     TOKEN.with(|t| t.set(token | (7 << 32)));
     DIE_AT.with(|d| d.set(die_at));
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    // Only a modelled death ends the "process" quietly: any other panic (a
+    // failed assertion) fails the model.
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        if payload.downcast_ref::<Died>().is_none() {
+            std::panic::resume_unwind(payload);
+        }
+    }
 }
 
 fn quiet_deaths() {

@@ -37,10 +37,10 @@
 //! [`SeqLock::clear_poison`]. The next writer recovers the same way.
 
 use super::park::{Os, Park};
+use super::primitive::{fence, AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
 use bytemuck::Pod;
-use core::sync::atomic::{AtomicU32, Ordering};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::sync::{LockResult, PoisonError};
@@ -72,7 +72,7 @@ unsafe impl<T: Pod + Send> Send for SeqLock<T> {}
 /// `src` must be 8-aligned: the value of a `SeqLock` always is (it follows
 /// 16 bytes of words in a `repr(C)` struct aligned to at least 8).
 fn atomic_load<T: Pod>(src: *const T) -> T {
-    use core::sync::atomic::{AtomicU64, AtomicU8};
+    use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     let mut out = T::zeroed();
     let dst = bytemuck::bytes_of_mut(&mut out);
     let words = dst.len() / 8;
@@ -84,6 +84,7 @@ fn atomic_load<T: Pod>(src: *const T) -> T {
         // there is no data race.
         let word = unsafe { &*src.cast::<AtomicU64>().wrapping_add(i) };
         chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        model_switch();
     }
     for (j, byte) in tail.iter_mut().enumerate() {
         // SAFETY: as above, for the byte at `words * 8 + j < size_of::<T>()`,
@@ -97,7 +98,7 @@ fn atomic_load<T: Pod>(src: *const T) -> T {
 /// Copies `value` into the `T` at `dst` with relaxed atomic stores, split as
 /// in [`atomic_load`].
 fn atomic_store<T: Pod>(dst: *const T, value: &T) {
-    use core::sync::atomic::{AtomicU64, AtomicU8};
+    use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     let src = bytemuck::bytes_of(value);
     let words = src.len() / 8;
     let (head, tail) = src.split_at(words * 8);
@@ -107,12 +108,50 @@ fn atomic_store<T: Pod>(dst: *const T, value: &T) {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);
         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        model_switch();
     }
     for (j, byte) in tail.iter().enumerate() {
         // SAFETY: as in `atomic_load`, for one tail byte.
         let b = unsafe { &*dst.cast::<AtomicU8>().wrapping_add(words * 8 + j) };
         b.store(*byte, Ordering::Relaxed);
     }
+}
+
+/// Under loom, a scheduling point between two words of a copy, so the model
+/// explores a reader running in the middle of a write (the words themselves
+/// are plain memory that loom does not track); nothing otherwise.
+#[inline(always)]
+fn model_switch() {
+    // An operation on a loom object that every copy touches, so loom's
+    // partial-order reduction sees reader and writer copies as dependent and
+    // explores their interleavings (a yield would bias the scheduler, and an
+    // operation on an object nobody else touches would be pruned).
+    #[cfg(loom)]
+    {
+        loom::lazy_static! {
+            static ref COPYING: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+        }
+        COPYING.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A crash point for whole processes (`crashpoints` builds, through `Os`)
+/// and for the loom models; also a compiler fence.
+#[inline(always)]
+fn point<P: Park>(name: &'static str) {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    P::crash_point(name);
+}
+
+/// The futex address of the sequence word (under loom, the loom atomic).
+#[cfg(not(loom))]
+fn futex_of(word: &AtomicU32) -> *const u32 {
+    word.as_ptr().cast_const()
+}
+
+#[cfg(loom)]
+fn futex_of(word: &AtomicU32) -> *const u32 {
+    (word as *const AtomicU32).cast()
 }
 
 const _: () = assert!(core::mem::offset_of!(SeqLock<u8>, value) % 8 == 0 && align_of::<SeqLock<u8>>() >= 8);
@@ -135,7 +174,7 @@ impl<T: Pod> SeqLock<T> {
     /// `PoisonError` carrying the copy if a writer died mid-write (or a
     /// panicking `update` left it) and the poison was not cleared.
     pub fn read(&self) -> LockResult<T> {
-        match self.read_until(None) {
+        match self.read_until::<Os>(None) {
             Ok(r) => r,
             Err(TimedOut) => unreachable!("no deadline, no timeout"),
         }
@@ -148,17 +187,19 @@ impl<T: Pod> SeqLock<T> {
     /// `Err(TimedOut)` if every try met a write in progress; `Ok(Err(..))`
     /// as for [`read`](Self::read).
     pub fn read_timeout(&self, timeout: Duration) -> Result<LockResult<T>, TimedOut> {
-        self.read_until(super::deadline_after(timeout))
+        self.read_until::<Os>(super::deadline_after(timeout))
     }
 
-    fn read_until(&self, deadline: Option<Instant>) -> Result<LockResult<T>, TimedOut> {
+    fn read_until<P: Park>(&self, deadline: Option<Instant>) -> Result<LockResult<T>, TimedOut> {
+        // Under loom every spin is a scheduling point: keep the model small.
+        const SPINS: u32 = if cfg!(loom) { 1 } else { 1_000 };
         let mut spins = 0u32;
         let mut last_check = None::<Instant>;
         loop {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let copy = atomic_load(self.value.get());
-                core::sync::atomic::fence(Ordering::Acquire);
+                fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
                     return Ok(if self.poisoned.load(Ordering::Relaxed) != 0 {
                         Err(PoisonError::new(copy))
@@ -169,20 +210,20 @@ impl<T: Pod> SeqLock<T> {
                 continue;
             }
             spins += 1;
-            if spins < 1_000 {
-                core::hint::spin_loop();
+            if spins < SPINS {
+                super::primitive::spin_hint();
                 continue;
             }
             // A write is taking long (the writer is descheduled, stopped, or
             // dead): sleep instead of burning the CPU the writer may need,
             // with growing naps (50 us .. 1 ms; a futex wait that returns at
             // once if `seq` moves), and check the writer now and then.
-            let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << (spins - 1_000).min(5))))?;
+            let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << (spins - SPINS).min(5))))?;
             spins += 1;
-            Os::wait(self.seq.as_ptr(), s1, nap);
-            if last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL) {
+            P::wait(futex_of(&self.seq), s1, nap);
+            if cfg!(loom) || last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL) {
                 last_check = Some(Instant::now());
-                self.recover_from_dead_writer();
+                self.recover_from_dead_writer::<P>();
             }
         }
     }
@@ -191,13 +232,13 @@ impl<T: Pod> SeqLock<T> {
     /// poisons. Also repairs an odd `seq` that no writer holds the lock for
     /// (a state no writer leaves; a buggy or hostile peer can).
     #[cold]
-    fn recover_from_dead_writer(&self) {
-        if let Some(acquired) = self.writer.try_lock_report::<Os>() {
+    fn recover_from_dead_writer<P: Park>(&self) {
+        if let Some(acquired) = self.writer.try_lock_report::<P>() {
             if acquired == Acquired::OwnerDied || self.seq.load(Ordering::Relaxed) & 1 == 1 {
                 self.finish_dead_write();
             }
             // SAFETY: `try_lock_report` returned `Some`: this process holds it.
-            unsafe { self.writer.unlock::<Os>() };
+            unsafe { self.writer.unlock::<P>() };
         }
     }
 
@@ -213,16 +254,16 @@ impl<T: Pod> SeqLock<T> {
     }
 
     /// Takes the writer lock; recovers a dead writer's odd `seq`.
-    fn lock_writer(&self) -> WriteGuard<'_, T> {
-        if self.writer.lock_report::<Os>() == Acquired::OwnerDied {
+    fn lock_writer<P: Park>(&self) -> WriteGuard<'_, T, P> {
+        if self.writer.lock_report::<P>() == Acquired::OwnerDied {
             self.finish_dead_write();
         }
-        WriteGuard { lock: self }
+        WriteGuard { lock: self, _park: core::marker::PhantomData }
     }
 
     /// Replaces the value. Readers see the old or the new value, never a mix.
     pub fn write(&self, value: T) {
-        self.lock_writer().set(&value);
+        self.lock_writer::<Os>().set(&value);
     }
 
     /// Replaces the value with `f` applied to a copy of it, under the writer
@@ -230,10 +271,28 @@ impl<T: Pod> SeqLock<T> {
     /// `f` panics, the shared value is left as it was (`f` only saw a copy),
     /// so the lock is released without poisoning.
     pub fn update(&self, f: impl FnOnce(&mut T)) {
-        let guard = self.lock_writer();
+        let guard = self.lock_writer::<Os>();
         let mut value = atomic_load(self.value.get());
         f(&mut value);
         guard.set(&value);
+    }
+
+    /// [`read`](Self::read) with another [`Park`] (for the loom models).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    #[doc(hidden)]
+    pub fn read_with<P: Park>(&self) -> LockResult<T> {
+        match self.read_until::<P>(None) {
+            Ok(r) => r,
+            Err(TimedOut) => unreachable!("no deadline, no timeout"),
+        }
+    }
+
+    /// [`write`](Self::write) with another [`Park`] (for the loom models).
+    #[doc(hidden)]
+    pub fn write_with<P: Park>(&self, value: T) {
+        self.lock_writer::<P>().set(&value);
     }
 
     /// Whether a writer died mid-write (and nobody cleared the poison since).
@@ -256,7 +315,7 @@ impl<T: Pod> SeqLock<T> {
     /// dies "mid-write"). Prefer [`write`](Self::write) and [`update`](Self::update).
     #[doc(hidden)]
     pub fn begin_write(&self, partial: &T) -> impl Drop + '_ {
-        let guard = self.lock_writer();
+        let guard = self.lock_writer::<Os>();
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s | 1, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::Release);
@@ -266,25 +325,26 @@ impl<T: Pod> SeqLock<T> {
 }
 
 /// Holds the writer lock; `set` performs one odd-even write.
-struct WriteGuard<'a, T: Pod> {
+struct WriteGuard<'a, T: Pod, P: Park> {
     lock: &'a SeqLock<T>,
+    _park: core::marker::PhantomData<fn() -> P>,
 }
 
-impl<T: Pod> WriteGuard<'_, T> {
+impl<T: Pod, P: Park> WriteGuard<'_, T, P> {
     fn set(&self, value: &T) {
         let seq = &self.lock.seq;
         let s = seq.load(Ordering::Relaxed) | 1;
         seq.store(s, Ordering::Relaxed);
-        core::sync::atomic::fence(Ordering::Release);
-        crate::crash_point!("seqlock.write.odd");
+        fence(Ordering::Release);
+        point::<P>("seqlock.write.odd");
         atomic_store(self.lock.value.get(), value);
-        crate::crash_point!("seqlock.write.copied");
+        point::<P>("seqlock.write.copied");
         seq.store(s.wrapping_add(1), Ordering::Release);
-        crate::crash_point!("seqlock.write.even");
+        point::<P>("seqlock.write.even");
     }
 }
 
-impl<T: Pod> Drop for WriteGuard<'_, T> {
+impl<T: Pod, P: Park> Drop for WriteGuard<'_, T, P> {
     fn drop(&mut self) {
         let seq = &self.lock.seq;
         let s = seq.load(Ordering::Relaxed);
@@ -294,7 +354,7 @@ impl<T: Pod> Drop for WriteGuard<'_, T> {
             seq.store(s.wrapping_add(1), Ordering::Release);
         }
         // SAFETY: the guard exists only while this process holds the writer lock.
-        unsafe { self.lock.writer.unlock::<Os>() };
+        unsafe { self.lock.writer.unlock::<P>() };
     }
 }
 
