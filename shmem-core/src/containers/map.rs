@@ -61,17 +61,27 @@
 //! tells, [`Map::clear_poison`] resets.
 
 use super::vec::Full;
-use crate::sync::park::Os;
+use crate::sync::park::{Os, Park};
+use crate::sync::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::TimedOut;
 use bytemuck::Pod;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::marker::PhantomData;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use std::time::{Duration, Instant};
+
+/// A crash point: for whole processes in `crashpoints` builds (through
+/// `Os`), and for the loom model (through its `Park`). Also a compiler fence
+/// (the steps around it keep their program order in every build).
+#[inline(always)]
+fn point<P: Park>(name: &'static str) {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    P::crash_point(name);
+}
 
 /// The most shards a map has (fewer for small `N`: each has at least 8 slots).
 pub const SHARDS: usize = 16;
@@ -140,14 +150,15 @@ fn hash_of<K: Pod>(key: &K) -> u64 {
 }
 
 /// The locked view of one shard: its slot range and operations on it.
-struct Locked<'a, K, V, const N: usize> {
+struct Locked<'a, K, V, const N: usize, P: Park = Os> {
     map: &'a Map<K, V, N>,
     shard: &'a Shard,
     start: usize,
     len: usize,
+    _park: PhantomData<fn() -> P>,
 }
 
-impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
+impl<K: Pod + Hash + Eq, V: Pod, const N: usize, P: Park> Locked<'_, K, V, N, P> {
     /// Slot `i` of this shard (`i < self.len`).
     #[allow(clippy::mut_from_ref, reason = "the shard lock, held by `self`, makes the access exclusive")]
     fn slot(&self, i: usize) -> &mut Slot<K, V> {
@@ -201,15 +212,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                 // The shard is dirty from before the mark to after `len`
                 // counts the entry: a crash in between leaves `len` to repair.
                 self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
-                crate::crash_point!("map.insert.dirty");
+                point::<P>("map.insert.dirty");
                 let slot = self.slot(i);
                 slot.key = key;
                 slot.value = value;
-                crate::crash_point!("map.insert.written");
+                point::<P>("map.insert.written");
                 slot.full = 1;
-                crate::crash_point!("map.insert.published");
+                point::<P>("map.insert.published");
                 self.shard.len.fetch_add(1, Ordering::Relaxed);
-                crate::crash_point!("map.insert.counted");
+                point::<P>("map.insert.counted");
                 self.shard.dirty.store(0, Ordering::Relaxed);
                 return Ok(());
             }
@@ -222,10 +233,10 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
     fn remove_at(&self, i: usize) -> V {
         let value = self.slot(i).value;
         self.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
-        crate::crash_point!("map.remove.dirty");
+        point::<P>("map.remove.dirty");
         let mut hole = i;
         self.slot(hole).full = 0;
-        crate::crash_point!("map.remove.emptied");
+        point::<P>("map.remove.emptied");
         let mut j = (hole + 1) % self.len;
         while j != i && self.full(j) {
             let home = self.home(&self.key(j));
@@ -237,17 +248,17 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                 let dst = self.slot(hole);
                 dst.key = key;
                 dst.value = value;
-                crate::crash_point!("map.remove.shift_written");
+                point::<P>("map.remove.shift_written");
                 dst.full = 1;
-                crate::crash_point!("map.remove.shift_copied");
+                point::<P>("map.remove.shift_copied");
                 self.slot(j).full = 0;
-                crate::crash_point!("map.remove.shift_emptied");
+                point::<P>("map.remove.shift_emptied");
                 hole = j;
             }
             j = (j + 1) % self.len;
         }
         self.shard.len.fetch_sub(1, Ordering::Relaxed);
-        crate::crash_point!("map.remove.counted");
+        point::<P>("map.remove.counted");
         self.shard.dirty.store(0, Ordering::Relaxed);
         value
     }
@@ -264,13 +275,13 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
     /// shard's size (plus probe distances), with a set of key bytes on the
     /// heap for the duplicate check.
     fn repair(&self) {
-        crate::crash_point!("map.repair.start");
+        point::<P>("map.repair.start");
         // 1. Duplicates: keep the first copy of each key.
         let mut seen = std::collections::HashSet::with_capacity(self.len);
         for i in 0..self.len {
             if self.full(i) && !seen.insert(bytemuck::bytes_of(&self.key(i)).to_vec()) {
                 self.slot(i).full = 0;
-                crate::crash_point!("map.repair.dedup");
+                point::<P>("map.repair.dedup");
             }
         }
         // 2. Reachability: an entry must have no empty slot between its
@@ -290,9 +301,9 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
                     let dst = self.slot(p);
                     dst.key = key;
                     dst.value = value;
-                    crate::crash_point!("map.repair.copy_written");
+                    point::<P>("map.repair.copy_written");
                     dst.full = 1;
-                    crate::crash_point!("map.repair.moved");
+                    point::<P>("map.repair.moved");
                     self.slot(i).full = 0;
                     moved = true;
                 }
@@ -304,15 +315,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Locked<'_, K, V, N> {
         // 3. The count, from the slots themselves.
         let count = (0..self.len).filter(|&i| self.full(i)).count();
         self.shard.len.store(count as u64, Ordering::Relaxed);
-        crate::crash_point!("map.repair.counted");
+        point::<P>("map.repair.counted");
         self.shard.dirty.store(0, Ordering::Relaxed);
     }
 }
 
-impl<K, V, const N: usize> Drop for Locked<'_, K, V, N> {
+impl<K, V, const N: usize, P: Park> Drop for Locked<'_, K, V, N, P> {
     fn drop(&mut self) {
         // SAFETY: a `Locked` exists only while this process holds the lock.
-        unsafe { self.shard.lock.unlock::<Os>() };
+        unsafe { self.shard.lock.unlock::<P>() };
     }
 }
 
@@ -326,6 +337,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// An empty map (for use outside segments; in a segment, a zeroed map
     /// is empty). Builds the map on the stack: for large `N` create the
     /// segment with `create_zeroed` instead.
+    #[cfg(not(loom))]
     pub fn new() -> Self {
         #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
         let () = Self::VALID;
@@ -333,6 +345,20 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         // `full = 0` (empty) with plain-data keys and values; all-zero bytes
         // are an empty map.
         unsafe { core::mem::zeroed() }
+    }
+
+    /// An empty map (under loom, whose atomics carry model state and are
+    /// built, not zeroed).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
+        let () = Self::VALID;
+        let shard = || Shard { lock: RawMutex::new(), len: AtomicU64::new(0), dirty: AtomicU32::new(0), _reserved: 0 };
+        Map {
+            shards: core::array::from_fn(|_| shard()),
+            poisoned: AtomicU32::new(0),
+            slots: core::array::from_fn(|_| UnsafeCell::new(Slot { full: 0, key: K::zeroed(), value: V::zeroed() })),
+        }
     }
 
     /// Up to [`SHARDS`], with at least 8 slots each (1 for tiny maps).
@@ -356,19 +382,23 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     pub(crate) const SLOT_SIZE: usize = size_of::<Slot<K, V>>();
     pub(crate) const VALUE_AT: usize = core::mem::offset_of!(Slot<K, V>, value);
 
-    fn lock_shard(&self, index: usize) -> Locked<'_, K, V, N> {
-        match self.lock_shard_until(index, None) {
+    fn lock_shard<P: Park>(&self, index: usize) -> Locked<'_, K, V, N, P> {
+        match self.lock_shard_until::<P>(index, None) {
             Ok(locked) => locked,
             Err(TimedOut) => unreachable!("no deadline, no timeout"),
         }
     }
 
-    fn lock_shard_until(&self, index: usize, deadline: Option<Instant>) -> Result<Locked<'_, K, V, N>, TimedOut> {
+    fn lock_shard_until<P: Park>(
+        &self,
+        index: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Locked<'_, K, V, N, P>, TimedOut> {
         let count = Self::shard_count();
         let (start, end) = (index * N / count, (index + 1) * N / count);
         let shard = &self.shards[index];
-        shard.lock.lock_until::<Os>(deadline).ok_or(TimedOut)?;
-        let locked = Locked { map: self, shard, start, len: end - start };
+        shard.lock.lock_until::<P>(deadline).ok_or(TimedOut)?;
+        let locked = Locked { map: self, shard, start, len: end - start, _park: PhantomData };
         // A shard left dirty by anyone is repaired (the owner died, or the
         // word was garbled); only an interrupted value write poisons: a
         // structural change (insert, remove, clear, repair) never tears an
@@ -388,11 +418,43 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     }
 
     fn lock_for(&self, key: &K) -> Locked<'_, K, V, N> {
-        self.lock_shard(Self::shard_of(key))
+        self.lock_shard::<Os>(Self::shard_of(key))
     }
 
     fn lock_for_within(&self, key: &K, timeout: Duration) -> Result<Locked<'_, K, V, N>, TimedOut> {
-        self.lock_shard_until(Self::shard_of(key), crate::sync::deadline_after(timeout))
+        self.lock_shard_until::<Os>(Self::shard_of(key), crate::sync::deadline_after(timeout))
+    }
+
+    /// [`insert`](Self::insert) with another [`Park`] (for the loom model).
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    #[doc(hidden)]
+    pub fn insert_with<P: Park>(&self, key: K, value: V) -> InsertResult<K, V> {
+        Self::insert_locked(&self.lock_shard::<P>(Self::shard_of(&key)), key, value)
+    }
+
+    /// [`remove`](Self::remove) with another [`Park`] (for the loom model).
+    #[doc(hidden)]
+    pub fn remove_with<P: Park>(&self, key: &K) -> Option<V> {
+        let shard = self.lock_shard::<P>(Self::shard_of(key));
+        shard.find(key).map(|i| shard.remove_at(i))
+    }
+
+    /// Every entry, each shard locked with another [`Park`] (for the loom
+    /// model; see [`to_vec`](Self::to_vec)).
+    #[doc(hidden)]
+    pub fn to_vec_with<P: Park>(&self) -> std::vec::Vec<(K, V)> {
+        let mut out = std::vec::Vec::new();
+        for index in 0..Self::shard_count() {
+            let shard = self.lock_shard::<P>(index);
+            for i in 0..shard.len {
+                if shard.full(i) {
+                    out.push((shard.key(i), shard.slot(i).value));
+                }
+            }
+        }
+        out
     }
 
     /// The capacity `N` (see the module docs on per-shard capacity).
@@ -433,13 +495,13 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         Ok(Self::insert_locked(&self.lock_for_within(&key, timeout)?, key, value))
     }
 
-    fn insert_locked(shard: &Locked<'_, K, V, N>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
+    fn insert_locked<P: Park>(shard: &Locked<'_, K, V, N, P>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
         match shard.find(&key) {
             Some(i) => {
                 shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
-                crate::crash_point!("map.replace.dirty");
+                point::<P>("map.replace.dirty");
                 let old = core::mem::replace(&mut shard.slot(i).value, value);
-                crate::crash_point!("map.replace.written");
+                point::<P>("map.replace.written");
                 shard.shard.dirty.store(0, Ordering::Relaxed);
                 Ok(Some(old))
             }
@@ -499,14 +561,14 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         Ok(Self::update_locked(&self.lock_for_within(key, timeout)?, key, f))
     }
 
-    fn update_locked(shard: &Locked<'_, K, V, N>, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
+    fn update_locked<P: Park>(shard: &Locked<'_, K, V, N, P>, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
         let i = shard.find(key)?;
         let mut value = shard.slot(i).value;
         f(&mut value);
         shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
-        crate::crash_point!("map.update.dirty");
+        point::<P>("map.update.dirty");
         shard.slot(i).value = value;
-        crate::crash_point!("map.update.written");
+        point::<P>("map.update.written");
         shard.shard.dirty.store(0, Ordering::Relaxed);
         Some(value)
     }
@@ -527,7 +589,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// meanwhile, so a process killed mid-clear leaves it to be repaired).
     pub fn clear(&self) {
         for index in 0..Self::shard_count() {
-            let shard = self.lock_shard(index);
+            let shard = self.lock_shard::<Os>(index);
             shard.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
             crate::crash_point!("map.clear.dirty");
             for i in 0..shard.len {
@@ -549,7 +611,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         // let it size an allocation beyond the capacity.
         let mut out = std::vec::Vec::with_capacity(self.len().min(N));
         for index in 0..Self::shard_count() {
-            let shard = self.lock_shard(index);
+            let shard = self.lock_shard::<Os>(index);
             for i in 0..shard.len {
                 let slot = shard.slot(i);
                 if slot.full != 0 {
