@@ -49,6 +49,43 @@ fn wait_for_release(seg: &Segment<Work>) {
     }
 }
 
+/// Panics with a message of `len` bytes (larger than a pipe's buffer).
+#[shmem::worker]
+fn explode_loudly(_seg: &Segment<Work>, len: u64) {
+    // Quietly: the default hook would print the whole message to stderr.
+    std::panic::set_hook(Box::new(|_| {}));
+    panic!("{}", "x".repeat(len as usize));
+}
+
+/// Records whether the worker variables are gone from its environment
+/// (its own children must not take themselves for workers).
+#[shmem::worker]
+fn check_environment(seg: &Segment<Work>) {
+    let leaked = std::env::vars().any(|(k, _)| k.starts_with("SHMEM_"));
+    seg.total().store(if leaked { 1 } else { 2 });
+}
+
+/// Ends its own process with `code`, without returning.
+#[shmem::worker]
+fn exit_early(_seg: &Segment<Work>, code: i32) {
+    std::process::exit(code);
+}
+
+/// Forks a grandchild that keeps every inherited descriptor (the status
+/// pipe too) for 30 s, then returns at once.
+#[shmem::worker]
+fn leave_a_grandchild(seg: &Segment<Work>) {
+    // SAFETY: the worker is single-threaded here; the child only sleeps
+    // and exits without running any destructor.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        std::thread::sleep(Duration::from_secs(30));
+        // SAFETY: ends the grandchild without the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    seg.worker_pid().store(pid as u32);
+}
+
 fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -224,6 +261,51 @@ fn forgotten_init_is_reported_not_repeated() {
     assert_eq!(seg.total().load(), 0, "the worker function did not run");
 }
 
+/// A panic message of 200 KB (three times a pipe's buffer) reaches the
+/// parent: `join` reads the status pipe while it waits (it used to wait
+/// for the exit first while the worker waited for room in the pipe).
+fn a_large_panic_message_does_not_deadlock_join() {
+    let (_name, seg) = create("loud");
+    let w = shmem::spawn(&seg, explode_loudly, 200_000u64).unwrap();
+    match w.join() {
+        Err(Error::WorkerPanicked { message, .. }) => assert_eq!(message.len(), 200_000),
+        other => panic!("expected WorkerPanicked, got {other:?}"),
+    }
+}
+
+fn workers_do_not_pass_on_the_worker_variables() {
+    let (_name, seg) = create("env");
+    shmem::spawn(&seg, check_environment, ()).unwrap().join().unwrap();
+    assert_eq!(seg.total().load(), 2, "SHMEM_* variables leaked into the worker's environment");
+}
+
+fn a_worker_that_exits_by_itself_is_reported_with_its_status() {
+    let (_name, seg) = create("exit");
+    let status = shmem::spawn(&seg, exit_early, 0i32).unwrap().join().unwrap();
+    assert!(status.success());
+    match shmem::spawn(&seg, exit_early, 3i32).unwrap().join() {
+        Err(Error::WorkerFailed { message, .. }) => assert!(message.contains("exit status: 3"), "{message}"),
+        other => panic!("expected WorkerFailed with the status, got {other:?}"),
+    }
+}
+
+/// `join_timeout` returns in time even when the worker left a grandchild
+/// holding the status pipe open.
+fn join_timeout_is_bounded_with_a_grandchild_holding_the_pipe() {
+    let (_name, seg) = create("grandchild");
+    let mut w = shmem::spawn(&seg, leave_a_grandchild, ()).unwrap();
+    let start = std::time::Instant::now();
+    let r = w.join_timeout(Duration::from_millis(500));
+    let took = start.elapsed();
+    let grandchild = seg.worker_pid().load() as libc::pid_t;
+    if grandchild > 0 {
+        // SAFETY: kill on the grandchild's pid, which it recorded.
+        unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    }
+    assert!(r.is_ok(), "{r:?}");
+    assert!(took < Duration::from_secs(3), "join_timeout(500ms) took {took:?}");
+}
+
 fn main() {
     // `spawn_without_init` simulates a program that forgets `shmem::init()`.
     if std::env::var_os("SHMEM_TEST_SKIP_INIT").is_none() {
@@ -244,6 +326,16 @@ fn main() {
                 other_executable_attaches_to_the_segment_it_was_given,
             ),
             ("forgotten_init_is_reported_not_repeated", forgotten_init_is_reported_not_repeated),
+            ("a_large_panic_message_does_not_deadlock_join", a_large_panic_message_does_not_deadlock_join),
+            ("workers_do_not_pass_on_the_worker_variables", workers_do_not_pass_on_the_worker_variables),
+            (
+                "a_worker_that_exits_by_itself_is_reported_with_its_status",
+                a_worker_that_exits_by_itself_is_reported_with_its_status,
+            ),
+            (
+                "join_timeout_is_bounded_with_a_grandchild_holding_the_pipe",
+                join_timeout_is_bounded_with_a_grandchild_holding_the_pipe,
+            ),
         ],
         &[
             ("parent_of_worker", role_parent_of_worker),

@@ -13,8 +13,15 @@
 //! this same executable (`/proc/self/exe`: the very binary that is running,
 //! even if the file was replaced since), started with the worker's name, the
 //! segment's name and the argument's bytes in its environment. `init()` sees
-//! them, attaches to the segment (checking its layout), runs the function
-//! and reports back over a pipe: done, the panic message, or the error.
+//! them, removes them from its environment (so the worker's own children,
+//! even this program run again, never take themselves for workers),
+//! attaches to the segment (checking its layout), runs the function and
+//! reports back over a pipe: started, then done, the panic message, or the
+//! error. The parent reads that pipe while it waits (a panic message of any
+//! size cannot deadlock `join`, and a grandchild that keeps the pipe open
+//! cannot hold up `join_timeout`). A worker that ends its process itself
+//! (`std::process::exit`) is reported with its exit status: `Ok` for 0,
+//! [`Error::WorkerFailed`] otherwise.
 //! The argument is any `bytemuck::Pod` value up to [`MAX_ARG_SIZE`] bytes.
 //!
 //! A program that forgets `shmem::init()` would run its whole `main` in
@@ -54,6 +61,9 @@ pub const SEGMENT_ENV: &str = "SHMEM_SEGMENT";
 const WORKER_ENV: &str = "SHMEM_WORKER";
 const ARG_ENV: &str = "SHMEM_WORKER_ARG";
 const STATUS_FD_ENV: &str = "SHMEM_WORKER_STATUS_FD";
+
+/// The first line of a worker's status record once its function runs.
+const STARTED: &str = "started";
 
 /// The largest worker argument, in bytes.
 pub const MAX_ARG_SIZE: usize = 4096;
@@ -143,10 +153,18 @@ pub fn init() {
             let _ = std::io::Write::write_all(file, record.as_bytes());
         }
     };
+    // The worker's own children (it may run this program again, or anything
+    // else) must not see these and take themselves for workers.
+    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV] {
+        std::env::remove_var(var);
+    }
     let Some(entry) = registered(&worker) else {
         report(format!("error\n\nno worker named `{worker}` is registered in this executable"));
         std::process::exit(101);
     };
+    // From here on the parent knows the worker ran: if no final record
+    // follows, the worker ended the process itself (`std::process::exit`).
+    report(format!("{STARTED}\n"));
     match std::panic::catch_unwind(|| (entry.call)(&segment, &arg)) {
         Ok(Ok(())) => {
             report("ok\n".into());
@@ -248,10 +266,16 @@ impl SpawnOptions {
         self.prepare(&mut cmd, Some(writer.as_raw_fd()));
         let child = cmd.spawn().map_err(io("spawn worker"))?;
         drop(writer);
+        // Read while waiting, never blocking: a large panic message must not
+        // fill the pipe while we wait for the exit, and a grandchild that
+        // keeps the pipe open must not hold up `join`.
+        os::set_nonblocking(reader.as_raw_fd()).map_err(io("configure status pipe"))?;
         Ok(Child {
             label: worker_name.to_owned(),
             inner: Some(child),
             status: Some(reader),
+            is_worker: true,
+            record: Vec::new(),
             kill_on_drop: self.kill_on_drop,
         })
     }
@@ -268,7 +292,14 @@ impl SpawnOptions {
         let label = cmd.get_program().to_string_lossy().into_owned();
         let child =
             cmd.spawn().map_err(|e| Error::Io { name: Segment::name(seg).to_owned(), op: "spawn", source: e })?;
-        Ok(Child { label, inner: Some(child), status: None, kill_on_drop: self.kill_on_drop })
+        Ok(Child {
+            label,
+            inner: Some(child),
+            status: None,
+            is_worker: false,
+            record: Vec::new(),
+            kill_on_drop: self.kill_on_drop,
+        })
     }
 
     fn prepare(&self, cmd: &mut Command, keep_fd: Option<i32>) {
@@ -320,7 +351,12 @@ pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
 pub struct Child {
     label: String,
     inner: Option<std::process::Child>,
+    /// The read end of a worker's status pipe (non-blocking), until EOF.
     status: Option<std::io::PipeReader>,
+    /// Whether this is a worker (it has a status record).
+    is_worker: bool,
+    /// What the worker wrote so far.
+    record: Vec<u8>,
     kill_on_drop: bool,
 }
 
@@ -361,32 +397,70 @@ impl Child {
     /// [`SpawnOptions::command`] returns `Ok` with its exit status, whatever
     /// its exit code.
     pub fn join(mut self) -> Result<ExitStatus> {
-        let status =
-            self.process().wait().map_err(|e| Error::Io { name: self.label.clone(), op: "wait", source: e })?;
-        self.finish(status)
+        self.wait_until(None)
     }
 
-    /// Waits at most `timeout` for the child to exit.
+    /// Waits at most `timeout` for the child to exit (also when the child
+    /// left a process of its own holding its status pipe).
     ///
     /// # Errors
     /// [`Error::JoinTimeout`] if it is still running (the handle stays
     /// usable); otherwise as [`join`](Self::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(100);
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Reads what the worker wrote so far, without blocking; drops the pipe
+    /// at its end.
+    fn drain(&mut self) {
+        let Some(pipe) = self.status.as_mut() else { return };
+        let mut buf = [0u8; 16 * 1024];
         loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => {
+                    self.status = None;
+                    return;
+                }
+                // A well-formed record is small; keep at most 1 MiB of it.
+                Ok(n) if self.record.len() < (1 << 20) => self.record.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock: nothing more for now
+            }
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            self.drain();
             let label = self.label.clone();
+            if self.status.is_none() && deadline.is_none() {
+                // Nothing left to read (or not a worker): just wait.
+                let status = self.process().wait().map_err(|e| Error::Io { name: label, op: "wait", source: e })?;
+                return self.finish(status);
+            }
             match self.process().try_wait() {
-                Ok(Some(status)) => return self.finish(status),
+                Ok(Some(status)) => {
+                    self.drain();
+                    return self.finish(status);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Error::Io { name: label, op: "wait", source: e }),
             }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(Error::JoinTimeout { child: label, pid: self.pid(), waited });
+            let mut nap = pause;
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::JoinTimeout { child: label, pid: self.pid(), waited: start.elapsed() });
+                }
+                nap = nap.min(deadline - now);
             }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(10));
+            // Sleeps until the pipe has data or the nap ends (an exit is
+            // seen at the next `try_wait`).
+            os::wait_readable(self.status.as_ref().map(|p| p.as_raw_fd()), nap);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 
@@ -394,15 +468,14 @@ impl Child {
     fn finish(&mut self, status: ExitStatus) -> Result<ExitStatus> {
         let pid = self.pid();
         let label = self.label.clone();
-        let mut record = String::new();
-        let is_worker = match self.status.take() {
-            Some(mut pipe) => {
-                let _ = pipe.read_to_string(&mut record);
-                true
-            }
-            None => false,
-        };
+        let record = String::from_utf8_lossy(&std::mem::take(&mut self.record)).into_owned();
+        self.status = None;
         self.inner = None;
+        let started_line = format!("{STARTED}\n");
+        let (started, record) = match record.strip_prefix(&started_line) {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, record),
+        };
         let mut parts = record.splitn(2, '\n');
         match (parts.next(), parts.next()) {
             (Some("ok"), _) => return Ok(status),
@@ -423,7 +496,20 @@ impl Child {
         if let Some(signal) = status.signal() {
             return Err(Error::ChildKilled { child: label, pid, signal });
         }
-        if is_worker {
+        if self.is_worker && started {
+            // The worker's function ended the process itself.
+            return if status.success() {
+                Ok(status)
+            } else {
+                Err(Error::WorkerFailed {
+                    worker: label,
+                    pid,
+                    kind: None,
+                    message: format!("the worker ended its process itself, with {status}, before returning"),
+                })
+            };
+        }
+        if self.is_worker {
             return Err(Error::WorkerNotStarted { worker: label, pid, status });
         }
         Ok(status)

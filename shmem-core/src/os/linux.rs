@@ -440,3 +440,30 @@ pub(crate) fn block_signals_in_this_thread() {
     // the calling thread's mask changes.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut()) };
 }
+
+/// Makes `fd` non-blocking (`O_NONBLOCK`).
+pub(crate) fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor number; on a bad one it fails with EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sleeps until `fd` (if any) is readable or hung up, or `timeout` passes.
+pub(crate) fn wait_readable(fd: Option<i32>, timeout: std::time::Duration) {
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    match fd {
+        Some(fd) => {
+            let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: `p` is one valid pollfd that outlives the call.
+            unsafe { libc::poll(&mut p, 1, ms) };
+        }
+        None => std::thread::sleep(timeout),
+    }
+}
