@@ -306,6 +306,20 @@ fn join_timeout_is_bounded_with_a_grandchild_holding_the_pipe() {
     assert!(took < Duration::from_secs(3), "join_timeout(500ms) took {took:?}");
 }
 
+/// A worker spawned from a thread that ends at once lives on (death with
+/// the parent is tied to the process, not to the spawning thread) and
+/// joins normally.
+fn a_worker_outlives_the_thread_that_spawned_it() {
+    let (_name, seg) = create("thread");
+    let mut w = std::thread::scope(|s| s.spawn(|| shmem::spawn(&seg, wait_for_release, ()).unwrap()).join().unwrap());
+    let started = seg.started().wait_until_timeout(|n| n >= 1, Duration::from_secs(10));
+    assert!(started.is_ok(), "the worker never started (did it die with the spawning thread?)");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(w.is_alive(), "the worker died with the thread that spawned it");
+    seg.release().store(true);
+    w.join_timeout(Duration::from_secs(10)).unwrap();
+}
+
 fn main() {
     // `spawn_without_init` simulates a program that forgets `shmem::init()`.
     if std::env::var_os("SHMEM_TEST_SKIP_INIT").is_none() {
@@ -336,6 +350,7 @@ fn main() {
                 "join_timeout_is_bounded_with_a_grandchild_holding_the_pipe",
                 join_timeout_is_bounded_with_a_grandchild_holding_the_pipe,
             ),
+            ("a_worker_outlives_the_thread_that_spawned_it", a_worker_outlives_the_thread_that_spawned_it),
         ],
         &[
             ("parent_of_worker", role_parent_of_worker),

@@ -40,9 +40,16 @@
 //! [`is_alive`](Child::is_alive). A panic in a worker is
 //! [`Error::WorkerPanicked`] with its message; a child killed by a signal is
 //! [`Error::ChildKilled`] with the signal. By default a child is killed
-//! when the parent dies (`PR_SET_PDEATHSIG`; note Linux ties this to the
-//! parent *thread* that spawned it); [`SpawnOptions::kill_on_drop`] also
-//! kills it when its handle is dropped.
+//! when the parent process dies. A worker watches a lifeline pipe whose
+//! write end only the parent process holds, so it dies with the *process*,
+//! whichever of its threads spawned it and whether or not that thread still
+//! runs (a child the parent forked without exec also holds the write end,
+//! and keeps the worker alive while it lives). Another executable started
+//! with [`SpawnOptions::command`] gets `PR_SET_PDEATHSIG` instead, which
+//! Linux ties to the parent *thread* that spawned it: spawn those from a
+//! thread that lives as long as you want them to.
+//! [`SpawnOptions::kill_on_drop`] also kills a child when its handle is
+//! dropped.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::Shared;
@@ -61,6 +68,7 @@ pub const SEGMENT_ENV: &str = "SHMEM_SEGMENT";
 const WORKER_ENV: &str = "SHMEM_WORKER";
 const ARG_ENV: &str = "SHMEM_WORKER_ARG";
 const STATUS_FD_ENV: &str = "SHMEM_WORKER_STATUS_FD";
+const LIFELINE_FD_ENV: &str = "SHMEM_WORKER_LIFELINE_FD";
 
 /// The first line of a worker's status record once its function runs.
 const STARTED: &str = "started";
@@ -155,8 +163,13 @@ pub fn init() {
     };
     // The worker's own children (it may run this program again, or anything
     // else) must not see these and take themselves for workers.
-    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV] {
+    let lifeline = std::env::var(LIFELINE_FD_ENV).ok().and_then(|fd| fd.parse::<i32>().ok()).filter(|fd| *fd > 2);
+    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV, LIFELINE_FD_ENV] {
         std::env::remove_var(var);
+    }
+    if let Some(fd) = lifeline {
+        os::set_cloexec(fd);
+        os::die_with_lifeline(fd);
     }
     let Some(entry) = registered(&worker) else {
         report(format!("error\n\nno worker named `{worker}` is registered in this executable"));
@@ -263,7 +276,13 @@ impl SpawnOptions {
             .env(SEGMENT_ENV, Segment::name(seg))
             .env(ARG_ENV, encode_hex(bytes))
             .env(STATUS_FD_ENV, writer.as_raw_fd().to_string());
-        self.prepare(&mut cmd, Some(writer.as_raw_fd()));
+        // A worker dies with this *process* through a lifeline pipe that it
+        // watches (PR_SET_PDEATHSIG would tie it to the spawning thread).
+        let lifeline = if self.die_with_parent { os::lifeline_read_end() } else { None };
+        if let Some(fd) = lifeline {
+            cmd.env(LIFELINE_FD_ENV, fd.to_string());
+        }
+        self.prepare(&mut cmd, [Some(writer.as_raw_fd()), lifeline], lifeline.is_none() && self.die_with_parent);
         let child = cmd.spawn().map_err(io("spawn worker"))?;
         drop(writer);
         // Read while waiting, never blocking: a large panic message must not
@@ -288,7 +307,7 @@ impl SpawnOptions {
     pub fn command<T: Shared>(&self, mut cmd: Command, seg: &Segment<T>) -> Result<Child> {
         refuse_in_uninitialised_worker(Segment::name(seg))?;
         cmd.env(SEGMENT_ENV, Segment::name(seg));
-        self.prepare(&mut cmd, None);
+        self.prepare(&mut cmd, [None, None], self.die_with_parent);
         let label = cmd.get_program().to_string_lossy().into_owned();
         let child =
             cmd.spawn().map_err(|e| Error::Io { name: Segment::name(seg).to_owned(), op: "spawn", source: e })?;
@@ -302,13 +321,12 @@ impl SpawnOptions {
         })
     }
 
-    fn prepare(&self, cmd: &mut Command, keep_fd: Option<i32>) {
-        let die_with_parent = self.die_with_parent;
+    fn prepare(&self, cmd: &mut Command, keep_fds: [Option<i32>; 2], pdeathsig: bool) {
         let parent = std::process::id();
         let setup = move || {
             // SAFETY: `pre_exec` runs this between fork and exec, which is
             // what `prepare_child` requires.
-            unsafe { os::prepare_child(keep_fd, die_with_parent, parent) }
+            unsafe { os::prepare_child(keep_fds, pdeathsig, parent) }
         };
         // SAFETY: `setup` only calls `os::prepare_child`, which is
         // async-signal-safe (fcntl, prctl, getppid; no allocation or locks).

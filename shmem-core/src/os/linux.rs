@@ -277,15 +277,16 @@ pub(crate) fn futex_wake(word: *const u32, n: u32) {
 /// image even if the file on disk was replaced since this process started.
 pub(crate) const SELF_EXE: &str = "/proc/self/exe";
 
-/// Prepares a freshly forked child before `exec`: keeps `keep_fd` open across
-/// the exec, and optionally asks the kernel to SIGKILL it when its parent dies.
+/// Prepares a freshly forked child before `exec`: keeps the descriptors in
+/// `keep_fds` open across the exec, and optionally asks the kernel to
+/// SIGKILL it when the thread that forked it dies (`PR_SET_PDEATHSIG`).
 ///
 /// # Safety
 /// Must only be called between `fork` and `exec` (in `CommandExt::pre_exec`),
 /// where only async-signal-safe functions may run: this calls `fcntl`,
 /// `prctl`, `getppid` and nothing that allocates or locks.
-pub(crate) unsafe fn prepare_child(keep_fd: Option<i32>, die_with_parent: bool, parent: u32) -> io::Result<()> {
-    if let Some(fd) = keep_fd {
+pub(crate) unsafe fn prepare_child(keep_fds: [Option<i32>; 2], die_with_parent: bool, parent: u32) -> io::Result<()> {
+    for fd in keep_fds.into_iter().flatten() {
         // SAFETY: fcntl on an inherited descriptor is async-signal-safe.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
             return Err(io::Error::last_os_error());
@@ -303,6 +304,45 @@ pub(crate) unsafe fn prepare_child(keep_fd: Option<i32>, die_with_parent: bool, 
         }
     }
     Ok(())
+}
+
+/// This process's lifeline: a pipe whose write end only this process
+/// holds (close-on-exec, never passed on), so that a child given the read
+/// end sees end-of-file exactly when this whole process is gone, whichever
+/// of its threads spawned it. Created on first use; `None` if it cannot be.
+pub(crate) fn lifeline_read_end() -> Option<i32> {
+    static LIFELINE: std::sync::OnceLock<Option<(std::io::PipeReader, std::io::PipeWriter)>> =
+        std::sync::OnceLock::new();
+    LIFELINE.get_or_init(|| std::io::pipe().ok()).as_ref().map(|(r, _)| r.as_raw_fd())
+}
+
+/// In a child given a lifeline (see [`lifeline_read_end`]): a thread that
+/// kills this process (SIGKILL, as `PR_SET_PDEATHSIG` would) when the
+/// parent process is gone.
+pub(crate) fn die_with_lifeline(fd: i32) {
+    let watch = move || {
+        block_signals_in_this_thread();
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: `byte` is one writable byte; `fd` is the inherited
+            // read end, owned by this thread for the life of the process.
+            let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+            if n == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // End of file (or an error): the parent process is gone.
+            let me = std::process::id() as libc::pid_t;
+            // SAFETY: kill on our own pid with a valid signal.
+            unsafe { libc::kill(me, libc::SIGKILL) };
+        }
+    };
+    if std::thread::Builder::new().name("shmem-lifeline".into()).stack_size(64 << 10).spawn(watch).is_err() {
+        // Without the thread we cannot watch: better to stop now than to
+        // outlive the parent unnoticed.
+        let me = std::process::id() as libc::pid_t;
+        // SAFETY: kill on our own pid with a valid signal.
+        unsafe { libc::kill(me, libc::SIGKILL) };
+    }
 }
 
 /// Marks `fd` close-on-exec again (a worker child does so with its status
