@@ -508,9 +508,41 @@ fn header_records_creator_and_liveness() {
     shmem::unlink(&name).unwrap();
 }
 
+/// A segment whose file another user owns (planted under the name before
+/// us, in the world-writable /dev/shm) is refused by `attach` and
+/// `create_or_attach` unless that user is trusted explicitly.
+fn another_users_segment_is_refused_unless_trusted() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: giving a file to another user needs root");
+        return;
+    }
+    let name = unique_name("planted");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut seg = Segment::<Stats>::create(&name, &Stats { hits: 7, ..Default::default() }).unwrap();
+    Segment::persist(&mut seg);
+    drop(seg);
+    std::os::unix::fs::chown(shm_path(&name), Some(65534), Some(65534)).unwrap();
+    match Segment::<Stats>::attach(&name) {
+        Err(Error::ForeignOwner { owner: 65534, me: 0, .. }) => {}
+        other => panic!("expected ForeignOwner, got {other:?}"),
+    }
+    let planted = Stats { hits: 1, ..Default::default() };
+    assert!(
+        matches!(Segment::<Stats>::create_or_attach(&name, &planted), Err(Error::ForeignOwner { .. })),
+        "create_or_attach joined another user's segment"
+    );
+    let trusted = SegmentOptions::new().trust_owner(65534).attach::<Stats>(&name).unwrap();
+    assert_eq!(trusted.hits().load(), 7);
+    assert!(SegmentOptions::new().trust_any_owner().attach::<Stats>(&name).is_ok());
+    let message = Segment::<Stats>::attach(&name).unwrap_err().to_string();
+    assert!(message.contains("uid 65534") && message.contains("trust_owner(65534)"), "{message}");
+}
+
 fn main() {
     common::main(
         &[
+            ("another_users_segment_is_refused_unless_trusted", another_users_segment_is_refused_unless_trusted),
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
             ("missing_name_is_not_found", missing_name_is_not_found),

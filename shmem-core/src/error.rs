@@ -16,6 +16,7 @@
 //! | [`Error::PermissionDenied`] | the OS refused access to the segment |
 //! | [`Error::NoSpace`] | not enough shared memory to create the segment |
 //! | [`Error::TooManyProcesses`] | every liveness slot of the segment is held by a live process |
+//! | [`Error::ForeignOwner`] | the segment's file belongs to a user this handle does not trust |
 //! | [`Error::Io`] | any other OS error, with the operation that failed |
 //! | [`Error::WorkerPanicked`] | a spawned worker panicked (with its message) |
 //! | [`Error::WorkerFailed`] | a spawned worker could not run (e.g. its segment was not found) |
@@ -140,6 +141,21 @@ pub enum Error {
         size: u64,
     },
 
+    /// The segment's file belongs to another user, whom this handle does
+    /// not trust (see [`SegmentOptions::trust_owner`](crate::SegmentOptions::trust_owner)).
+    #[error(
+        "segment `{name}` is owned by uid {owner}, not by this process's uid {me}: another user may have \
+         planted it under the name; if you trust that user, attach with SegmentOptions::new().trust_owner({owner})"
+    )]
+    ForeignOwner {
+        /// The segment name.
+        name: String,
+        /// The uid that owns the file.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+
     /// Every liveness slot of the segment is held by a live process, so one
     /// more process cannot join it (see [`crate::sync::liveness`]).
     #[error(
@@ -258,6 +274,7 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::TooManyProcesses { .. } => ErrorKind::TooManyProcesses,
+            Error::ForeignOwner { .. } => ErrorKind::ForeignOwner,
             Error::Io { .. } => ErrorKind::Io,
             Error::WorkerPanicked { .. } => ErrorKind::WorkerPanicked,
             Error::WorkerFailed { .. } => ErrorKind::WorkerFailed,
@@ -286,6 +303,7 @@ pub enum ErrorKind {
     PermissionDenied,
     NoSpace,
     TooManyProcesses,
+    ForeignOwner,
     Io,
     WorkerPanicked,
     WorkerFailed,
@@ -297,7 +315,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 19] = [
+    const ALL: [ErrorKind; 20] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidName,
@@ -309,6 +327,7 @@ impl ErrorKind {
         ErrorKind::PermissionDenied,
         ErrorKind::NoSpace,
         ErrorKind::TooManyProcesses,
+        ErrorKind::ForeignOwner,
         ErrorKind::Io,
         ErrorKind::WorkerPanicked,
         ErrorKind::WorkerFailed,

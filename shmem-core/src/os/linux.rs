@@ -507,3 +507,9 @@ pub(crate) fn wait_readable(fd: Option<i32>, timeout: std::time::Duration) {
         None => std::thread::sleep(timeout),
     }
 }
+
+/// This process's effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -74,6 +74,11 @@ pub use name::validate_name;
 pub struct SegmentOptions {
     mode: u32,
     timeout: Duration,
+    /// Users (besides this process's effective user) whose segments
+    /// `attach` accepts.
+    trusted_owners: std::vec::Vec<u32>,
+    /// Whether `attach` accepts a segment of any user.
+    any_owner: bool,
 }
 
 impl Default for SegmentOptions {
@@ -85,7 +90,24 @@ impl Default for SegmentOptions {
 impl SegmentOptions {
     /// Mode `0o600` (only the creating user can attach) and a 5-second timeout.
     pub fn new() -> Self {
-        SegmentOptions { mode: 0o600, timeout: Duration::from_secs(5) }
+        SegmentOptions { mode: 0o600, timeout: Duration::from_secs(5), trusted_owners: Vec::new(), any_owner: false }
+    }
+
+    /// Lets `attach` (and `create_or_attach`) accept a segment owned by the
+    /// user `uid`. By default only segments owned by this process's
+    /// effective user are accepted: `/dev/shm` is writable by every user,
+    /// and a file another user planted under the name could be truncated
+    /// under us (a `SIGBUS`) or hold data we did not write.
+    pub fn trust_owner(mut self, uid: u32) -> Self {
+        self.trusted_owners.push(uid);
+        self
+    }
+
+    /// Lets `attach` accept a segment whatever user owns it (see
+    /// [`trust_owner`](Self::trust_owner) for why that is not the default).
+    pub fn trust_any_owner(mut self) -> Self {
+        self.any_owner = true;
+        self
     }
 
     /// The permission bits of a created segment (default `0o600`). Applied
@@ -185,6 +207,7 @@ impl SegmentOptions {
     pub fn attach<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
         let name = validate_name(name)?;
         let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
+        self.check_owner(name, &file)?;
         let header = self.wait_ready(name, &file)?;
         let (expected_size, expected_align) = (size_of::<T::Layout>() as u64, align_of::<T::Layout>() as u64);
         let expected_type = T::type_name();
@@ -264,6 +287,17 @@ impl SegmentOptions {
                 return Err(Error::NotReady { name: name.to_owned(), waited: start.elapsed() });
             }
         }
+    }
+
+    /// Refuses a segment owned by a user this handle does not trust.
+    fn check_owner(&self, name: &str, file: &File) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let owner = file.metadata().map_err(|e| Error::from_io(name, "stat", e))?.uid();
+        let me = os::effective_uid();
+        if owner == me || self.any_owner || self.trusted_owners.contains(&owner) {
+            return Ok(());
+        }
+        Err(Error::ForeignOwner { name: name.to_owned(), owner, me })
     }
 
     fn wait_ready(&self, name: &str, file: &File) -> Result<Header> {
