@@ -528,10 +528,20 @@ fn another_users_segment_is_refused_unless_trusted() {
         other => panic!("expected ForeignOwner, got {other:?}"),
     }
     let planted = Stats { hits: 1, ..Default::default() };
+    // While another process (here: a trusting handle) keeps it live...
+    let holder = SegmentOptions::new().trust_any_owner().attach::<Stats>(&name).unwrap();
     assert!(
         matches!(Segment::<Stats>::create_or_attach(&name, &planted), Err(Error::ForeignOwner { .. })),
         "create_or_attach joined another user's segment"
     );
+    drop(holder);
+    // ...and once it is stale: not adopted, and not replaced either (it is
+    // not ours to remove).
+    assert!(matches!(Segment::<Stats>::create_or_attach(&name, &planted), Err(Error::StaleExists { .. })));
+    assert!(matches!(
+        SegmentOptions::new().replace_stale(true).create_or_attach(&name, &planted),
+        Err(Error::ForeignOwner { .. })
+    ));
     let trusted = SegmentOptions::new().trust_owner(65534).attach::<Stats>(&name).unwrap();
     assert_eq!(trusted.hits().load(), 7);
     assert!(SegmentOptions::new().trust_any_owner().attach::<Stats>(&name).is_ok());
@@ -539,10 +549,47 @@ fn another_users_segment_is_refused_unless_trusted() {
     assert!(message.contains("uid 65534") && message.contains("trust_owner(65534)"), "{message}");
 }
 
+/// A crashed program's segment (no process holds it) is reported as stale
+/// by `create` and `create_or_attach`, with who made it and how to remove
+/// it, and replaced when asked; a live one never is.
+fn stale_segments_are_reported_and_replaced_on_request() {
+    let name = unique_name("stale");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut seg = Segment::<Stats>::create(&name, &Stats { hits: 5, ..Default::default() }).unwrap();
+    Segment::persist(&mut seg);
+    drop(seg); // like a crash: the name stays, nobody holds it
+    let fresh = Stats { hits: 9, ..Default::default() };
+    for result in
+        [Segment::<Stats>::create(&name, &fresh).map(drop), Segment::<Stats>::create_or_attach(&name, &fresh).map(drop)]
+    {
+        match result {
+            Err(e @ Error::StaleExists { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("stale") && text.contains("replace_stale(true)"), "{text}");
+            }
+            other => panic!("expected StaleExists, got {other:?}"),
+        }
+    }
+    let replaced = SegmentOptions::new().replace_stale(true).create(&name, &fresh).unwrap();
+    assert_eq!(replaced.hits().load(), 9);
+    // Live now: never replaced.
+    assert!(matches!(
+        SegmentOptions::new().replace_stale(true).create(&name, &fresh),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(!shmem::remove_stale(&name).unwrap(), "remove_stale removed a live segment");
+    let again = SegmentOptions::new().replace_stale(true).create_or_attach(&name, &fresh).unwrap();
+    assert!(!Segment::is_owner(&again), "joined the live one");
+}
+
 fn main() {
     common::main(
         &[
             ("another_users_segment_is_refused_unless_trusted", another_users_segment_is_refused_unless_trusted),
+            (
+                "stale_segments_are_reported_and_replaced_on_request",
+                stale_segments_are_reported_and_replaced_on_request,
+            ),
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
             ("missing_name_is_not_found", missing_name_is_not_found),

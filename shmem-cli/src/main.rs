@@ -160,8 +160,13 @@ fn run(cli: Cli) -> Result<(), String> {
                     }
                     Err(_) => {}
                 }
-                match shmem_core::unlink(name) {
-                    Ok(()) => println!("removed {}", render::clean(name)),
+                // Without --force only a stale segment goes, and race-free: a
+                // process attaching at this moment is not cut off.
+                let removed =
+                    if force { shmem_core::unlink(name).map(|()| true) } else { shmem_core::remove_stale(name) };
+                match removed {
+                    Ok(true) => println!("removed {}", render::clean(name)),
+                    Ok(false) => failed.push(format!("`{}` became live; left alone", render::clean(name))),
                     Err(e) => failed.push(explain(name, &e)),
                 }
             }
@@ -182,7 +187,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 if dry_run {
                     println!("would remove {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 } else {
-                    shmem_core::unlink(&name).map_err(|e| explain(&name, &e))?;
+                    // Race-free: a process attaching at this moment keeps it.
+                    if !shmem_core::remove_stale(&name).map_err(|e| explain(&name, &e))? {
+                        continue;
+                    }
                     println!("removed {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 }
                 removed += 1;

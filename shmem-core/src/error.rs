@@ -17,6 +17,7 @@
 //! | [`Error::NoSpace`] | not enough shared memory to create the segment |
 //! | [`Error::TooManyProcesses`] | every liveness slot of the segment is held by a live process |
 //! | [`Error::ForeignOwner`] | the segment's file belongs to a user this handle does not trust |
+//! | [`Error::StaleExists`] | `create` found the name taken by a segment no process holds |
 //! | [`Error::Io`] | any other OS error, with the operation that failed |
 //! | [`Error::WorkerPanicked`] | a spawned worker panicked (with its message) |
 //! | [`Error::WorkerFailed`] | a spawned worker could not run (e.g. its segment was not found) |
@@ -139,6 +140,22 @@ pub enum Error {
         name: String,
         /// The size that could not be reserved.
         size: u64,
+    },
+
+    /// `create` found the name taken by a stale segment: one no process
+    /// holds any more (a program that crashed and left it).
+    #[error(
+        "a stale segment named `{name}` already exists (no process holds it; created by pid {creator_pid}, \
+         {created_unix_ms} ms after the Unix epoch): remove it with `shmem rm {name}` or \
+         shmem::remove_stale, or create with SegmentOptions::new().replace_stale(true)"
+    )]
+    StaleExists {
+        /// The segment name.
+        name: String,
+        /// The pid (in its creator's PID namespace) that created it.
+        creator_pid: u32,
+        /// When it was created, in milliseconds since the Unix epoch.
+        created_unix_ms: u64,
     },
 
     /// The segment's file belongs to another user, whom this handle does
@@ -275,6 +292,7 @@ impl Error {
             Error::NoSpace { .. } => ErrorKind::NoSpace,
             Error::TooManyProcesses { .. } => ErrorKind::TooManyProcesses,
             Error::ForeignOwner { .. } => ErrorKind::ForeignOwner,
+            Error::StaleExists { .. } => ErrorKind::StaleExists,
             Error::Io { .. } => ErrorKind::Io,
             Error::WorkerPanicked { .. } => ErrorKind::WorkerPanicked,
             Error::WorkerFailed { .. } => ErrorKind::WorkerFailed,
@@ -304,6 +322,7 @@ pub enum ErrorKind {
     NoSpace,
     TooManyProcesses,
     ForeignOwner,
+    StaleExists,
     Io,
     WorkerPanicked,
     WorkerFailed,
@@ -315,7 +334,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 20] = [
+    const ALL: [ErrorKind; 21] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidName,
@@ -328,6 +347,7 @@ impl ErrorKind {
         ErrorKind::NoSpace,
         ErrorKind::TooManyProcesses,
         ErrorKind::ForeignOwner,
+        ErrorKind::StaleExists,
         ErrorKind::Io,
         ErrorKind::WorkerPanicked,
         ErrorKind::WorkerFailed,

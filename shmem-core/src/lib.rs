@@ -36,7 +36,7 @@ pub use containers::{Full, Map, PopError, PushError, Queue, Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use segment::header::Header;
-pub use segment::{inspect, list, unlink, validate_name, Segment, SegmentInfo, SegmentOptions, View};
+pub use segment::{inspect, list, remove_stale, unlink, validate_name, Segment, SegmentInfo, SegmentOptions, View};
 pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, WorkerFn};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
 pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};

@@ -81,11 +81,17 @@ impl Unnamed {
     /// Gives the file its final name, atomically: fails with
     /// `ErrorKind::AlreadyExists` if the name is taken, and never replaces an
     /// existing object.
-    pub(crate) fn link_into_place(self, name: &str) -> io::Result<File> {
-        let target = cpath(&shm_path(name))?;
+    pub(crate) fn link_into_place(self, name: &str) -> Result<File, (Unnamed, io::Error)> {
+        let target = match cpath(&shm_path(name)) {
+            Ok(t) => t,
+            Err(e) => return Err((self, e)),
+        };
         let result = match &self.temp.0 {
             None => {
-                let proc_path = cpath(Path::new(&format!("/proc/self/fd/{}", self.file.as_raw_fd())))?;
+                let proc_path = match cpath(Path::new(&format!("/proc/self/fd/{}", self.file.as_raw_fd()))) {
+                    Ok(p) => p,
+                    Err(e) => return Err((self, e)),
+                };
                 // SAFETY: both arguments are valid NUL-terminated strings that
                 // outlive the call; `linkat` does not retain them.
                 let rc = unsafe {
@@ -105,7 +111,9 @@ impl Unnamed {
             }
             Some(temp) => std::fs::hard_link(temp, shm_path(name)),
         };
-        result?;
+        if let Err(e) = result {
+            return Err((self, e));
+        }
         drop(self.temp);
         Ok(self.file)
     }
@@ -512,4 +520,25 @@ pub(crate) fn wait_readable(fd: Option<i32>, timeout: std::time::Duration) {
 pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Whether the name `name` still refers to the same file as `file` (an
+/// attach that waited for a remover's lock checks it had not been removed
+/// or replaced meanwhile).
+pub(crate) fn name_is_file(name: &str, file: &File) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(shm_path(name))) {
+        (Ok(ours), Ok(theirs)) => ours.dev() == theirs.dev() && ours.ino() == theirs.ino(),
+        _ => false,
+    }
+}
+
+/// Takes an exclusive `flock` on `file` if no process holds a liveness
+/// lock on it (none attached): `Ok(true)` then, and the lock stays until
+/// `file` is closed; `Ok(false)` if some process holds it.
+pub(crate) fn lock_if_unused(file: &File) -> io::Result<bool> {
+    match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -79,6 +79,8 @@ pub struct SegmentOptions {
     trusted_owners: std::vec::Vec<u32>,
     /// Whether `attach` accepts a segment of any user.
     any_owner: bool,
+    /// Whether `create` replaces a stale segment under the name.
+    replace_stale: bool,
 }
 
 impl Default for SegmentOptions {
@@ -90,7 +92,23 @@ impl Default for SegmentOptions {
 impl SegmentOptions {
     /// Mode `0o600` (only the creating user can attach) and a 5-second timeout.
     pub fn new() -> Self {
-        SegmentOptions { mode: 0o600, timeout: Duration::from_secs(5), trusted_owners: Vec::new(), any_owner: false }
+        SegmentOptions {
+            mode: 0o600,
+            timeout: Duration::from_secs(5),
+            trusted_owners: Vec::new(),
+            any_owner: false,
+            replace_stale: false,
+        }
+    }
+
+    /// Lets `create` (and `create_or_attach`) replace a *stale* segment under
+    /// the name: one that no process holds any more (a program that crashed
+    /// and left it). A live segment is never replaced. By default `create`
+    /// and `create_or_attach` fail on a stale segment with
+    /// [`Error::StaleExists`], saying so (`attach` still attaches to it).
+    pub fn replace_stale(mut self, yes: bool) -> Self {
+        self.replace_stale = yes;
+        self
     }
 
     /// Lets `attach` (and `create_or_attach`) accept a segment owned by the
@@ -183,7 +201,25 @@ impl SegmentOptions {
         os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
         let member = join_liveness(&unnamed.file, &map, &header, name)?;
         crate::crash_point!("segment.create.registered");
-        let file = unnamed.link_into_place(name).map_err(io("link"))?;
+        let unnamed = match unnamed.link_into_place(name) {
+            Ok(file) => Ok(file),
+            Err((unnamed, e)) if e.kind() == std::io::ErrorKind::AlreadyExists => match inspect(name) {
+                Ok(info) if !info.live && self.replace_stale => {
+                    self.remove_stale_if_trusted(name)?;
+                    unnamed.link_into_place(name).map_err(|(_, e)| e)
+                }
+                Ok(info) if !info.live => {
+                    return Err(Error::StaleExists {
+                        name: name.to_owned(),
+                        creator_pid: info.header.creator_pid,
+                        created_unix_ms: info.header.created_unix_ms,
+                    })
+                }
+                _ => Err(e),
+            },
+            Err((_, e)) => Err(e),
+        };
+        let file = unnamed.map_err(io("link"))?;
         crate::crash_point!("segment.create.linked");
         Ok(Segment {
             name: name.to_owned(),
@@ -228,6 +264,12 @@ impl SegmentOptions {
         }
         let map = map(&file, &header, name)?;
         os::hold_liveness_lock(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+        // A remover (`remove_stale`, `shmem gc`) holds an exclusive lock
+        // while it unlinks; if we waited it out, the name may be gone or
+        // point elsewhere now: then this file is an orphan, not the segment.
+        if !os::name_is_file(name, &file) {
+            return Err(Error::NotFound { name: name.to_owned() });
+        }
         let member = join_liveness(&file, &map, &header, name)?;
         let data = data_ptr::<T>(&map, &header);
         Ok(Segment {
@@ -266,6 +308,21 @@ impl SegmentOptions {
     /// As [`create_or_attach`](Self::create_or_attach).
     pub fn create_or_attach_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
         let start = Instant::now();
+        // A stale segment (nobody holds it: its creator crashed) is not
+        // silently adopted: replaced if asked, reported otherwise.
+        if let Ok(info) = inspect(name) {
+            if !info.live {
+                if self.replace_stale {
+                    self.remove_stale_if_trusted(name)?;
+                } else {
+                    return Err(Error::StaleExists {
+                        name: name.to_owned(),
+                        creator_pid: info.header.creator_pid,
+                        created_unix_ms: info.header.created_unix_ms,
+                    });
+                }
+            }
+        }
         let mut init = Some(init);
         loop {
             match self.attach(name) {
@@ -287,6 +344,13 @@ impl SegmentOptions {
                 return Err(Error::NotReady { name: name.to_owned(), waited: start.elapsed() });
             }
         }
+    }
+
+    /// [`remove_stale`], for a segment of a user this handle trusts only.
+    fn remove_stale_if_trusted(&self, name: &str) -> Result<bool> {
+        let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+        self.check_owner(name, &file)?;
+        remove_stale(name)
     }
 
     /// Refuses a segment owned by a user this handle does not trust.
@@ -497,6 +561,30 @@ impl<T: Shared> fmt::Debug for Segment<T> {
             .field("size", &self.map.len())
             .field("owner", &self.owner)
             .finish_non_exhaustive()
+    }
+}
+
+/// Removes segment `name` if it is stale: no process holds it. Race-free
+/// against a process attaching at the same moment (which then reports
+/// [`Error::NotFound`] or, with `create_or_attach`, creates anew): the
+/// removal holds an exclusive lock that attaching waits for, and an
+/// attacher checks afterwards that the name still refers to its file.
+/// Returns whether it removed the name.
+///
+/// # Errors
+/// [`Error::NotFound`], [`Error::InvalidName`], [`Error::Corrupt`] (not a
+/// shmem segment: left alone), [`Error::PermissionDenied`], [`Error::Io`].
+pub fn remove_stale(name: &str) -> Result<bool> {
+    let name = validate_name(name)?;
+    let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+    read_header(name, &file)?;
+    if !os::lock_if_unused(&file).map_err(|e| Error::from_io(name, "lock", e))? {
+        return Ok(false);
+    }
+    match os::unlink_if_same(name, &file) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::from_io(name, "unlink", e)),
     }
 }
 
