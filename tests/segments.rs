@@ -582,6 +582,46 @@ fn stale_segments_are_reported_and_replaced_on_request() {
     assert!(!Segment::is_owner(&again), "joined the live one");
 }
 
+/// `create_or_attach`, add 1 to `hits`, say ready, wait for `running`.
+fn role_coa_add_and_wait(args: &[String]) {
+    let seg = Segment::<Stats>::create_or_attach(&args[0], &Stats::default()).unwrap();
+    seg.hits().fetch_add(1);
+    println!("ready {}", if Segment::is_owner(&seg) { "creator" } else { "attacher" });
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    wait_until("running", || seg.running().load());
+}
+
+/// `create_or_attach` and print what it found.
+fn role_coa_report(args: &[String]) {
+    let seg = Segment::<Stats>::create_or_attach(&args[0], &Stats::default()).unwrap();
+    println!("{} {}", seg.hits().load(), if Segment::is_owner(&seg) { "creator" } else { "attacher" });
+}
+
+/// Three processes `create_or_attach` one name and leave in turn, the
+/// creator first: the name stays while any of them holds it, so the last
+/// one still sees the others' writes (the creator's drop used to remove the
+/// name, and a later process created a second segment under it).
+fn create_or_attach_processes_that_leave_in_turn_share_one_segment() {
+    let name = unique_name("coa-turns");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut a = child("coa_add_and_wait", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(a.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready creator");
+    let b = Segment::<Stats>::create_or_attach(&name, &Stats::default()).unwrap();
+    assert!(!Segment::is_owner(&b));
+    b.hits().fetch_add(1);
+    b.running().store(true);
+    let out = wait_output(a);
+    assert!(out.status.success());
+    assert!(shm_path(&name).exists(), "the creator's exit removed a name another process holds");
+    let report = run_child_ok("coa_report", &[&name]);
+    assert_eq!(report.trim(), "2 attacher", "the third process must join the same segment");
+    drop(b);
+    assert!(!shm_path(&name).exists(), "the last handle removes the name");
+}
+
 fn main() {
     common::main(
         &[
@@ -589,6 +629,10 @@ fn main() {
             (
                 "stale_segments_are_reported_and_replaced_on_request",
                 stale_segments_are_reported_and_replaced_on_request,
+            ),
+            (
+                "create_or_attach_processes_that_leave_in_turn_share_one_segment",
+                create_or_attach_processes_that_leave_in_turn_share_one_segment,
             ),
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
@@ -617,6 +661,8 @@ fn main() {
             ("race", role_race),
             ("increment", role_increment),
             ("attach_and_drop", role_attach_and_drop),
+            ("coa_add_and_wait", role_coa_add_and_wait),
+            ("coa_report", role_coa_report),
             ("big", role_big),
             ("hold", role_hold),
             ("all_scalars", role_all_scalars),

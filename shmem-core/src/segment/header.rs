@@ -16,7 +16,7 @@
 //! | 56 | 4 | `type_name_len` | length of the type name in bytes (at most 1024) |
 //! | 60 | 4 | `schema_len` | length of the schema text in bytes (at most 16 MiB) |
 //! | 64 | 4 | `creator_pid` | pid of the creating process |
-//! | 68 | 4 | `flags` | reserved, 0 |
+//! | 68 | 4 | `flags` | bit 0: [`FLAG_PERSIST`] (the name outlives the last handle); other bits 0 |
 //! | 72 | 8 | `creator_start_time` | the creator's start time, clock ticks since boot (with the pid, identifies the process even if its pid is reused) |
 //! | 80 | 8 | `created_unix_ms` | creation time, milliseconds since the Unix epoch |
 //! | 88 | 8 | `liveness_offset` | where the liveness table starts (a multiple of 64) |
@@ -50,6 +50,11 @@ pub const VERSION: u32 = 2;
 /// Number of liveness slots a segment has: how many processes can be
 /// attached to it at once.
 pub const LIVENESS_SLOTS: u32 = 1024;
+/// Offset of the `flags` word in the header.
+pub const FLAGS_OFFSET: usize = 68;
+/// `flags` bit: keep the segment's name when the last handle is dropped
+/// (set by `Segment::persist`).
+pub const FLAG_PERSIST: u32 = 1;
 /// Size of the fixed part of the header.
 pub const FIXED_LEN: usize = 128;
 /// Value of `state` while the creator initialises the data.

@@ -16,10 +16,16 @@
 //!
 //! # Ownership and lifetime
 //!
-//! The handle that created a segment owns its name: dropping it removes the
-//! name (unless [`Segment::persist`] was called), after which no new process
-//! can attach, while processes already attached keep their mapping. Handles
-//! that attached never remove anything. [`unlink`] removes a name explicitly.
+//! A named segment lives while any process holds a handle to it: the last
+//! handle to be dropped, in whichever process, removes the name (unless
+//! [`Segment::persist`] was called, by anyone), so processes that come and
+//! go with `create_or_attach` always share one segment and never split into
+//! two. The kernel-held liveness `flock` decides who is last; a process
+//! attaching at that very moment waits for the remover, then finds the name
+//! gone ([`Error::NotFound`]; `create_or_attach` then creates it anew).
+//! [`unlink`] removes a name explicitly (processes attached keep their
+//! mapping). A child forked without exec shares its parent's handles (and
+//! their open file descriptions): only one of the two may drop them.
 //!
 //! # Liveness
 //!
@@ -502,15 +508,27 @@ impl<T: Shared> Segment<T> {
         &this.name
     }
 
-    /// Whether this handle created the segment (and removes its name on drop).
+    /// Whether this handle created the segment.
     pub fn is_owner(this: &Self) -> bool {
         this.owner
     }
 
-    /// Keeps the segment's name after this owner handle is dropped; remove
-    /// it later with [`unlink`]. No effect on attached handles.
+    /// Keeps the segment's name after the last handle (of any process) is
+    /// dropped; remove it later with [`unlink`] or `shmem rm`. Recorded in
+    /// the segment, so it holds whichever process lets go last.
     pub fn persist(this: &mut Self) {
         this.persist = true;
+        this.persist_flag().fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The header's `flags` word, in the mapping.
+    fn persist_flag(&self) -> &core::sync::atomic::AtomicU32 {
+        let ptr = self.map.as_ptr().wrapping_add(header::FLAGS_OFFSET).cast::<core::sync::atomic::AtomicU32>();
+        // SAFETY: the mapping covers the whole file, which is at least the
+        // 128-byte fixed header (validated); offset 68 is 4-aligned in a
+        // page-aligned mapping; the word is only ever accessed atomically
+        // once the segment is published.
+        unsafe { &*ptr }
     }
 
     /// The segment's header as read when this handle was opened.
@@ -547,7 +565,14 @@ impl<T: Shared> Deref for Segment<T> {
 
 impl<T: Shared> Drop for Segment<T> {
     fn drop(&mut self) {
-        if self.owner && !self.persist {
+        // The last handle of all processes removes the name, unless someone
+        // persisted it: our liveness lock turns exclusive only if nobody
+        // else holds one (a process attaching right now waits for it, then
+        // finds the name gone and reports NotFound, or creates anew).
+        if self.persist || self.persist_flag().load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0 {
+            return;
+        }
+        if os::lock_if_unused(&self.file).unwrap_or(false) {
             let _ = os::unlink_if_same(&self.name, &self.file);
         }
     }
