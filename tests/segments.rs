@@ -535,13 +535,11 @@ fn another_users_segment_is_refused_unless_trusted() {
         "create_or_attach joined another user's segment"
     );
     drop(holder);
-    // ...and once it is stale: not adopted, and not replaced either (it is
-    // not ours to remove).
-    assert!(matches!(Segment::<Stats>::create_or_attach(&name, &planted), Err(Error::StaleExists { .. })));
-    assert!(matches!(
-        SegmentOptions::new().replace_stale(true).create_or_attach(&name, &planted),
-        Err(Error::ForeignOwner { .. })
-    ));
+    // ...and once nobody holds it (it was persisted, so it is kept, not
+    // stale): still refused, with or without replace_stale.
+    for options in [SegmentOptions::new(), SegmentOptions::new().replace_stale(true)] {
+        assert!(matches!(options.create_or_attach(&name, &planted), Err(Error::ForeignOwner { .. })));
+    }
     let trusted = SegmentOptions::new().trust_owner(65534).attach::<Stats>(&name).unwrap();
     assert_eq!(trusted.hits().load(), 7);
     assert!(SegmentOptions::new().trust_any_owner().attach::<Stats>(&name).is_ok());
@@ -555,9 +553,14 @@ fn another_users_segment_is_refused_unless_trusted() {
 fn stale_segments_are_reported_and_replaced_on_request() {
     let name = unique_name("stale");
     let _rm = RemoveOnDrop(name.clone());
-    let mut seg = Segment::<Stats>::create(&name, &Stats { hits: 5, ..Default::default() }).unwrap();
-    Segment::persist(&mut seg);
-    drop(seg); // like a crash: the name stays, nobody holds it
+    // The creator is SIGKILLed: the name stays, nobody holds it.
+    let mut creator = child("create_and_hang", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(creator.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    creator.kill().unwrap();
+    creator.wait().unwrap();
+    assert!(shm_path(&name).exists());
     let fresh = Stats { hits: 9, ..Default::default() };
     for result in
         [Segment::<Stats>::create(&name, &fresh).map(drop), Segment::<Stats>::create_or_attach(&name, &fresh).map(drop)]
@@ -580,6 +583,29 @@ fn stale_segments_are_reported_and_replaced_on_request() {
     assert!(!shmem::remove_stale(&name).unwrap(), "remove_stale removed a live segment");
     let again = SegmentOptions::new().replace_stale(true).create_or_attach(&name, &fresh).unwrap();
     assert!(!Segment::is_owner(&again), "joined the live one");
+}
+
+/// Creates segment `args[0]` (hits = 5), says ready, and waits to be killed.
+fn role_create_and_hang(args: &[String]) {
+    let _seg = Segment::<Stats>::create(&args[0], &Stats { hits: 5, ..Default::default() }).unwrap();
+    println!("ready");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+/// A persisted segment that nobody holds is kept on purpose, not stale.
+fn persisted_segments_are_not_stale() {
+    let name = unique_name("persisted");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut seg = Segment::<Stats>::create(&name, &Stats { hits: 5, ..Default::default() }).unwrap();
+    Segment::persist(&mut seg);
+    drop(seg);
+    let fresh = Stats::default();
+    assert!(matches!(Segment::<Stats>::create(&name, &fresh), Err(Error::AlreadyExists { .. })));
+    let again = Segment::<Stats>::create_or_attach(&name, &fresh).unwrap();
+    assert_eq!(again.hits().load(), 5, "create_or_attach joins a persisted segment");
+    assert!(!shmem::remove_stale(&name).unwrap() || !shm_path(&name).exists());
 }
 
 /// `create_or_attach`, add 1 to `hits`, say ready, wait for `running`.
@@ -634,6 +660,7 @@ fn main() {
                 "create_or_attach_processes_that_leave_in_turn_share_one_segment",
                 create_or_attach_processes_that_leave_in_turn_share_one_segment,
             ),
+            ("persisted_segments_are_not_stale", persisted_segments_are_not_stale),
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
             ("missing_name_is_not_found", missing_name_is_not_found),
@@ -662,6 +689,7 @@ fn main() {
             ("increment", role_increment),
             ("attach_and_drop", role_attach_and_drop),
             ("coa_add_and_wait", role_coa_add_and_wait),
+            ("create_and_hang", role_create_and_hang),
             ("coa_report", role_coa_report),
             ("big", role_big),
             ("hold", role_hold),

@@ -181,15 +181,24 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut removed = 0;
             for (name, info) in entries {
                 let Ok(info) = info else { continue };
-                if info.live || !name.starts_with(&prefix) {
+                // Live, persisted on purpose, or outside the prefix: kept.
+                let persisted = info.header.flags & shmem_core::segment::header::FLAG_PERSIST != 0;
+                if info.live || persisted || !name.starts_with(&prefix) {
                     continue;
                 }
                 if dry_run {
                     println!("would remove {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 } else {
                     // Race-free: a process attaching at this moment keeps it.
-                    if !shmem_core::remove_stale(&name).map_err(|e| explain(&name, &e))? {
-                        continue;
+                    // One that cannot be removed (another user's file in the
+                    // sticky /dev/shm, gone meanwhile) does not stop the rest.
+                    match shmem_core::remove_stale(&name) {
+                        Ok(true) => {}
+                        Ok(false) | Err(shmem_core::Error::NotFound { .. }) => continue,
+                        Err(e) => {
+                            eprintln!("shmem: {}", explain(&name, &e));
+                            continue;
+                        }
                     }
                     println!("removed {} ({})", render::clean(&name), render::clean(&info.header.type_name));
                 }

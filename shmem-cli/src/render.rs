@@ -295,7 +295,9 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
             if contents {
                 let p = |k| param(kind, k).unwrap_or(0);
                 let (key, value, slots, slot, value_at) = (p("key"), p("value"), p("slots"), p("slot"), p("value_at"));
-                let entries: Vec<Json> = (0..cap)
+                // Scan a bounded number of slots too, not only of entries
+                // shown: a crafted map could claim billions of slots.
+                let entries: Vec<Json> = (0..cap.min(MAX_SHOWN * 16))
                     .filter_map(|i| e.offset.checked_add(slots)?.checked_add(i.checked_mul(slot)?))
                     .filter(|at| view.read_uint(*at, 8).unwrap_or(0) != 0)
                     .take(MAX_SHOWN as usize)

@@ -51,11 +51,17 @@ fn inventory(tag: &str) -> (String, Segment<Inventory>) {
     (n, seg)
 }
 
-/// A segment nobody holds any more.
+/// A segment nobody holds any more, as a crashed program leaves it: the
+/// name stays (kept here through `persist`, whose flag is then cleared in
+/// the file, since a crashed program never asked for it).
 fn stale(tag: &str) -> String {
+    use std::os::unix::fs::FileExt;
     let n = name(tag);
     let mut seg = Segment::<u64>::create(&n, &5).unwrap();
     Segment::persist(&mut seg);
+    drop(seg);
+    let file = std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{n}")).unwrap();
+    file.write_all_at(&0u32.to_ne_bytes(), shmem::segment::header::FLAGS_OFFSET as u64).unwrap();
     n
 }
 

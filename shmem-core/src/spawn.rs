@@ -390,6 +390,9 @@ impl Child {
 
     /// Whether the child is still running.
     pub fn is_alive(&mut self) -> bool {
+        // Keep the status pipe flowing: a worker writing a large report
+        // would otherwise block on a full pipe and never end.
+        self.drain();
         matches!(self.process().try_wait(), Ok(None))
     }
 

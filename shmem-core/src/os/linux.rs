@@ -180,6 +180,16 @@ pub(crate) fn hold_liveness_lock(file: &File) -> io::Result<()> {
     flock(file, libc::LOCK_SH)
 }
 
+/// [`hold_liveness_lock`] without waiting: `Ok(false)` while another
+/// description holds an exclusive lock (a remover, a liveness probe).
+pub(crate) fn try_hold_liveness_lock(file: &File) -> io::Result<bool> {
+    match flock(file, libc::LOCK_SH | libc::LOCK_NB) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether any process still holds a liveness lock on `file` (probes with a
 /// non-blocking exclusive lock, released at once).
 pub(crate) fn has_live_holders(file: &File) -> io::Result<bool> {

@@ -46,7 +46,7 @@ use crate::layout::Schema;
 /// The magic number at offset 0: the bytes `SHMEMSEG`.
 pub const MAGIC: [u8; 8] = *b"SHMEMSEG";
 /// The header format version this library writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Number of liveness slots a segment has: how many processes can be
 /// attached to it at once.
 pub const LIVENESS_SLOTS: u32 = 1024;
@@ -85,6 +85,8 @@ pub struct Header {
     pub data_align: u64,
     /// Pid of the creating process.
     pub creator_pid: u32,
+    /// Flags: [`FLAG_PERSIST`] (as read when the header was read).
+    pub flags: u32,
     /// Start time of the creating process (clock ticks since boot), 0 if unknown.
     pub creator_start_time: u64,
     /// Creation time in milliseconds since the Unix epoch.
@@ -144,6 +146,7 @@ impl Header {
             data_size,
             data_align,
             creator_pid,
+            flags: 0,
             creator_start_time: crate::os::process_start_time(creator_pid).unwrap_or(0),
             created_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -168,7 +171,7 @@ impl Header {
         b.extend_from_slice(&(self.type_name.len() as u32).to_ne_bytes());
         b.extend_from_slice(&(schema.len() as u32).to_ne_bytes());
         b.extend_from_slice(&self.creator_pid.to_ne_bytes());
-        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&self.flags.to_ne_bytes());
         b.extend_from_slice(&self.creator_start_time.to_ne_bytes());
         b.extend_from_slice(&self.created_unix_ms.to_ne_bytes());
         b.extend_from_slice(&self.liveness_offset.to_ne_bytes());
@@ -233,6 +236,7 @@ impl Header {
             data_size: u64_at(fixed, 40),
             data_align: u64_at(fixed, 48),
             creator_pid: u32_at(fixed, 64),
+            flags: u32_at(fixed, 68),
             creator_start_time: u64_at(fixed, 72),
             created_unix_ms: u64_at(fixed, 80),
             liveness_offset: u64_at(fixed, 88),

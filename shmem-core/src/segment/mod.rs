@@ -210,11 +210,11 @@ impl SegmentOptions {
         let unnamed = match unnamed.link_into_place(name) {
             Ok(file) => Ok(file),
             Err((unnamed, e)) if e.kind() == std::io::ErrorKind::AlreadyExists => match inspect(name) {
-                Ok(info) if !info.live && self.replace_stale => {
+                Ok(info) if is_stale(&info) && self.replace_stale => {
                     self.remove_stale_if_trusted(name)?;
                     unnamed.link_into_place(name).map_err(|(_, e)| e)
                 }
-                Ok(info) if !info.live => {
+                Ok(info) if is_stale(&info) => {
                     return Err(Error::StaleExists {
                         name: name.to_owned(),
                         creator_pid: info.header.creator_pid,
@@ -235,6 +235,7 @@ impl SegmentOptions {
             data,
             owner: true,
             persist: false,
+            opener: std::process::id(),
             _member: member,
             _type: PhantomData,
         })
@@ -269,7 +270,7 @@ impl SegmentOptions {
             });
         }
         let map = map(&file, &header, name)?;
-        os::hold_liveness_lock(&file).map_err(|e| Error::from_io(name, "lock", e))?;
+        self.hold_shared(name, &file)?;
         // A remover (`remove_stale`, `shmem gc`) holds an exclusive lock
         // while it unlinks; if we waited it out, the name may be gone or
         // point elsewhere now: then this file is an orphan, not the segment.
@@ -286,6 +287,7 @@ impl SegmentOptions {
             data,
             owner: false,
             persist: false,
+            opener: std::process::id(),
             _member: member,
             _type: PhantomData,
         })
@@ -317,7 +319,7 @@ impl SegmentOptions {
         // A stale segment (nobody holds it: its creator crashed) is not
         // silently adopted: replaced if asked, reported otherwise.
         if let Ok(info) = inspect(name) {
-            if !info.live {
+            if is_stale(&info) {
                 if self.replace_stale {
                     self.remove_stale_if_trusted(name)?;
                 } else {
@@ -353,10 +355,31 @@ impl SegmentOptions {
     }
 
     /// [`remove_stale`], for a segment of a user this handle trusts only.
+    /// A segment someone else removed first counts as removed.
     fn remove_stale_if_trusted(&self, name: &str) -> Result<bool> {
-        let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+        let file = match os::open_read_only(name) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::from_io(name, "open", e)),
+        };
         self.check_owner(name, &file)?;
-        remove_stale(name)
+        remove_stale_file(name, &file)
+    }
+
+    /// Takes the shared liveness lock on an attached file, waiting at most
+    /// the timeout for a remover's exclusive lock (a process holding one
+    /// for long, any reader of the file can, must not hang us).
+    fn hold_shared(&self, name: &str, file: &File) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if os::try_hold_liveness_lock(file).map_err(|e| Error::from_io(name, "lock", e))? {
+                return Ok(());
+            }
+            if start.elapsed() >= self.timeout {
+                return Err(Error::NotReady { name: name.to_owned(), waited: start.elapsed() });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Refuses a segment owned by a user this handle does not trust.
@@ -451,6 +474,10 @@ pub struct Segment<T: Shared> {
     data: NonNull<T::Layout>,
     owner: bool,
     persist: bool,
+    /// The process that opened this handle: a child forked without exec
+    /// shares the handle's open file description (and its lock) with it,
+    /// so only the opener may decide that it is the last holder.
+    opener: u32,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -569,7 +596,10 @@ impl<T: Shared> Drop for Segment<T> {
         // persisted it: our liveness lock turns exclusive only if nobody
         // else holds one (a process attaching right now waits for it, then
         // finds the name gone and reports NotFound, or creates anew).
-        if self.persist || self.persist_flag().load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0 {
+        if self.persist
+            || self.persist_flag().load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0
+            || std::process::id() != self.opener
+        {
             return;
         }
         if os::lock_if_unused(&self.file).unwrap_or(false) {
@@ -589,6 +619,12 @@ impl<T: Shared> fmt::Debug for Segment<T> {
     }
 }
 
+/// Whether a segment is stale: no process holds it and nobody persisted it
+/// (a program that crashed left it).
+pub(crate) fn is_stale(info: &SegmentInfo) -> bool {
+    !info.live && info.header.flags & header::FLAG_PERSIST == 0
+}
+
 /// Removes segment `name` if it is stale: no process holds it. Race-free
 /// against a process attaching at the same moment (which then reports
 /// [`Error::NotFound`] or, with `create_or_attach`, creates anew): the
@@ -602,6 +638,12 @@ impl<T: Shared> fmt::Debug for Segment<T> {
 pub fn remove_stale(name: &str) -> Result<bool> {
     let name = validate_name(name)?;
     let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+    remove_stale_file(name, &file)
+}
+
+/// [`remove_stale`] of the file already open as `file`.
+fn remove_stale_file(name: &str, file: &File) -> Result<bool> {
+    let file = file.try_clone().map_err(|e| Error::from_io(name, "open", e))?;
     read_header(name, &file)?;
     if !os::lock_if_unused(&file).map_err(|e| Error::from_io(name, "lock", e))? {
         return Ok(false);
