@@ -28,15 +28,11 @@ use shmem_core::sync::raw_mutex::{Acquired, RawMutex};
 use std::cell::Cell;
 use std::time::Duration;
 
-loom::thread_local! {
-    static TOKEN: Cell<u64> = Cell::new(1);
-    /// The crash point this thread dies at, if any.
-    static DIE_AT: Cell<Option<&'static str>> = Cell::new(None);
-}
+mod loom_support;
+
+use loom_support::{as_process, quiet_deaths, Died, DEAD, DIE_AT, TOKEN};
 
 loom::lazy_static! {
-    /// The token of the process that died in this execution (0: none).
-    static ref DEAD: AtomicU64 = AtomicU64::new(0);
     /// Liveness answers `Unknown` for everyone.
     static ref UNKNOWN: AtomicBool = AtomicBool::new(false);
     /// The kernel's futex wait queue (one word per model).
@@ -55,9 +51,6 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     });
     eprintln!("explored {} executions", n.load(std::sync::atomic::Ordering::Relaxed));
 }
-
-/// The unwinding payload of a modelled death.
-struct Died;
 
 struct Model;
 
@@ -125,21 +118,7 @@ fn die() -> ! {
         let _g = SLEEPERS.0.lock().unwrap();
         SLEEPERS.1.notify_all();
     }
-    std::panic::resume_unwind(Box::new(Died));
-}
-
-/// Runs `f` as the process with `token`, which dies at `die_at` (a crash
-/// point name, or "holding" to die right after `f` locked).
-fn as_process(token: u64, die_at: Option<&'static str>, f: impl FnOnce()) {
-    TOKEN.with(|t| t.set(token | (7 << 32)));
-    DIE_AT.with(|d| d.set(die_at));
-    // Only a modelled death ends the "process" quietly: any other panic (a
-    // failed assertion) fails the model.
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        if payload.downcast_ref::<Died>().is_none() {
-            std::panic::resume_unwind(payload);
-        }
-    }
+    std::panic::resume_unwind(Box::new(Died))
 }
 
 struct Shared {
@@ -172,18 +151,6 @@ fn locked_increment(s: &Shared) -> (Acquired, u32) {
 fn data(s: &Shared) -> u32 {
     // SAFETY: all threads joined.
     s.data.with(|d| unsafe { *d })
-}
-
-fn quiet_deaths() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Died>().is_none() {
-                default(info);
-            }
-        }));
-    });
 }
 
 #[test]

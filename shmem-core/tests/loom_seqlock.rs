@@ -13,86 +13,12 @@
 #![cfg(loom)]
 #![allow(missing_docs, reason = "test")]
 
-use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
-use shmem_core::sync::park::{Liveness, Park};
 use shmem_core::sync::seqlock::SeqLock;
-use std::cell::Cell;
-use std::time::Duration;
 
-loom::thread_local! {
-    static TOKEN: Cell<u64> = Cell::new(1);
-    static DIE_AT: Cell<Option<&'static str>> = Cell::new(None);
-}
+mod loom_support;
 
-loom::lazy_static! {
-    static ref DEAD: AtomicU64 = AtomicU64::new(0);
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = 200_000;
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n2 = n.clone();
-    builder.check(move || {
-        n2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f()
-    });
-    eprintln!("explored {} executions", n.load(std::sync::atomic::Ordering::Relaxed));
-}
-
-struct Died;
-
-struct Model;
-
-impl Park for Model {
-    fn wait(_word: *const u32, _expected: u32, _timeout: Option<Duration>) -> bool {
-        loom::thread::yield_now();
-        true
-    }
-    fn wake_one(_word: *const u32) {}
-    fn wake_all(_word: *const u32) {}
-    fn me() -> u64 {
-        TOKEN.with(Cell::get)
-    }
-    fn liveness(owner: u64, _lock: *const ()) -> Liveness {
-        if DEAD.load(Ordering::SeqCst) == owner {
-            Liveness::Dead
-        } else {
-            Liveness::Alive
-        }
-    }
-    fn crash_point(name: &'static str) {
-        if DIE_AT.with(Cell::get) == Some(name) {
-            DEAD.store(TOKEN.with(Cell::get), Ordering::SeqCst);
-            std::panic::resume_unwind(Box::new(Died));
-        }
-    }
-}
-
-fn as_process(token: u64, die_at: Option<&'static str>, f: impl FnOnce()) {
-    TOKEN.with(|t| t.set(token | (7 << 32)));
-    DIE_AT.with(|d| d.set(die_at));
-    // Only a modelled death ends the "process" quietly: any other panic (a
-    // failed assertion) fails the model.
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        if payload.downcast_ref::<Died>().is_none() {
-            std::panic::resume_unwind(payload);
-        }
-    }
-}
-
-fn quiet_deaths() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Died>().is_none() {
-                default(info);
-            }
-        }));
-    });
-}
+use loom_support::{as_process, model, quiet_deaths, Yielding as Model};
 
 /// A reader racing a writer gets the old value or the new one, whole.
 #[test]
