@@ -320,6 +320,26 @@ fn a_worker_outlives_the_thread_that_spawned_it() {
     w.join_timeout(Duration::from_secs(10)).unwrap();
 }
 
+/// A worker given a segment another user owns, which the parent trusted
+/// explicitly, trusts that owner too (it would otherwise refuse to attach).
+fn a_worker_trusts_the_owner_its_parent_trusted() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: giving a file to another user needs root");
+        return;
+    }
+    let name = unique_name("trusted");
+    let _rm = common::RemoveOnDrop(name.clone());
+    let seg = Segment::create(&name, &Work::default()).unwrap();
+    std::os::unix::fs::chown(common::shm_path(&name), Some(65534), Some(65534)).unwrap();
+    assert!(matches!(Segment::<Work>::attach(&name), Err(Error::ForeignOwner { owner: 65534, .. })));
+    let parent = shmem::SegmentOptions::new().trust_owner(65534).attach::<Work>(&name).unwrap();
+    drop(seg);
+    let w = shmem::spawn(&parent, add, 1234).unwrap();
+    assert!(w.join().unwrap().success());
+    assert_eq!(parent.total().load(), 1234);
+}
+
 fn main() {
     // `spawn_without_init` simulates a program that forgets `shmem::init()`.
     if std::env::var_os("SHMEM_TEST_SKIP_INIT").is_none() {
@@ -351,6 +371,7 @@ fn main() {
                 join_timeout_is_bounded_with_a_grandchild_holding_the_pipe,
             ),
             ("a_worker_outlives_the_thread_that_spawned_it", a_worker_outlives_the_thread_that_spawned_it),
+            ("a_worker_trusts_the_owner_its_parent_trusted", a_worker_trusts_the_owner_its_parent_trusted),
         ],
         &[
             ("parent_of_worker", role_parent_of_worker),

@@ -69,6 +69,12 @@ const WORKER_ENV: &str = "SHMEM_WORKER";
 const ARG_ENV: &str = "SHMEM_WORKER_ARG";
 const STATUS_FD_ENV: &str = "SHMEM_WORKER_STATUS_FD";
 const LIFELINE_FD_ENV: &str = "SHMEM_WORKER_LIFELINE_FD";
+/// The uid owning the segment a child is given, when it is not the child's
+/// own user: the parent trusted that owner, so the child does too.
+const TRUST_UID_ENV: &str = "SHMEM_TRUST_UID";
+/// A worker's [`TRUST_UID_ENV`], kept after the environment is cleaned
+/// (`u32::MAX`: none).
+static WORKER_TRUST_UID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
 
 /// The first line of a worker's status record once its function runs.
 const STARTED: &str = "started";
@@ -127,7 +133,7 @@ inventory::collect!(WorkerEntry);
 /// argument and runs `f`.
 #[doc(hidden)]
 pub fn __call_worker<T: Shared, A: Pod, M, F: WorkerFn<T, A, M>>(segment: &str, arg: &[u8], f: F) -> Result<()> {
-    let seg = Segment::<T>::attach(segment)?;
+    let seg = options_for(WORKER_TRUST_UID.load(Ordering::Relaxed)).attach::<T>(segment)?;
     let arg: A = bytemuck::try_pod_read_unaligned(arg).map_err(|_| Error::Io {
         name: segment.to_owned(),
         op: "decode worker argument",
@@ -164,7 +170,10 @@ pub fn init() {
     // The worker's own children (it may run this program again, or anything
     // else) must not see these and take themselves for workers.
     let lifeline = std::env::var(LIFELINE_FD_ENV).ok().and_then(|fd| fd.parse::<i32>().ok()).filter(|fd| *fd > 2);
-    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV, LIFELINE_FD_ENV] {
+    if let Some(uid) = std::env::var(TRUST_UID_ENV).ok().and_then(|u| u.parse::<u32>().ok()) {
+        WORKER_TRUST_UID.store(uid, Ordering::Relaxed);
+    }
+    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV, LIFELINE_FD_ENV, TRUST_UID_ENV] {
         std::env::remove_var(var);
     }
     if let Some(fd) = lifeline {
@@ -278,6 +287,9 @@ impl SpawnOptions {
             .env(STATUS_FD_ENV, writer.as_raw_fd().to_string());
         // A worker dies with this *process* through a lifeline pipe that it
         // watches (PR_SET_PDEATHSIG would tie it to the spawning thread).
+        if let Some(uid) = foreign_owner(seg) {
+            cmd.env(TRUST_UID_ENV, uid.to_string());
+        }
         let lifeline = if self.die_with_parent { os::lifeline_read_end() } else { None };
         if let Some(fd) = lifeline {
             cmd.env(LIFELINE_FD_ENV, fd.to_string());
@@ -307,6 +319,9 @@ impl SpawnOptions {
     pub fn command<T: Shared>(&self, mut cmd: Command, seg: &Segment<T>) -> Result<Child> {
         refuse_in_uninitialised_worker(Segment::name(seg))?;
         cmd.env(SEGMENT_ENV, Segment::name(seg));
+        if let Some(uid) = foreign_owner(seg) {
+            cmd.env(TRUST_UID_ENV, uid.to_string());
+        }
         self.prepare(&mut cmd, [None, None], self.die_with_parent);
         let label = cmd.get_program().to_string_lossy().into_owned();
         let child =
@@ -361,7 +376,26 @@ pub fn spawn<T: Shared, A: Pod, M>(seg: &Segment<T>, worker: impl WorkerFn<T, A,
 /// [`Error::NoSegmentGiven`], or any error of [`Segment::attach`].
 pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
     let name = std::env::var(SEGMENT_ENV).map_err(|_| Error::NoSegmentGiven { var: SEGMENT_ENV })?;
-    Segment::attach(&name)
+    let trusted = std::env::var(TRUST_UID_ENV).ok().and_then(|u| u.parse::<u32>().ok()).unwrap_or(u32::MAX);
+    options_for(trusted).attach(&name)
+}
+
+/// Attach options that trust `uid` (the owner of a segment the parent
+/// handed over), unless it is `u32::MAX`.
+fn options_for(uid: u32) -> crate::segment::SegmentOptions {
+    let options = crate::segment::SegmentOptions::new();
+    if uid == u32::MAX {
+        options
+    } else {
+        options.trust_owner(uid)
+    }
+}
+
+/// The owner of `seg`'s file if it is not this process's user (so a child
+/// given the segment trusts it as the parent did).
+fn foreign_owner<T: Shared>(seg: &Segment<T>) -> Option<u32> {
+    let owner = Segment::owner_uid(seg)?;
+    (owner != os::effective_uid()).then_some(owner)
 }
 
 /// A handle to a child process started by [`spawn`] or [`SpawnOptions::command`].

@@ -122,6 +122,9 @@ impl SegmentOptions {
     /// effective user are accepted: `/dev/shm` is writable by every user,
     /// and a file another user planted under the name could be truncated
     /// under us (a `SIGBUS`) or hold data we did not write.
+    ///
+    /// Children given such a segment ([`crate::spawn`],
+    /// [`crate::SpawnOptions::command`]) trust its owner too.
     pub fn trust_owner(mut self, uid: u32) -> Self {
         self.trusted_owners.push(uid);
         self
@@ -556,6 +559,12 @@ impl<T: Shared> Segment<T> {
         // page-aligned mapping; the word is only ever accessed atomically
         // once the segment is published.
         unsafe { &*ptr }
+    }
+
+    /// The user id owning the segment's file (`None` if it cannot be read).
+    pub fn owner_uid(this: &Self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        this.file.metadata().ok().map(|m| m.uid())
     }
 
     /// The segment's header as read when this handle was opened.
