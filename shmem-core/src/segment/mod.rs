@@ -123,7 +123,7 @@ impl SegmentOptions {
     /// and a file another user planted under the name could be truncated
     /// under us (a `SIGBUS`) or hold data we did not write.
     ///
-    /// Children given such a segment ([`crate::spawn`],
+    /// Children given such a segment ([`crate::spawn()`],
     /// [`crate::SpawnOptions::command`]) trust its owner too.
     pub fn trust_owner(mut self, uid: u32) -> Self {
         self.trusted_owners.push(uid);
