@@ -61,7 +61,7 @@
 //! tells, [`Map::clear_poison`] resets.
 
 use super::vec::Full;
-use crate::sync::park::{Os, Park};
+use crate::sync::park::{point, Os, Park};
 use crate::sync::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::TimedOut;
@@ -73,15 +73,6 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use std::time::{Duration, Instant};
-
-/// A crash point: for whole processes in `crashpoints` builds (through
-/// `Os`), and for the loom model (through its `Park`). Also a compiler fence
-/// (the steps around it keep their program order in every build).
-#[inline(always)]
-fn point<P: Park>(name: &'static str) {
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-    P::crash_point(name);
-}
 
 /// The most shards a map has (fewer for small `N`: each has at least 8 slots).
 pub const SHARDS: usize = 16;

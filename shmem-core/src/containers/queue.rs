@@ -48,7 +48,7 @@
 //! Layout (for tools): `tail` at offset 0, `head` at 64, the closed flag at
 //! 128, the slots from offset 192 (each group on its own cache line).
 
-use crate::sync::park::{Os, Park};
+use crate::sync::park::{futex_of, Os, Park};
 use crate::sync::primitive::{fence, spin_hint, AtomicU32, AtomicU64, DataCell, Ordering};
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::TimedOut;
@@ -100,17 +100,6 @@ struct Flags {
     push_sleepers: AtomicU32,
     /// 1 if poppers may sleep until `tail` moves.
     pop_sleepers: AtomicU32,
-}
-
-/// The futex address of a sleeper flag (under loom, `Os` ignores it).
-#[cfg(not(loom))]
-fn flag_futex(flag: &AtomicU32) -> *const u32 {
-    flag.as_ptr().cast_const()
-}
-
-#[cfg(loom)]
-fn flag_futex(_flag: &AtomicU32) -> *const u32 {
-    core::ptr::null()
 }
 
 /// How long `try_push` and `try_pop` wait for their side's lock when
@@ -247,8 +236,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         // wakes them, or makes a sleeper that is about to wait return at once.
         self.flags.push_sleepers.store(0, Ordering::SeqCst);
         self.flags.pop_sleepers.store(0, Ordering::SeqCst);
-        Os::wake_all(flag_futex(&self.flags.push_sleepers));
-        Os::wake_all(flag_futex(&self.flags.pop_sleepers));
+        Os::wake_all(futex_of(&self.flags.push_sleepers));
+        Os::wake_all(futex_of(&self.flags.pop_sleepers));
     }
 
     /// Takes `side`'s lock: at most [`TRY_LOCK_WAIT`] for a `try_` call
@@ -265,7 +254,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     fn wake_sleepers(sleepers: &AtomicU32) {
         fence(Ordering::SeqCst);
         if sleepers.load(Ordering::Relaxed) != 0 && sleepers.swap(0, Ordering::SeqCst) != 0 {
-            Os::wake_all(flag_futex(sleepers));
+            Os::wake_all(futex_of(sleepers));
         }
     }
 
@@ -387,7 +376,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         }
         sleepers.store(1, Ordering::SeqCst);
         if !ready() {
-            Os::wait(flag_futex(sleepers), 1, slice);
+            Os::wait(futex_of(sleepers), 1, slice);
         }
         Ok(())
     }

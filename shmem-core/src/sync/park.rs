@@ -23,6 +23,29 @@ pub(crate) fn low_half<T>(word: *const T) -> *const u32 {
     }
 }
 
+/// The futex address of a 32-bit atomic word (under loom, the loom atomic
+/// itself, which a model's `Park` may read; `Os` ignores it there).
+#[cfg(not(loom))]
+pub(crate) fn futex_of(word: &crate::sync::primitive::AtomicU32) -> *const u32 {
+    word.as_ptr().cast_const()
+}
+
+#[cfg(loom)]
+pub(crate) fn futex_of(word: &crate::sync::primitive::AtomicU32) -> *const u32 {
+    (word as *const crate::sync::primitive::AtomicU32).cast()
+}
+
+/// A crash point inside a state machine generic over `P`: for whole
+/// processes in `crashpoints` builds (through `Os`), and for the loom models
+/// (through their `Park`). Also a compiler fence, as
+/// [`crash_point!`](crate::crash_point) is (the steps around it keep their
+/// program order in every build).
+#[inline(always)]
+pub(crate) fn point<P: Park>(name: &'static str) {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    P::crash_point(name);
+}
+
 /// Sleeping, waking and liveness for lock state machines.
 pub trait Park {
     /// Sleeps while the 32-bit word at `word` holds `expected`, at most

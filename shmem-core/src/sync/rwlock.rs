@@ -52,7 +52,7 @@
 //!   readers; its death releases the gate without poisoning.
 
 use super::liveness::Liveness;
-use super::park::{Os, Park};
+use super::park::{futex_of, point, Os, Park};
 use super::primitive::{fence, AtomicU32, AtomicU64, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
@@ -62,15 +62,6 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
-
-/// A crash point: for whole processes in `crashpoints` builds (through
-/// `Os`), and for the loom models (through their `Park`). Also a compiler
-/// fence, as [`crash_point!`](crate::crash_point) is.
-#[inline(always)]
-fn point<P: Park>(name: &'static str) {
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-    P::crash_point(name);
-}
 
 /// Between a SeqCst read-modify-write and the SeqCst load that follows it
 /// on either side of the reader/writer handshake. In real builds nothing:
@@ -83,18 +74,6 @@ fn point<P: Park>(name: &'static str) {
 fn dekker_fence() {
     #[cfg(loom)]
     fence(Ordering::SeqCst);
-}
-
-/// The futex address of a 32-bit word (under loom, the loom atomic itself,
-/// which the model's `Park` may read).
-#[cfg(not(loom))]
-fn futex_of(word: &AtomicU32) -> *const u32 {
-    word.as_ptr().cast_const()
-}
-
-#[cfg(loom)]
-fn futex_of(word: &AtomicU32) -> *const u32 {
-    (word as *const AtomicU32).cast()
 }
 
 /// How many processes can hold read guards on one [`RwLock`] at once

@@ -36,7 +36,7 @@
 //! `Err(PoisonError)` carrying the (possibly torn) value until someone calls
 //! [`SeqLock::clear_poison`]. The next writer recovers the same way.
 
-use super::park::{Os, Park};
+use super::park::{futex_of, point, Os, Park};
 use super::primitive::{fence, AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
 use super::TimedOut;
@@ -133,25 +133,6 @@ fn model_switch() {
         }
         COPYING.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// A crash point for whole processes (`crashpoints` builds, through `Os`)
-/// and for the loom models; also a compiler fence.
-#[inline(always)]
-fn point<P: Park>(name: &'static str) {
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-    P::crash_point(name);
-}
-
-/// The futex address of the sequence word (under loom, the loom atomic).
-#[cfg(not(loom))]
-fn futex_of(word: &AtomicU32) -> *const u32 {
-    word.as_ptr().cast_const()
-}
-
-#[cfg(loom)]
-fn futex_of(word: &AtomicU32) -> *const u32 {
-    (word as *const AtomicU32).cast()
 }
 
 const _: () = assert!(core::mem::offset_of!(SeqLock<u8>, value) % 8 == 0 && align_of::<SeqLock<u8>>() >= 8);
