@@ -30,7 +30,7 @@ use std::time::Duration;
 
 mod loom_support;
 
-use loom_support::{as_process, quiet_deaths, Died, DEAD, DIE_AT, TOKEN};
+use loom_support::{as_process, quiet_deaths, spawn_process, Died, DEAD, DIE_AT, TOKEN};
 
 loom::lazy_static! {
     /// Liveness answers `Unknown` for everyone.
@@ -180,10 +180,8 @@ fn death_at_every_step() {
             let s = new_shared();
             let victim = {
                 let s = s.clone();
-                loom::thread::spawn(move || {
-                    as_process(2, Some(point), || {
-                        let _ = locked_increment(&s);
-                    })
+                spawn_process(2, Some(point), move || {
+                    let _ = locked_increment(&s);
                 })
             };
             let mut mine = None;

@@ -19,7 +19,7 @@ use shmem_core::containers::Map;
 
 mod loom_support;
 
-use loom_support::{as_process, model, quiet_deaths, Yielding as Model};
+use loom_support::{as_process, model, quiet_deaths, spawn_process, Yielding as Model};
 
 /// One shard of 8 slots: every key shares it.
 type M = Map<u64, u64, 8>;
@@ -70,10 +70,8 @@ fn a_death_mid_remove_is_repaired_whatever_the_interleaving() {
             let map = filled();
             let victim = {
                 let map = map.clone();
-                loom::thread::spawn(move || {
-                    as_process(2, Some(point), || {
-                        map.remove_with::<Model>(&1);
-                    })
+                spawn_process(2, Some(point), move || {
+                    map.remove_with::<Model>(&1);
                 })
             };
             as_process(1, None, || {
@@ -95,10 +93,8 @@ fn a_death_mid_insert_is_repaired_whatever_the_interleaving() {
             let map = filled();
             let victim = {
                 let map = map.clone();
-                loom::thread::spawn(move || {
-                    as_process(2, Some(point), || {
-                        let _ = map.insert_with::<Model>(5, 50);
-                    })
+                spawn_process(2, Some(point), move || {
+                    let _ = map.insert_with::<Model>(5, 50);
                 })
             };
             as_process(1, None, || {
@@ -125,10 +121,8 @@ fn repair_is_idempotent_when_the_repairer_dies() {
             });
             let repairer = {
                 let map = map.clone();
-                loom::thread::spawn(move || {
-                    as_process(3, Some(point), || {
-                        let _ = map.insert_with::<Model>(7, 70);
-                    })
+                spawn_process(3, Some(point), move || {
+                    let _ = map.insert_with::<Model>(7, 70);
                 })
             };
             as_process(4, None, || {

@@ -23,7 +23,7 @@ use shmem_core::sync::rwlock::RwLock;
 
 mod loom_support;
 
-use loom_support::{as_process, model, quiet_deaths, Yielding as Model};
+use loom_support::{as_process, model, quiet_deaths, spawn_process, Yielding as Model};
 
 struct Shared {
     lock: RwLock<u8>,
@@ -147,10 +147,8 @@ fn a_dead_writer_poisons_only_if_it_was_inside() {
             let s = new_shared();
             let writer = {
                 let s = s.clone();
-                loom::thread::spawn(move || {
-                    as_process(2, Some(point), || {
-                        let _ = write(&s);
-                    })
+                spawn_process(2, Some(point), move || {
+                    let _ = write(&s);
                 })
             };
             writer.join().unwrap();

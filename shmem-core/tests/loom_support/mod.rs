@@ -67,6 +67,16 @@ pub fn as_process(token: u64, die_at: Option<&'static str>, f: impl FnOnce()) {
     }
 }
 
+/// Starts a loom thread that runs `f` [`as_process`] with `token`, dying at
+/// `die_at`.
+pub fn spawn_process(
+    token: u64,
+    die_at: Option<&'static str>,
+    f: impl FnOnce() + 'static,
+) -> loom::thread::JoinHandle<()> {
+    loom::thread::spawn(move || as_process(token, die_at, f))
+}
+
 /// Keeps modelled deaths out of the test output.
 pub fn quiet_deaths() {
     static ONCE: std::sync::Once = std::sync::Once::new();
