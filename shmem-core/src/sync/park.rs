@@ -26,11 +26,13 @@ pub(crate) fn low_half<T>(word: *const T) -> *const u32 {
 /// The futex address of a 32-bit atomic word (under loom, the loom atomic
 /// itself, which a model's `Park` may read; `Os` ignores it there).
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn futex_of(word: &crate::sync::primitive::AtomicU32) -> *const u32 {
     word.as_ptr().cast_const()
 }
 
 #[cfg(loom)]
+#[inline]
 pub(crate) fn futex_of(word: &crate::sync::primitive::AtomicU32) -> *const u32 {
     (word as *const crate::sync::primitive::AtomicU32).cast()
 }
