@@ -29,8 +29,8 @@ fn add_one(numbers: &Segment<Numbers>) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmem::init(); // lets the child processes run `add_one`
 
-    let name = format!("shmem-example-array-{}", std::process::id());
-    let numbers = Segment::create(&name, &Numbers { arr: [0, 1, 2, 3, 4] })?;
+    // Anonymous, like Python's `Array`: the workers inherit it.
+    let numbers = Segment::create_anonymous(&Numbers { arr: [0, 1, 2, 3, 4] })?;
     let workers = [shmem::spawn(&numbers, add_one, ())?, shmem::spawn(&numbers, add_one, ())?];
     for worker in workers {
         worker.join()?;

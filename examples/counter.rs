@@ -28,9 +28,9 @@ fn count(counter: &Segment<Counter>, times: u64) {
 fn main() -> Result<(), shmem::Error> {
     shmem::init(); // lets the child processes run `count`
 
-    // The segment is removed when `counter` drops.
-    let name = format!("shmem-example-counter-{}", std::process::id());
-    let counter = Segment::create(&name, &Counter::default())?;
+    // Anonymous, like Python's `Value`: no name to pick or collide on, and
+    // nothing left behind however the program ends. The workers inherit it.
+    let counter = Segment::create_anonymous(&Counter::default())?;
     let workers = [shmem::spawn(&counter, count, 1_000_000)?, shmem::spawn(&counter, count, 1_000_000)?];
     for worker in workers {
         worker.join()?;

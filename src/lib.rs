@@ -154,8 +154,8 @@
 //!
 //! fn main() -> Result<(), shmem::Error> {
 //!     shmem::init(); // first line: lets child processes run their worker
-//!     let name = format!("doc-counter-{}", std::process::id());
-//!     let seg = Segment::create(&name, &Counter::default())?;
+//!     // Anonymous: no name, the children inherit it (Python's `Value`).
+//!     let seg = Segment::create_anonymous(&Counter::default())?;
 //!     let children = [shmem::spawn(&seg, count, 1000)?, shmem::spawn(&seg, count, 1000)?];
 //!     for child in children {
 //!         child.join()?; // a panic in the child is an Err carrying its message

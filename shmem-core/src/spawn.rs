@@ -1,5 +1,13 @@
 //! Child processes that share a segment: workers that are plain functions
-//! of this program, and other executables that attach by name.
+//! of this program, and other executables.
+//!
+//! A child is given the segment's file itself, as an inherited descriptor
+//! (a new open file description of it, and `SHMEM_SEGMENT_FD` saying which
+//! descriptor and which file), so anonymous segments
+//! ([`Segment::create_anonymous`]) can be given too, and a named segment's
+//! child attaches to the very file its parent holds even if the name was
+//! removed or replaced meanwhile. The name, for a named segment, is the
+//! fallback where the descriptor cannot be used.
 //!
 //! # Workers
 //!
@@ -12,7 +20,7 @@
 //! is refused with [`Error::NotAWorker`]. The child is
 //! this same executable (`/proc/self/exe`: the very binary that is running,
 //! even if the file was replaced since), started with the worker's name, the
-//! segment's name and the argument's bytes in its environment. `init()` sees
+//! segment and the argument's bytes in its environment. `init()` sees
 //! them, removes them from its environment (so the worker's own children,
 //! even this program run again, never take themselves for workers),
 //! attaches to the segment (checking its layout), runs the function and
@@ -30,8 +38,9 @@
 //!
 //! # Other executables
 //!
-//! [`SpawnOptions::command`] starts any program with `SHMEM_SEGMENT` set to
-//! the segment's name; that program calls [`attach_given`].
+//! [`SpawnOptions::command`] starts any program given the segment (its
+//! descriptor, and `SHMEM_SEGMENT` set to its name if it has one); that
+//! program calls [`attach_given`].
 //!
 //! # Supervision
 //!
@@ -63,8 +72,14 @@ use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Environment variable naming the segment a child was given.
+/// Environment variable naming the segment a child was given (unset for
+/// an anonymous segment).
 pub const SEGMENT_ENV: &str = "SHMEM_SEGMENT";
+/// Environment variable describing the descriptor a child inherited for
+/// its segment: `FD:DEVICE:INODE` (the file it must be, so that a stale
+/// value inherited by a grandchild whose descriptor number now names
+/// something else is recognised and ignored).
+pub const SEGMENT_FD_ENV: &str = "SHMEM_SEGMENT_FD";
 const WORKER_ENV: &str = "SHMEM_WORKER";
 const ARG_ENV: &str = "SHMEM_WORKER_ARG";
 const STATUS_FD_ENV: &str = "SHMEM_WORKER_STATUS_FD";
@@ -72,9 +87,56 @@ const LIFELINE_FD_ENV: &str = "SHMEM_WORKER_LIFELINE_FD";
 /// The uid owning the segment a child is given, when it is not the child's
 /// own user: the parent trusted that owner, so the child does too.
 const TRUST_UID_ENV: &str = "SHMEM_TRUST_UID";
-/// A worker's [`TRUST_UID_ENV`], kept after the environment is cleaned
-/// (`u32::MAX`: none).
-static WORKER_TRUST_UID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+/// The segment a worker was given, kept after its environment is cleaned.
+static WORKER_GIVEN: std::sync::OnceLock<Given> = std::sync::OnceLock::new();
+
+/// The segment a parent handed to this process: by inherited descriptor
+/// (anonymous or named), by name, or both (the name is the fallback).
+#[derive(Debug, Clone)]
+struct Given {
+    name: Option<String>,
+    fd: Option<(i32, (u64, u64))>,
+    /// The segment owner the parent trusted (`u32::MAX`: none beyond our own user).
+    trust_uid: u32,
+}
+
+impl Given {
+    fn from_env() -> Given {
+        let fd = std::env::var(SEGMENT_FD_ENV).ok().and_then(|v| {
+            let mut parts = v.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+            let (fd, dev, ino) = (parts.next()??, parts.next()??, parts.next()??);
+            Some((i32::try_from(fd).ok().filter(|fd| *fd > 2)?, (dev, ino)))
+        });
+        let trust_uid = std::env::var(TRUST_UID_ENV).ok().and_then(|u| u.parse::<u32>().ok()).unwrap_or(u32::MAX);
+        Given { name: std::env::var(SEGMENT_ENV).ok(), fd, trust_uid }
+    }
+
+    /// Attaches: through the inherited descriptor if it is still the file
+    /// meant, else by name.
+    fn attach<T: Shared>(&self) -> Result<Segment<T>> {
+        let options = options_for(self.trust_uid);
+        // The descriptor may be gone, or be another file by now (a stale
+        // environment inherited by a grandchild): then the name still says
+        // which segment.
+        let inherited = self.fd.and_then(|(fd, id)| Some((fd, os::open_inherited(fd, id, false).ok()?)));
+        match (inherited, &self.name) {
+            (Some((fd, file)), name) => {
+                // Verified to be the segment's file: this process's own
+                // children must not inherit it.
+                os::set_cloexec(fd);
+                let label = name.as_deref().unwrap_or(crate::segment::ANONYMOUS);
+                options.attach_file(label, file, name.is_none())
+            }
+            (None, Some(name)) => options.attach(name),
+            (None, None) if self.fd.is_some() => Err(Error::Io {
+                name: crate::segment::ANONYMOUS.to_owned(),
+                op: "open the inherited segment descriptor",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+            (None, None) => Err(Error::NoSegmentGiven { var: SEGMENT_ENV }),
+        }
+    }
+}
 
 /// The first line of a worker's status record once its function runs.
 const STARTED: &str = "started";
@@ -133,7 +195,8 @@ inventory::collect!(WorkerEntry);
 /// argument and runs `f`.
 #[doc(hidden)]
 pub fn __call_worker<T: Shared, A: Pod, M, F: WorkerFn<T, A, M>>(segment: &str, arg: &[u8], f: F) -> Result<()> {
-    let seg = options_for(WORKER_TRUST_UID.load(Ordering::Relaxed)).attach::<T>(segment)?;
+    let given = WORKER_GIVEN.get().ok_or(Error::NoSegmentGiven { var: SEGMENT_ENV })?;
+    let seg = given.attach::<T>()?;
     let arg: A = bytemuck::try_pod_read_unaligned(arg).map_err(|_| Error::Io {
         name: segment.to_owned(),
         op: "decode worker argument",
@@ -149,7 +212,8 @@ pub fn __call_worker<T: Shared, A: Pod, M, F: WorkerFn<T, A, M>>(segment: &str, 
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
     let Ok(worker) = std::env::var(WORKER_ENV) else { return };
-    let segment = std::env::var(SEGMENT_ENV).unwrap_or_default();
+    let given = Given::from_env();
+    let segment = given.name.clone().unwrap_or_else(|| crate::segment::ANONYMOUS.to_owned());
     let arg = std::env::var(ARG_ENV).ok().and_then(|hex| decode_hex(&hex)).unwrap_or_default();
     let mut status = std::env::var(STATUS_FD_ENV)
         .ok()
@@ -170,10 +234,11 @@ pub fn init() {
     // The worker's own children (it may run this program again, or anything
     // else) must not see these and take themselves for workers.
     let lifeline = std::env::var(LIFELINE_FD_ENV).ok().and_then(|fd| fd.parse::<i32>().ok()).filter(|fd| *fd > 2);
-    if let Some(uid) = std::env::var(TRUST_UID_ENV).ok().and_then(|u| u.parse::<u32>().ok()) {
-        WORKER_TRUST_UID.store(uid, Ordering::Relaxed);
+    if let Some((fd, _)) = given.fd {
+        os::set_cloexec(fd);
     }
-    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV, LIFELINE_FD_ENV, TRUST_UID_ENV] {
+    let _ = WORKER_GIVEN.set(given);
+    for var in [WORKER_ENV, ARG_ENV, STATUS_FD_ENV, SEGMENT_ENV, SEGMENT_FD_ENV, LIFELINE_FD_ENV, TRUST_UID_ENV] {
         std::env::remove_var(var);
     }
     if let Some(fd) = lifeline {
@@ -282,21 +347,19 @@ impl SpawnOptions {
         let (reader, writer) = std::io::pipe().map_err(io("create status pipe"))?;
         let mut cmd = Command::new(os::SELF_EXE);
         cmd.env(WORKER_ENV, worker_name)
-            .env(SEGMENT_ENV, Segment::name(seg))
             .env(ARG_ENV, encode_hex(bytes))
             .env(STATUS_FD_ENV, writer.as_raw_fd().to_string());
+        let handoff = hand_over(&mut cmd, seg)?;
         // A worker dies with this *process* through a lifeline pipe that it
         // watches (PR_SET_PDEATHSIG would tie it to the spawning thread).
-        if let Some(uid) = foreign_owner(seg) {
-            cmd.env(TRUST_UID_ENV, uid.to_string());
-        }
         let lifeline = if self.die_with_parent { os::lifeline_read_end() } else { None };
         if let Some(fd) = lifeline {
             cmd.env(LIFELINE_FD_ENV, fd.to_string());
         }
-        self.prepare(&mut cmd, [Some(writer.as_raw_fd()), lifeline], lifeline.is_none() && self.die_with_parent);
+        let keep = [Some(writer.as_raw_fd()), lifeline, handoff.as_ref().map(AsRawFd::as_raw_fd)];
+        self.prepare(&mut cmd, keep, lifeline.is_none() && self.die_with_parent);
         let child = cmd.spawn().map_err(io("spawn worker"))?;
-        drop(writer);
+        drop((writer, handoff));
         // Read while waiting, never blocking: a large panic message must not
         // fill the pipe while we wait for the exit, and a grandchild that
         // keeps the pipe open must not hold up `join`.
@@ -311,21 +374,21 @@ impl SpawnOptions {
         })
     }
 
-    /// Starts `cmd` (any executable) with [`SEGMENT_ENV`] set to `seg`'s
-    /// name, so it can call [`attach_given`].
+    /// Starts `cmd` (any executable) given `seg`: it inherits a descriptor
+    /// of the segment's file ([`SEGMENT_FD_ENV`]) and, for a named segment,
+    /// its name ([`SEGMENT_ENV`]), so it can call [`attach_given`]. Anonymous
+    /// segments ([`Segment::create_anonymous`]) can be given this way too.
     ///
     /// # Errors
     /// [`Error::Io`] if the program cannot be started.
     pub fn command<T: Shared>(&self, mut cmd: Command, seg: &Segment<T>) -> Result<Child> {
         refuse_in_uninitialised_worker(Segment::name(seg))?;
-        cmd.env(SEGMENT_ENV, Segment::name(seg));
-        if let Some(uid) = foreign_owner(seg) {
-            cmd.env(TRUST_UID_ENV, uid.to_string());
-        }
-        self.prepare(&mut cmd, [None, None], self.die_with_parent);
+        let handoff = hand_over(&mut cmd, seg)?;
+        self.prepare(&mut cmd, [None, None, handoff.as_ref().map(AsRawFd::as_raw_fd)], self.die_with_parent);
         let label = cmd.get_program().to_string_lossy().into_owned();
         let child =
             cmd.spawn().map_err(|e| Error::Io { name: Segment::name(seg).to_owned(), op: "spawn", source: e })?;
+        drop(handoff);
         Ok(Child {
             label,
             inner: Some(child),
@@ -336,7 +399,7 @@ impl SpawnOptions {
         })
     }
 
-    fn prepare(&self, cmd: &mut Command, keep_fds: [Option<i32>; 2], pdeathsig: bool) {
+    fn prepare(&self, cmd: &mut Command, keep_fds: [Option<i32>; 3], pdeathsig: bool) {
         let parent = std::process::id();
         let setup = move || {
             // SAFETY: `pre_exec` runs this between fork and exec, which is
@@ -370,14 +433,46 @@ pub fn spawn<T: Shared, A: Pod, M>(seg: &Segment<T>, worker: impl WorkerFn<T, A,
 }
 
 /// Attaches to the segment this process was given by its parent
-/// ([`SEGMENT_ENV`], set by [`SpawnOptions::command`]).
+/// ([`SpawnOptions::command`]): the very file the parent holds, through
+/// the descriptor it inherited ([`SEGMENT_FD_ENV`]), named or anonymous;
+/// by name ([`SEGMENT_ENV`]) if that descriptor is gone. May be called more
+/// than once.
 ///
 /// # Errors
 /// [`Error::NoSegmentGiven`], or any error of [`Segment::attach`].
 pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
-    let name = std::env::var(SEGMENT_ENV).map_err(|_| Error::NoSegmentGiven { var: SEGMENT_ENV })?;
-    let trusted = std::env::var(TRUST_UID_ENV).ok().and_then(|u| u.parse::<u32>().ok()).unwrap_or(u32::MAX);
-    options_for(trusted).attach(&name)
+    match WORKER_GIVEN.get() {
+        Some(given) => given.attach(),
+        None => Given::from_env().attach(),
+    }
+}
+
+/// Puts what a child needs to attach to `seg` into `cmd`'s environment,
+/// and returns the descriptor it is to inherit (the caller keeps it open
+/// until the child is started, and lists it in `prepare`'s `keep_fds`).
+///
+/// The descriptor is a new open file description of the segment's file
+/// (through `/proc/self/fd`), not a copy of the handle's: the handle's
+/// liveness `flock` lives on its description, and must not be kept by the
+/// child. Without `/proc` a named segment is given by name only.
+fn hand_over<T: Shared>(cmd: &mut Command, seg: &Segment<T>) -> Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsFd;
+    let name = Segment::name(seg);
+    let io = |op| move |e| Error::Io { name: name.to_owned(), op, source: e };
+    if !Segment::is_anonymous(seg) {
+        cmd.env(SEGMENT_ENV, name);
+    }
+    if let Some(uid) = foreign_owner(seg) {
+        cmd.env(TRUST_UID_ENV, uid.to_string());
+    }
+    let (fd, fresh) = os::reopen(seg.as_fd()).map_err(io("open segment for the child"))?;
+    if !fresh && !Segment::is_anonymous(seg) {
+        return Ok(None);
+    }
+    let file = std::fs::File::from(fd);
+    let (dev, ino) = os::file_id(&file).map_err(io("stat"))?;
+    cmd.env(SEGMENT_FD_ENV, format!("{}:{dev}:{ino}", file.as_raw_fd()));
+    Ok(Some(file.into()))
 }
 
 /// Attach options that trust `uid` (the owner of a segment the parent

@@ -303,7 +303,7 @@ pub(crate) const SELF_EXE: &str = "/proc/self/exe";
 /// Must only be called between `fork` and `exec` (in `CommandExt::pre_exec`),
 /// where only async-signal-safe functions may run: this calls `fcntl`,
 /// `prctl`, `getppid` and nothing that allocates or locks.
-pub(crate) unsafe fn prepare_child(keep_fds: [Option<i32>; 2], die_with_parent: bool, parent: u32) -> io::Result<()> {
+pub(crate) unsafe fn prepare_child(keep_fds: [Option<i32>; 3], die_with_parent: bool, parent: u32) -> io::Result<()> {
     for fd in keep_fds.into_iter().flatten() {
         // SAFETY: fcntl on an inherited descriptor is async-signal-safe.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
@@ -551,4 +551,67 @@ pub(crate) fn lock_if_unused(file: &File) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A new anonymous shared-memory file (`memfd_create`): no name in any
+/// directory, gone when the last descriptor and mapping of it are, and
+/// sealable. `label` only shows in `/proc/PID/fd` and `/proc/PID/maps`.
+pub(crate) fn create_memfd(label: &str) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let label = CString::new(label.replace('\0', "?")).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `label` is a valid NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Seals a memfd's size for good: it can neither shrink (so no process
+/// holding a mapping of it can be made to fault with `SIGBUS`) nor grow,
+/// and no further seal can be added (so nobody can forbid writable
+/// mappings to the processes it is handed to).
+pub(crate) fn seal_size(file: &File) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor `file` owns, with an integer argument.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `(device, inode)` of an open file, to recognise it across processes.
+pub(crate) fn file_id(file: &File) -> io::Result<(u64, u64)> {
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Opens, as a new open file description of its own, the file that this
+/// process inherited as descriptor `fd`, checking that it is the file
+/// `(device, inode)` the parent meant (a stale descriptor number from an
+/// inherited environment may name anything by now). Read-write unless
+/// `read_only`, close-on-exec. Through `/proc/self/fd/N`; where `/proc` is
+/// not mounted, a duplicate of `fd` (sharing its description).
+pub(crate) fn open_inherited(fd: i32, id: (u64, u64), read_only: bool) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let path = format!("/proc/self/fd/{fd}");
+    let file = match OpenOptions::new().read(true).write(!read_only).custom_flags(libc::O_CLOEXEC).open(&path) {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) && fd_is_open(fd) => {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor number only creates a
+            // new descriptor (or fails with EBADF); nothing is borrowed.
+            let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if dup == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `dup` is a descriptor this call just created and owns.
+            unsafe { File::from_raw_fd(dup) }
+        }
+        Err(e) => return Err(e),
+    };
+    if file_id(&file)? != id {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the inherited descriptor is not the segment given"));
+    }
+    Ok(file)
 }

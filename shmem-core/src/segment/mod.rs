@@ -14,6 +14,13 @@
 //! # Ok::<(), shmem_core::Error>(())
 //! ```
 //!
+//! # Anonymous segments
+//!
+//! [`Segment::create_anonymous`] makes a segment with no name (a sealed
+//! memfd): for a program and the children it hands it to, as Python's
+//! `Value` and `Array`. Nothing to collide on, nothing left after a crash,
+//! and its size cannot be changed by anyone (no `SIGBUS`).
+//!
 //! # Ownership and lifetime
 //!
 //! A named segment lives while any process holds a handle to it: the last
@@ -178,35 +185,9 @@ impl SegmentOptions {
     /// As [`create`](Self::create). If `init` panics, nothing is created.
     pub fn create_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
         let name = validate_name(name)?;
-        let mut header = Header::new(
-            T::type_name(),
-            Schema::of::<T>(),
-            T::FINGERPRINT,
-            size_of::<T::Layout>() as u64,
-            align_of::<T::Layout>() as u64,
-        );
         let io = |op| move |e| Error::from_io(name, op, e);
         let unnamed = os::create_unnamed(self.mode).map_err(io("create"))?;
-        os::reserve(&unnamed.file, header.file_size).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => {
-                Error::NoSpace { name: name.to_owned(), size: header.file_size }
-            }
-            _ => Error::from_io(name, "reserve", e),
-        })?;
-        crate::crash_point!("segment.create.reserved");
-        unnamed.file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
-        crate::crash_point!("segment.create.header");
-        let map = map(&unnamed.file, &header, name)?;
-        let data = data_ptr::<T>(&map, &header);
-        // SAFETY: `data` points at `data_size = size_of::<T::Layout>()` bytes,
-        // aligned to `align_of::<T::Layout>()` (see `data_ptr`), inside a
-        // mapping that `map` keeps alive until the end of this function. The
-        // bytes are zero (fresh file), a valid `T::Layout` by `Shared`'s
-        // contract, and the file has no name yet, so no other process writes it.
-        init(unsafe { data.as_ref() });
-        crate::crash_point!("segment.create.initialised");
-        header.state = STATE_READY;
-        unnamed.file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
+        let (map, header, data) = initialise::<T>(&unnamed.file, name, init)?;
         os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
         let member = join_liveness(&unnamed.file, &map, &header, name)?;
         crate::crash_point!("segment.create.registered");
@@ -237,6 +218,113 @@ impl SegmentOptions {
             header,
             data,
             owner: true,
+            anonymous: false,
+            persist: false,
+            opener: std::process::id(),
+            _member: member,
+            _type: PhantomData,
+        })
+    }
+
+    /// Creates an *anonymous* segment holding `initial`: shared memory with
+    /// no name anywhere, for the parent and the children it hands it to
+    /// ([`crate::spawn()`], [`crate::SpawnOptions::command`]; they inherit a
+    /// file descriptor). What Python's `Value` and `Array` are:
+    ///
+    /// - no name to pick, so two copies of one program never collide;
+    /// - nothing left behind: the memory is freed when the last process
+    ///   holding it exits, however it ends (even `SIGKILL`);
+    /// - its size is sealed (`memfd_create` with `F_SEAL_SHRINK`,
+    ///   `F_SEAL_GROW` and `F_SEAL_SEAL`): no process can truncate it under
+    ///   another and make it fault with `SIGBUS`.
+    ///
+    /// Other processes can reach it only through a descriptor: a child
+    /// given it, or one passed over a Unix socket
+    /// ([`attach_fd`](Self::attach_fd)); `shmem ls` does not list it. The
+    /// [`mode`](Self::mode) does not apply.
+    ///
+    /// ```
+    /// use shmem_core::Segment;
+    /// let hits = Segment::<u64>::create_anonymous(&0)?;
+    /// hits.fetch_add(1);
+    /// assert!(Segment::is_anonymous(&hits));
+    /// # Ok::<(), shmem_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoSpace`], [`Error::Io`] (for example where the kernel has
+    /// no `memfd_create`, before Linux 3.17).
+    pub fn create_anonymous<T: Shared>(&self, initial: &T) -> Result<Segment<T>> {
+        self.create_anonymous_with(|twin| T::store(twin, initial))
+    }
+
+    /// [`create_anonymous`](Self::create_anonymous), initialised in place
+    /// by `init` as [`create_with`](Self::create_with) does.
+    ///
+    /// # Errors
+    /// As [`create_anonymous`](Self::create_anonymous).
+    pub fn create_anonymous_with<T: Shared>(&self, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        let name = ANONYMOUS;
+        let io = |op| move |e| Error::from_io(name, op, e);
+        let file = os::create_memfd(&format!("shmem:{}", T::type_name())).map_err(io("create"))?;
+        let (map, header, data) = initialise::<T>(&file, name, init)?;
+        os::seal_size(&file).map_err(io("seal"))?;
+        os::hold_liveness_lock(&file).map_err(io("lock"))?;
+        let member = join_liveness(&file, &map, &header, name)?;
+        Ok(Segment {
+            name: name.to_owned(),
+            file,
+            map,
+            header,
+            data,
+            owner: true,
+            anonymous: true,
+            persist: false,
+            opener: std::process::id(),
+            _member: member,
+            _type: PhantomData,
+        })
+    }
+
+    /// Attaches to the segment in the file that `fd` refers to: an
+    /// anonymous segment (or a named one) whose descriptor this process
+    /// received, for example over a Unix socket (`SCM_RIGHTS`). Children
+    /// started by [`crate::spawn()`] or [`crate::SpawnOptions::command`] need
+    /// not call this: they use [`crate::attach_given`].
+    ///
+    /// The handle opens the file anew (its own open file description, so
+    /// closing `fd` afterwards is fine) and checks the header and layout as
+    /// [`attach`](Self::attach) does. The descriptor is trusted as given:
+    /// its owner is not checked. A handle made this way never removes a
+    /// segment's name.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach), less [`Error::NotFound`] and
+    /// [`Error::ForeignOwner`].
+    pub fn attach_fd<T: Shared>(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Segment<T>> {
+        let name = ANONYMOUS;
+        let (owned, _) = os::reopen(fd).map_err(|e| Error::from_io(name, "open", e))?;
+        let file = File::from(owned);
+        self.attach_file(name, file, true)
+    }
+
+    /// Attaches to the segment in `file`, an open descriptor of its own
+    /// (`anonymous`: no name of it is ever removed through this handle).
+    pub(crate) fn attach_file<T: Shared>(&self, name: &str, file: File, anonymous: bool) -> Result<Segment<T>> {
+        let header = self.wait_ready(name, &file)?;
+        check_layout::<T>(name, &header)?;
+        let map = map(&file, &header, name)?;
+        self.hold_shared(name, &file)?;
+        let member = join_liveness(&file, &map, &header, name)?;
+        let data = data_ptr::<T>(&map, &header);
+        Ok(Segment {
+            name: name.to_owned(),
+            file,
+            map,
+            header,
+            data,
+            owner: false,
+            anonymous,
             persist: false,
             opener: std::process::id(),
             _member: member,
@@ -255,23 +343,7 @@ impl SegmentOptions {
         let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
         self.check_owner(name, &file)?;
         let header = self.wait_ready(name, &file)?;
-        let (expected_size, expected_align) = (size_of::<T::Layout>() as u64, align_of::<T::Layout>() as u64);
-        let expected_type = T::type_name();
-        if header.fingerprint != T::FINGERPRINT
-            || header.type_name != expected_type
-            || header.data_size != expected_size
-            || header.data_align != expected_align
-        {
-            return Err(Error::LayoutMismatch {
-                name: name.to_owned(),
-                expected_type,
-                expected_fingerprint: T::FINGERPRINT,
-                expected_size,
-                found_type: header.type_name,
-                found_fingerprint: header.fingerprint,
-                found_size: header.data_size,
-            });
-        }
+        check_layout::<T>(name, &header)?;
         let map = map(&file, &header, name)?;
         self.hold_shared(name, &file)?;
         // A remover (`remove_stale`, `shmem gc`) holds an exclusive lock
@@ -289,6 +361,7 @@ impl SegmentOptions {
             header,
             data,
             owner: false,
+            anonymous: false,
             persist: false,
             opener: std::process::id(),
             _member: member,
@@ -411,6 +484,71 @@ impl SegmentOptions {
     }
 }
 
+/// The name shown for an anonymous segment (in errors and by
+/// [`Segment::name`]); it cannot be attached to by name.
+pub const ANONYMOUS: &str = "(anonymous)";
+
+/// Fills a new, unnamed, empty segment file: size, header, `init` on the
+/// zeroed twin, then the header's ready state. Returns the mapping.
+fn initialise<T: Shared>(
+    file: &File,
+    name: &str,
+    init: impl FnOnce(&T::Layout),
+) -> Result<(MmapRaw, Header, NonNull<T::Layout>)> {
+    let mut header = Header::new(
+        T::type_name(),
+        Schema::of::<T>(),
+        T::FINGERPRINT,
+        size_of::<T::Layout>() as u64,
+        align_of::<T::Layout>() as u64,
+    );
+    let io = |op| move |e| Error::from_io(name, op, e);
+    os::reserve(file, header.file_size).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => {
+            Error::NoSpace { name: name.to_owned(), size: header.file_size }
+        }
+        _ => Error::from_io(name, "reserve", e),
+    })?;
+    crate::crash_point!("segment.create.reserved");
+    file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
+    crate::crash_point!("segment.create.header");
+    let map = map(file, &header, name)?;
+    let data = data_ptr::<T>(&map, &header);
+    // SAFETY: `data` points at `data_size = size_of::<T::Layout>()` bytes,
+    // aligned to `align_of::<T::Layout>()` (see `data_ptr`), inside `map`,
+    // which the caller keeps alive as long as it uses `data`. The bytes are
+    // zero (fresh file), a valid `T::Layout` by `Shared`'s contract, and the
+    // file has no name and no other descriptor yet, so no other process
+    // writes it.
+    init(unsafe { data.as_ref() });
+    crate::crash_point!("segment.create.initialised");
+    header.state = STATE_READY;
+    file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
+    Ok((map, header, data))
+}
+
+/// Checks that a segment's header describes `T`'s twin.
+fn check_layout<T: Shared>(name: &str, header: &Header) -> Result<()> {
+    let (expected_size, expected_align) = (size_of::<T::Layout>() as u64, align_of::<T::Layout>() as u64);
+    let expected_type = T::type_name();
+    if header.fingerprint != T::FINGERPRINT
+        || header.type_name != expected_type
+        || header.data_size != expected_size
+        || header.data_align != expected_align
+    {
+        return Err(Error::LayoutMismatch {
+            name: name.to_owned(),
+            expected_type,
+            expected_fingerprint: T::FINGERPRINT,
+            expected_size,
+            found_type: header.type_name.clone(),
+            found_fingerprint: header.fingerprint,
+            found_size: header.data_size,
+        });
+    }
+    Ok(())
+}
+
 /// Reads and validates the header of an open segment file.
 fn read_header(name: &str, file: &File) -> Result<Header> {
     let meta = file.metadata().map_err(|e| Error::from_io(name, "stat", e))?;
@@ -476,6 +614,8 @@ pub struct Segment<T: Shared> {
     header: Header,
     data: NonNull<T::Layout>,
     owner: bool,
+    /// No name (a memfd), or attached through a descriptor: never unlinks.
+    anonymous: bool,
     persist: bool,
     /// The process that opened this handle: a child forked without exec
     /// shares the handle's open file description (and its lock) with it,
@@ -517,6 +657,24 @@ impl<T: Shared> Segment<T> {
         SegmentOptions::new().create_with(name, init)
     }
 
+    /// Creates an anonymous segment holding `initial`, for this process and
+    /// the children it hands it to. See [`SegmentOptions::create_anonymous`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create_anonymous`].
+    pub fn create_anonymous(initial: &T) -> Result<Self> {
+        SegmentOptions::new().create_anonymous(initial)
+    }
+
+    /// Creates an anonymous segment initialised in place. See
+    /// [`SegmentOptions::create_anonymous_with`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::create_anonymous`].
+    pub fn create_anonymous_with(init: impl FnOnce(&T::Layout)) -> Result<Self> {
+        SegmentOptions::new().create_anonymous_with(init)
+    }
+
     /// Attaches to segment `name`. See [`SegmentOptions::attach`].
     ///
     /// # Errors
@@ -533,9 +691,17 @@ impl<T: Shared> Segment<T> {
         SegmentOptions::new().create_or_attach(name, initial)
     }
 
-    /// The segment's name (without a leading `/`).
+    /// The segment's name (without a leading `/`); [`ANONYMOUS`] for an
+    /// anonymous segment.
     pub fn name(this: &Self) -> &str {
         &this.name
+    }
+
+    /// Whether this handle has no name to remove: an anonymous segment
+    /// ([`Segment::create_anonymous`]), or one attached through a
+    /// descriptor ([`SegmentOptions::attach_fd`]).
+    pub fn is_anonymous(this: &Self) -> bool {
+        this.anonymous
     }
 
     /// Whether this handle created the segment.
@@ -545,7 +711,8 @@ impl<T: Shared> Segment<T> {
 
     /// Keeps the segment's name after the last handle (of any process) is
     /// dropped; remove it later with [`unlink`] or `shmem rm`. Recorded in
-    /// the segment, so it holds whichever process lets go last.
+    /// the segment, so it holds whichever process lets go last. An anonymous
+    /// segment has no name to keep: this does nothing for it.
     pub fn persist(this: &mut Self) {
         this.persist = true;
         this.persist_flag().fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
@@ -605,7 +772,8 @@ impl<T: Shared> Drop for Segment<T> {
         // persisted it: our liveness lock turns exclusive only if nobody
         // else holds one (a process attaching right now waits for it, then
         // finds the name gone and reports NotFound, or creates anew).
-        if self.persist
+        if self.anonymous
+            || self.persist
             || self.persist_flag().load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0
             || std::process::id() != self.opener
         {
@@ -617,6 +785,15 @@ impl<T: Shared> Drop for Segment<T> {
     }
 }
 
+/// The segment's file, for handing it to another process yourself (over a
+/// Unix socket; children started by [`crate::spawn()`] get it without this),
+/// which attaches with [`SegmentOptions::attach_fd`].
+impl<T: Shared> std::os::fd::AsFd for Segment<T> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 impl<T: Shared> fmt::Debug for Segment<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Segment")
@@ -624,6 +801,7 @@ impl<T: Shared> fmt::Debug for Segment<T> {
             .field("type", &self.header.type_name)
             .field("size", &self.map.len())
             .field("owner", &self.owner)
+            .field("anonymous", &self.anonymous)
             .finish_non_exhaustive()
     }
 }
