@@ -34,8 +34,9 @@ use std::fmt::Write as _;
     note = "for other plain data put the field behind a lock: #[shared(lock)], #[shared(rwlock)] or #[shared(seqlock)]"
 )]
 pub unsafe trait Shared: Sized + 'static {
-    /// The `#[repr(C)]` twin that lives in the segment.
-    type Layout: Send + Sync + 'static;
+    /// The `#[repr(C)]` twin that lives in the segment (and its read-only
+    /// form, for [`crate::ReadOnlySegment`]).
+    type Layout: Send + Sync + 'static + crate::read_only::ReadOnlyForm;
 
     /// A hash of everything about `Layout` that two processes must agree on.
     const FINGERPRINT: u64;

@@ -24,6 +24,7 @@ pub mod crash;
 pub mod error;
 pub mod layout;
 mod os;
+pub mod read_only;
 pub mod segment;
 pub mod spawn;
 pub mod sync;
@@ -35,8 +36,11 @@ pub use bytemuck;
 pub use containers::{Full, Map, PopError, PushError, Queue, Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
+pub use read_only::{read_only, ReadOnly, ReadOnlyForm};
 pub use segment::header::Header;
-pub use segment::{inspect, list, remove_stale, unlink, validate_name, Segment, SegmentInfo, SegmentOptions, View};
+pub use segment::{
+    inspect, list, remove_stale, unlink, validate_name, ReadOnlySegment, Segment, SegmentInfo, SegmentOptions, View,
+};
 pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, WorkerFn};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};
 pub use sync::mutex::{Mutex, MutexGuard, TimedLockError};

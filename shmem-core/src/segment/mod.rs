@@ -369,6 +369,43 @@ impl SegmentOptions {
         })
     }
 
+    /// Attaches to segment `name` read-only: the file is opened and mapped
+    /// without write permission, so it works for a user who may only read
+    /// it (mode `0o644`), and the handle can only read: it dereferences to
+    /// the read-only form of `T`'s twin ([`crate::read_only`](mod@crate::read_only)), on which
+    /// writing does not compile. Checks as [`attach`](Self::attach) does
+    /// (owner, header, layout).
+    ///
+    /// ```
+    /// use shmem_core::{SegmentOptions, Segment};
+    /// # let name = format!("doc-read-only-{}", std::process::id());
+    /// let seg = SegmentOptions::new().mode(0o644).create::<[u32; 2]>(&name, &[7, 8])?;
+    /// let monitor = SegmentOptions::new().attach_read_only::<[u32; 2]>(&name)?;
+    /// seg[1].store(9);
+    /// assert_eq!(monitor[1].load(), 9);
+    /// # Ok::<(), shmem_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub fn attach_read_only<T: Shared>(&self, name: &str) -> Result<ReadOnlySegment<T>> {
+        let name = validate_name(name)?;
+        let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
+        self.check_owner(name, &file)?;
+        let header = self.wait_ready(name, &file)?;
+        check_layout::<T>(name, &header)?;
+        let map = MmapOptions::new()
+            .len(header.file_size as usize)
+            .map_raw_read_only(&file)
+            .map_err(|e| Error::from_io(name, "map", e))?;
+        self.hold_shared(name, &file)?;
+        if !os::name_is_file(name, &file) {
+            return Err(Error::NotFound { name: name.to_owned() });
+        }
+        let data = data_ptr::<T>(&map, &header);
+        Ok(ReadOnlySegment { name: name.to_owned(), file, map, header, data, opener: std::process::id() })
+    }
+
     /// Attaches to segment `name` if it exists, or creates it holding
     /// `initial`. Race-free across processes: when several call this at once,
     /// exactly one creates (its handle's [`is_owner`](Segment::is_owner) is
@@ -683,6 +720,14 @@ impl<T: Shared> Segment<T> {
         SegmentOptions::new().attach(name)
     }
 
+    /// Attaches to segment `name` read-only. See [`SegmentOptions::attach_read_only`].
+    ///
+    /// # Errors
+    /// See [`SegmentOptions::attach`].
+    pub fn attach_read_only(name: &str) -> Result<ReadOnlySegment<T>> {
+        SegmentOptions::new().attach_read_only(name)
+    }
+
     /// Attaches to or creates segment `name`. See [`SegmentOptions::create_or_attach`].
     ///
     /// # Errors
@@ -715,17 +760,7 @@ impl<T: Shared> Segment<T> {
     /// segment has no name to keep: this does nothing for it.
     pub fn persist(this: &mut Self) {
         this.persist = true;
-        this.persist_flag().fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// The header's `flags` word, in the mapping.
-    fn persist_flag(&self) -> &core::sync::atomic::AtomicU32 {
-        let ptr = self.map.as_ptr().wrapping_add(header::FLAGS_OFFSET).cast::<core::sync::atomic::AtomicU32>();
-        // SAFETY: the mapping covers the whole file, which is at least the
-        // 128-byte fixed header (validated); offset 68 is 4-aligned in a
-        // page-aligned mapping; the word is only ever accessed atomically
-        // once the segment is published.
-        unsafe { &*ptr }
+        persist_flag(&this.map).fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
     }
 
     /// The user id owning the segment's file (`None` if it cannot be read).
@@ -768,20 +803,98 @@ impl<T: Shared> Deref for Segment<T> {
 
 impl<T: Shared> Drop for Segment<T> {
     fn drop(&mut self) {
-        // The last handle of all processes removes the name, unless someone
-        // persisted it: our liveness lock turns exclusive only if nobody
-        // else holds one (a process attaching right now waits for it, then
-        // finds the name gone and reports NotFound, or creates anew).
-        if self.anonymous
-            || self.persist
-            || self.persist_flag().load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0
-            || std::process::id() != self.opener
-        {
-            return;
+        if !self.anonymous && !self.persist && std::process::id() == self.opener {
+            release_name(&self.name, &self.file, &self.map);
         }
-        if os::lock_if_unused(&self.file).unwrap_or(false) {
-            let _ = os::unlink_if_same(&self.name, &self.file);
+    }
+}
+
+/// Removes the name of a segment whose handle is being dropped, if no
+/// other handle (of any process) holds it and nobody persisted it: our
+/// liveness lock turns exclusive only if nobody else holds one (a process
+/// attaching right now waits for it, then finds the name gone and reports
+/// NotFound, or creates anew).
+fn release_name(name: &str, file: &File, map: &MmapRaw) {
+    if persist_flag(map).load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0 {
+        return;
+    }
+    if os::lock_if_unused(file).unwrap_or(false) {
+        let _ = os::unlink_if_same(name, file);
+    }
+}
+
+/// The header's `flags` word, in the mapping.
+fn persist_flag(map: &MmapRaw) -> &core::sync::atomic::AtomicU32 {
+    let ptr = map.as_ptr().wrapping_add(header::FLAGS_OFFSET).cast::<core::sync::atomic::AtomicU32>();
+    // SAFETY: the mapping covers the whole file, which is at least the
+    // 128-byte fixed header (validated); offset 68 is 4-aligned in a
+    // page-aligned mapping; the word is only ever accessed atomically once
+    // the segment is published (and only loaded through a read-only mapping).
+    unsafe { &*ptr }
+}
+
+/// A read-only handle to a named segment holding a `T`, from
+/// [`Segment::attach_read_only`]: the file is mapped without write
+/// permission, and the handle dereferences to the read-only form of `T`'s
+/// twin (see [`crate::read_only`](mod@crate::read_only)): loads and seqlock reads, no writes (they
+/// do not compile). Like any handle it keeps the segment alive, and the
+/// last handle of all removes the name.
+pub struct ReadOnlySegment<T: Shared> {
+    name: String,
+    file: File,
+    map: MmapRaw,
+    header: Header,
+    data: NonNull<T::Layout>,
+    opener: u32,
+}
+
+// SAFETY: as for `Segment`: the handle owns its file and read-only mapping,
+// and hands out only shared references to the twin's read-only form
+// (`T::Layout: Send + Sync`).
+unsafe impl<T: Shared> Send for ReadOnlySegment<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Shared> Sync for ReadOnlySegment<T> {}
+
+impl<T: Shared> ReadOnlySegment<T> {
+    /// The segment's name.
+    pub fn name(this: &Self) -> &str {
+        &this.name
+    }
+
+    /// The segment's header as read when this handle was opened.
+    pub fn header(this: &Self) -> &Header {
+        &this.header
+    }
+}
+
+impl<T: Shared> Deref for ReadOnlySegment<T> {
+    type Target = <T::Layout as crate::read_only::ReadOnlyForm>::ReadOnly;
+
+    fn deref(&self) -> &Self::Target {
+        // SAFETY: as in `Segment::deref`: `data` points at an initialised
+        // `T::Layout` inside `self.map`, in bounds and aligned, for as long
+        // as `self` lives. The pages are mapped read-only; the reference is
+        // shared, and is only used through its read-only form, whose
+        // operations never write (`ReadOnlyForm`'s contract).
+        crate::read_only::read_only(unsafe { self.data.as_ref() })
+    }
+}
+
+impl<T: Shared> Drop for ReadOnlySegment<T> {
+    fn drop(&mut self) {
+        if std::process::id() == self.opener {
+            release_name(&self.name, &self.file, &self.map);
         }
+    }
+}
+
+impl<T: Shared> fmt::Debug for ReadOnlySegment<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOnlySegment")
+            .field("name", &self.name)
+            .field("type", &self.header.type_name)
+            .field("size", &self.map.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -171,7 +171,18 @@ impl<T: Pod> SeqLock<T> {
         self.read_until::<Os>(super::deadline_after(timeout))
     }
 
+    /// [`read_timeout`](Self::read_timeout) that never writes (for a
+    /// read-only mapping): a dead writer's half-done write is waited out,
+    /// not repaired.
+    pub(crate) fn read_only_timeout(&self, timeout: Duration) -> Result<LockResult<T>, TimedOut> {
+        self.read_loop::<Os>(super::deadline_after(timeout), false)
+    }
+
     fn read_until<P: Park>(&self, deadline: Option<Instant>) -> Result<LockResult<T>, TimedOut> {
+        self.read_loop::<P>(deadline, true)
+    }
+
+    fn read_loop<P: Park>(&self, deadline: Option<Instant>, repair: bool) -> Result<LockResult<T>, TimedOut> {
         // Under loom every spin is a scheduling point: keep the model small.
         const SPINS: u32 = if cfg!(loom) { 1 } else { 1_000 };
         let mut spins = 0u32;
@@ -202,7 +213,7 @@ impl<T: Pod> SeqLock<T> {
             let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << (spins - SPINS).min(5))))?;
             spins += 1;
             P::wait(futex_of(&self.seq), s1, nap);
-            if cfg!(loom) || last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL) {
+            if repair && (cfg!(loom) || last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL)) {
                 last_check = Some(Instant::now());
                 self.recover_from_dead_writer::<P>();
             }

@@ -29,10 +29,15 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let twin = twin::twin(&cont, &twin_ident);
     let imp = shared_impl::shared_impl(&cont, &twin_ident);
     let accessors = twin::accessors(&cont, &twin_ident);
+    let ro_ident = format_ident!("{}ReadOnly", cont.original.ident);
+    let ro_struct = twin::read_only_struct(&cont, &twin_ident, &ro_ident);
+    let ro_impl = twin::read_only_impl(&cont, &twin_ident, &ro_ident);
     Ok(quote! {
         #twin
+        #ro_struct
         const _: () = {
             #accessors
+            #ro_impl
             #imp
         };
     })

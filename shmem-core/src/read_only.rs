@@ -1,0 +1,227 @@
+//! Read-only access to a segment: what a process that may not write sees.
+//!
+//! [`ReadOnlySegment<T>`](crate::ReadOnlySegment) maps a segment without write permission (it works
+//! for a user who can only read the file, mode `0644`) and dereferences to
+//! the *read-only form* of `T`'s twin: the same field accessors, returning
+//! [`ReadOnly`] wrappers that have only the operations that never write.
+//! Writing through it does not compile:
+//!
+//! ```compile_fail
+//! use shmem_core::{ReadOnlySegment, Segment};
+//! # let name = format!("doc-ro-fail-{}", std::process::id());
+//! let seg = Segment::<u64>::create(&name, &1)?;
+//! let ro = ReadOnlySegment::<u64>::attach(&name)?;
+//! ro.store(2); // no `store` on a read-only scalar
+//! # Ok::<(), shmem_core::Error>(())
+//! ```
+//!
+//! What a read-only handle can do:
+//! - scalars: [`load`](ReadOnly::load);
+//! - arrays: index them, iterate them;
+//! - `#[shared(seqlock)]` fields: [`read`](ReadOnly::read) and
+//!   [`read_timeout`](ReadOnly::read_timeout), consistent copies;
+//! - events, semaphores, barriers: their state;
+//! - queues and maps: their length and capacity.
+//!
+//! `#[shared(lock)]` and `#[shared(rwlock)]` fields cannot be read: taking a
+//! lock writes the lock word. Put what a monitor must read behind
+//! `#[shared(seqlock)]`.
+
+use crate::sync::atomic::{Atomic, Scalar};
+use std::sync::LockResult;
+use std::time::Duration;
+
+/// A type with a read-only form: `ReadOnly` has exactly `Self`'s layout and
+/// only operations that never write to it.
+///
+/// # Safety
+/// `Self::ReadOnly` must be `#[repr(transparent)]` over `Self` (or an array
+/// of such forms over an array of `Self`'s elements), so that a `&Self`
+/// can be reinterpreted as a `&Self::ReadOnly`; and no operation of
+/// `Self::ReadOnly` may write to its memory, which may be mapped read-only.
+/// Implemented here and by `#[derive(Shared)]`; do not implement it by hand.
+pub unsafe trait ReadOnlyForm: Sized {
+    /// The read-only form.
+    type ReadOnly;
+}
+
+/// Views `value` in its read-only form.
+#[inline]
+pub fn read_only<L: ReadOnlyForm>(value: &L) -> &L::ReadOnly {
+    // SAFETY: `ReadOnlyForm`'s contract: `L::ReadOnly` has `L`'s exact
+    // layout (repr(transparent)), so the pointer is valid and aligned for
+    // it, for the same lifetime.
+    unsafe { &*(value as *const L).cast::<L::ReadOnly>() }
+}
+
+/// The read-only form of a shared primitive `L` (a scalar's [`Atomic`], a
+/// seqlock, an event, a queue, ...): only operations that never write.
+#[repr(transparent)]
+pub struct ReadOnly<L>(L);
+
+impl<L> std::fmt::Debug for ReadOnly<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadOnly(..)")
+    }
+}
+
+// SAFETY: `ReadOnly<L>` is repr(transparent) over `L`, and every method
+// below only loads.
+unsafe impl<T: Scalar> ReadOnlyForm for Atomic<T> {
+    type ReadOnly = ReadOnly<Atomic<T>>;
+}
+
+impl<T: Scalar> ReadOnly<Atomic<T>> {
+    /// Reads the value.
+    #[inline]
+    pub fn load(&self) -> T {
+        self.0.load()
+    }
+}
+
+// SAFETY: an array of repr(transparent) forms has the array's layout.
+unsafe impl<L: ReadOnlyForm, const N: usize> ReadOnlyForm for [L; N] {
+    type ReadOnly = [L::ReadOnly; N];
+}
+
+// SAFETY: repr(transparent); `read` and `read_timeout` only load (they
+// never repair a dead writer's sequence, which a writer does).
+unsafe impl<T: bytemuck::Pod + Send> ReadOnlyForm for crate::sync::seqlock::SeqLock<T> {
+    type ReadOnly = ReadOnly<crate::sync::seqlock::SeqLock<T>>;
+}
+
+impl<T: bytemuck::Pod + Send> ReadOnly<crate::sync::seqlock::SeqLock<T>> {
+    /// A consistent copy of the value, waiting while a write is in
+    /// progress. A read-only process cannot repair a writer that died in
+    /// the middle of a write: then this waits until a process that can
+    /// write touches the lock. Use [`read_timeout`](Self::read_timeout)
+    /// where that matters.
+    ///
+    /// # Errors
+    /// `PoisonError` carrying the copy if a writer died mid-write earlier.
+    pub fn read(&self) -> LockResult<T> {
+        loop {
+            if let Ok(r) = self.0.read_only_timeout(Duration::from_secs(3600)) {
+                return r;
+            }
+        }
+    }
+
+    /// [`read`](Self::read), waiting at most `timeout` for a write in progress.
+    ///
+    /// # Errors
+    /// `Err(TimedOut)` if every try met a write in progress.
+    pub fn read_timeout(&self, timeout: Duration) -> Result<LockResult<T>, crate::sync::TimedOut> {
+        self.0.read_only_timeout(timeout)
+    }
+}
+
+/// Locks cannot be taken without writing their lock word: a read-only
+/// form with no operations.
+macro_rules! opaque {
+    ($($t:ident :: $path:path),*) => {$(
+        // SAFETY: repr(transparent), and no operations at all.
+        unsafe impl<T: bytemuck::Pod + Send> ReadOnlyForm for $path {
+            type ReadOnly = ReadOnly<$path>;
+        }
+    )*};
+}
+opaque!(Mutex::crate::sync::mutex::Mutex<T>, RwLock::crate::sync::rwlock::RwLock<T>);
+
+// SAFETY: repr(transparent); the methods below only load.
+unsafe impl ReadOnlyForm for crate::sync::wait::Event {
+    type ReadOnly = ReadOnly<crate::sync::wait::Event>;
+}
+
+impl ReadOnly<crate::sync::wait::Event> {
+    /// Whether the event is set.
+    pub fn is_set(&self) -> bool {
+        self.0.is_set()
+    }
+}
+
+// SAFETY: repr(transparent); the methods below only load.
+unsafe impl ReadOnlyForm for crate::sync::wait::Semaphore {
+    type ReadOnly = ReadOnly<crate::sync::wait::Semaphore>;
+}
+
+impl ReadOnly<crate::sync::wait::Semaphore> {
+    /// The permits available now.
+    pub fn available(&self) -> u32 {
+        self.0.available()
+    }
+}
+
+// SAFETY: repr(transparent); the methods below only load.
+unsafe impl ReadOnlyForm for crate::sync::wait::Barrier {
+    type ReadOnly = ReadOnly<crate::sync::wait::Barrier>;
+}
+
+impl ReadOnly<crate::sync::wait::Barrier> {
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.0.parties()
+    }
+}
+
+// SAFETY: repr(transparent), and no operations at all.
+unsafe impl ReadOnlyForm for crate::sync::wait::Condvar {
+    type ReadOnly = ReadOnly<crate::sync::wait::Condvar>;
+}
+
+// SAFETY: repr(transparent); the methods below only load.
+unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> ReadOnlyForm for crate::containers::Queue<T, N> {
+    type ReadOnly = ReadOnly<crate::containers::Queue<T, N>>;
+}
+
+impl<T: bytemuck::Pod + Send + Sync, const N: usize> ReadOnly<crate::containers::Queue<T, N>> {
+    /// The number of queued items (a snapshot).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The capacity `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+// SAFETY: repr(transparent); the methods below only load.
+unsafe impl<K, V, const N: usize> ReadOnlyForm for crate::containers::Map<K, V, N>
+where
+    K: bytemuck::Pod + std::hash::Hash + Eq + Send + Sync,
+    V: bytemuck::Pod + Send + Sync,
+{
+    type ReadOnly = ReadOnly<crate::containers::Map<K, V, N>>;
+}
+
+impl<K, V, const N: usize> ReadOnly<crate::containers::Map<K, V, N>>
+where
+    K: bytemuck::Pod + std::hash::Hash + Eq + Send + Sync,
+    V: bytemuck::Pod + Send + Sync,
+{
+    /// The number of entries (a snapshot).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the map is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+}
