@@ -553,15 +553,10 @@ fn another_users_segment_is_refused_unless_trusted() {
 fn stale_segments_are_reported_and_replaced_on_request() {
     let name = unique_name("stale");
     let _rm = RemoveOnDrop(name.clone());
-    // The creator is SIGKILLed: the name stays, nobody holds it.
-    let mut creator = child("create_and_hang", &[&name]).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(creator.stdout.as_mut().unwrap()), &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    creator.kill().unwrap();
-    creator.wait().unwrap();
-    assert!(shm_path(&name).exists());
+    leave_stale(&name);
     let fresh = Stats { hits: 9, ..Default::default() };
+    // Not adopted even by a caller of another type (stale before mismatched).
+    assert!(matches!(Segment::<u64>::create_or_attach(&name, &1), Err(Error::StaleExists { .. })));
     for result in
         [Segment::<Stats>::create(&name, &fresh).map(drop), Segment::<Stats>::create_or_attach(&name, &fresh).map(drop)]
     {
@@ -583,6 +578,24 @@ fn stale_segments_are_reported_and_replaced_on_request() {
     assert!(!shmem::remove_stale(&name).unwrap(), "remove_stale removed a live segment");
     let again = SegmentOptions::new().replace_stale(true).create_or_attach(&name, &fresh).unwrap();
     assert!(!Segment::is_owner(&again), "joined the live one");
+    drop((replaced, again));
+    // create_or_attach replaces a stale one when asked, and starts afresh.
+    leave_stale(&name);
+    let new = SegmentOptions::new().replace_stale(true).create_or_attach(&name, &fresh).unwrap();
+    assert!(Segment::is_owner(&new));
+    assert_eq!(new.hits().load(), 9, "the stale data (hits = 5) was not adopted");
+}
+
+/// Has a child create segment `name` and SIGKILLs it: the name stays,
+/// nobody holds it.
+fn leave_stale(name: &str) {
+    let mut creator = child("create_and_hang", &[name]).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(creator.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    creator.kill().unwrap();
+    creator.wait().unwrap();
+    assert!(shm_path(name).exists());
 }
 
 /// Creates segment `args[0]` (hits = 5), says ready, and waits to be killed.

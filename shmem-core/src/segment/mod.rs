@@ -339,10 +339,41 @@ impl SegmentOptions {
     /// [`Error::VersionMismatch`], [`Error::Truncated`], [`Error::Corrupt`],
     /// [`Error::NotReady`], [`Error::PermissionDenied`], [`Error::Io`].
     pub fn attach<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
+        self.attach_named(name, false)
+    }
+
+    /// [`attach`](Self::attach); with `refuse_stale`, a segment that no
+    /// process holds at the moment we take our lock (its creator died) is
+    /// reported as [`Error::StaleExists`] (or, with `replace_stale`,
+    /// removed and reported as [`Error::NotFound`] so the caller creates
+    /// anew) instead of adopted: `create_or_attach`'s check, free of the
+    /// window between a first look and the attach.
+    fn attach_named<T: Shared>(&self, name: &str, refuse_stale: bool) -> Result<Segment<T>> {
         let name = validate_name(name)?;
         let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
         self.check_owner(name, &file)?;
         let header = self.wait_ready(name, &file)?;
+        // Taking an exclusive lock without waiting succeeds only if no
+        // process holds the segment: a creator locks before it links the
+        // name, and a last holder that is leaving holds it exclusively.
+        // (Nobody holding it, nobody can be setting its persist flag.)
+        if refuse_stale
+            && header.flags & header::FLAG_PERSIST == 0
+            && os::lock_if_unused(&file).map_err(|e| Error::from_io(name, "lock", e))?
+        {
+            if !self.replace_stale {
+                return Err(Error::StaleExists {
+                    name: name.to_owned(),
+                    creator_pid: header.creator_pid,
+                    created_unix_ms: header.created_unix_ms,
+                });
+            }
+            return match os::unlink_if_same(name, &file) {
+                Ok(()) => Err(Error::NotFound { name: name.to_owned() }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound { name: name.to_owned() }),
+                Err(e) => Err(Error::from_io(name, "unlink", e)),
+            };
+        }
         check_layout::<T>(name, &header)?;
         let map = map(&file, &header, name)?;
         self.hold_shared(name, &file)?;
@@ -430,23 +461,12 @@ impl SegmentOptions {
     pub fn create_or_attach_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
         let start = Instant::now();
         // A stale segment (nobody holds it: its creator crashed) is not
-        // silently adopted: replaced if asked, reported otherwise.
-        if let Ok(info) = inspect(name) {
-            if is_stale(&info) {
-                if self.replace_stale {
-                    self.remove_stale_if_trusted(name)?;
-                } else {
-                    return Err(Error::StaleExists {
-                        name: name.to_owned(),
-                        creator_pid: info.header.creator_pid,
-                        created_unix_ms: info.header.created_unix_ms,
-                    });
-                }
-            }
-        }
+        // silently adopted: replaced if asked, reported otherwise. Checked
+        // when the attach takes its lock, not by a look beforehand (the
+        // creator could die in between).
         let mut init = Some(init);
         loop {
-            match self.attach(name) {
+            match self.attach_named(name, true) {
                 Err(Error::NotFound { .. }) => {}
                 other => return other,
             }
