@@ -214,8 +214,49 @@ fn two_types_under_one_name_mismatch() {
     let _seg = Segment::create(&name, &sample()).unwrap();
     let out = run_child_ok("attach_other", &[&name]);
     assert!(out.contains("holds `Stats`") && out.contains("not `Other`"), "{out}");
-    assert!(out.contains(&format!("{:#018x}", <Stats as Shared>::FINGERPRINT)), "{out}");
-    assert!(out.contains(&format!("{:#018x}", <Other as Shared>::FINGERPRINT)), "{out}");
+    assert!(out.contains("the segment has i32 at offset 8, this program has no such field"), "{out}");
+    assert!(out.contains("more; see Error::LayoutMismatch's `differences`"), "{out}");
+}
+
+/// Two builds of one program, where a field changed type: the message
+/// names the field and both types, and `Debug` (what `?` in `main` prints)
+/// starts with that message and lists every difference.
+fn a_retyped_field_is_named_in_the_mismatch() {
+    mod old {
+        #[derive(shmem::Shared, Default)]
+        pub struct Rec {
+            pub id: u32,
+            pub count: u64,
+            pub gone: [u8; 4],
+        }
+    }
+    mod new {
+        #[derive(shmem::Shared, Default)]
+        pub struct Rec {
+            pub id: u32,
+            pub count: i64,
+            pub added: [u8; 4],
+        }
+    }
+    let name = unique_name("retyped");
+    let _seg = Segment::create(&name, &old::Rec::default()).unwrap();
+    let err = Segment::<new::Rec>::attach(&name).unwrap_err();
+    let Error::LayoutMismatch { differences, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(
+        differences,
+        &[
+            "field `count`: the segment has u64 at offset 8, this program expects i64 at offset 8",
+            "field `gone`: the segment has [u8; 4] at offset 16, this program has no such field",
+            "field `added`: this program expects [u8; 4] at offset 16, the segment has no such field",
+        ]
+    );
+    let message = err.to_string();
+    assert!(message.contains("holds another layout of `Rec`"), "{message}");
+    assert!(message.contains(&differences[0]) && message.contains("and 2 more"), "{message}");
+    assert!(message.contains(&format!("shmem show {name}")), "{message}");
+    let debug = format!("{err:?}");
+    assert!(debug.starts_with(&message), "{debug}");
+    assert!(differences.iter().all(|d| debug.contains(d.as_str())), "{debug}");
 }
 
 fn missing_name_is_not_found() {
@@ -233,6 +274,7 @@ fn invalid_names_are_rejected() {
     let long = "x".repeat(300);
     let err = Segment::<Stats>::attach(&long).unwrap_err();
     assert!(err.to_string().contains("longer than 200 bytes"), "{err}");
+    assert!(err.to_string().contains("(300 characters)") && err.to_string().len() < 200, "{err}");
 }
 
 fn garbage_file_is_corrupt() {
@@ -676,6 +718,7 @@ fn main() {
             ("persisted_segments_are_not_stale", persisted_segments_are_not_stale),
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
+            ("a_retyped_field_is_named_in_the_mismatch", a_retyped_field_is_named_in_the_mismatch),
             ("missing_name_is_not_found", missing_name_is_not_found),
             ("invalid_names_are_rejected", invalid_names_are_rejected),
             ("garbage_file_is_corrupt", garbage_file_is_corrupt),

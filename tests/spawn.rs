@@ -125,14 +125,17 @@ fn role_no_segment_given(_args: &[String]) {
 /// `spawn` must refuse (no runaway chain of children), and our `join` must
 /// say the worker never ran and how to fix it.
 fn role_spawn_without_init(args: &[String]) {
-    let seg = Segment::<Work>::attach(&args[0]).unwrap();
-    let spawned = shmem::spawn(&seg, add, 5);
+    // The worker child is this binary run again without arguments.
+    let attached = Segment::<Work>::attach(args.first().map_or("not-given", String::as_str));
     if std::env::var_os("SHMEM_WORKER").is_some() {
-        let err = spawned.expect_err("a worker child without init() must not spawn");
-        assert!(err.to_string().contains("shmem::init()"), "{err}");
+        // The worker child runs this `main` again: its first shmem call says why.
+        let err = attached.expect_err("a worker child without init() must not attach");
+        assert!(matches!(err, Error::InitNotCalled { .. }), "{err:?}");
+        assert!(format!("{err:?}").contains("add `shmem::init();` as the first line of `main`"), "{err:?}");
         std::process::exit(3);
     }
-    match spawned.unwrap().join() {
+    let seg = attached.unwrap();
+    match shmem::spawn(&seg, add, 5).unwrap().join() {
         Err(e @ Error::WorkerNotStarted { .. }) => println!("{e}"),
         other => panic!("expected WorkerNotStarted, got {other:?}"),
     }
@@ -255,6 +258,7 @@ fn forgotten_init_is_reported_not_repeated() {
     common::assert_success(&out, "spawn_without_init");
     let message = String::from_utf8_lossy(&out.stdout);
     assert!(message.contains("never ran") && message.contains("call `shmem::init()`"), "{message}");
+    assert!(message.contains("exit status: 3"), "the child stopped at its first attach: {message}");
     assert_eq!(seg.total().load(), 0, "the worker function did not run");
 }
 

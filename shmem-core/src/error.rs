@@ -23,6 +23,7 @@
 //! | [`Error::WorkerFailed`] | a spawned worker could not run (e.g. its segment was not found) |
 //! | [`Error::ChildKilled`] | a child process was killed by a signal |
 //! | [`Error::WorkerNotStarted`] | the child exited without running its worker (`shmem::init()` missing?) |
+//! | [`Error::InitNotCalled`] | a worker child's `main` did not call `shmem::init()` first |
 //! | [`Error::JoinTimeout`] | a child did not exit within the timeout |
 //! | [`Error::NotAWorker`] | `spawn` was given a function not marked `#[shmem::worker]` |
 //! | [`Error::NoSegmentGiven`] | `attach_given` found no segment name in the environment |
@@ -37,25 +38,44 @@ use std::time::Duration;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong with a shared-memory segment.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Display` is one sentence that says what happened and, where there is
+/// one, what to do. `Debug` (what `?` in `main` prints) starts with the same
+/// sentence, then the variant's name, so a program that forgets to handle
+/// an error still tells its user what to do.
+///
+/// ```
+/// let err = shmem_core::Segment::<u64>::attach("no-such-segment-anywhere").unwrap_err();
+/// assert!(matches!(err, shmem_core::Error::NotFound { .. }));
+/// assert!(format!("{err:?}").starts_with("no shared-memory segment named `no-such-segment-anywhere`"));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No segment exists under this name.
-    #[error("no shared-memory segment named `{name}`")]
+    #[error(
+        "no shared-memory segment named `{}`: check the name (`shmem ls` lists them), \
+         create it first, or use create_or_attach",
+        short(.name)
+    )]
     NotFound {
         /// The segment name.
         name: String,
     },
 
     /// `create` was asked for a name that already exists.
-    #[error("a shared-memory segment named `{name}` already exists")]
+    #[error(
+        "a shared-memory segment named `{}` already exists: attach to it, use create_or_attach, \
+         or pick another name (`shmem show {}` says who created it)",
+        short(.name), short(.name)
+    )]
     AlreadyExists {
         /// The segment name.
         name: String,
     },
 
     /// The name cannot be a segment name.
-    #[error("invalid segment name {name:?}: {reason}")]
+    #[error("invalid segment name {:?}: {reason}", short(.name))]
     InvalidName {
         /// The rejected name.
         name: String,
@@ -65,10 +85,7 @@ pub enum Error {
 
     /// The segment holds a different type, or a different layout of the same
     /// type (a field added, renamed, reordered or retyped).
-    #[error(
-        "segment `{name}` holds `{found_type}` (fingerprint {found_fingerprint:#018x}, {found_size} bytes), \
-         not `{expected_type}` (fingerprint {expected_fingerprint:#018x}, {expected_size} bytes)"
-    )]
+    #[error("{}", layout_message(self))]
     LayoutMismatch {
         /// The segment name.
         name: String,
@@ -84,10 +101,19 @@ pub enum Error {
         found_fingerprint: u64,
         /// The data size recorded in the segment.
         found_size: u64,
+        /// How the segment's layout differs from the caller's type, one
+        /// sentence per field (`field `count`: the segment has u64 at
+        /// offset 8, this program expects i64 at offset 8`); the message
+        /// names the first ones.
+        differences: Vec<String>,
     },
 
     /// The segment header has a format version this library does not read.
-    #[error("segment `{name}` has header format version {found}; this library reads version {expected}")]
+    #[error(
+        "segment `{}` has header format version {found}; this library reads version {expected}: \
+         build both programs with the same shmem version",
+        short(.name)
+    )]
     VersionMismatch {
         /// The segment name.
         name: String,
@@ -98,7 +124,11 @@ pub enum Error {
     },
 
     /// The file is shorter than its header requires.
-    #[error("segment `{name}` is truncated: {found} bytes, expected at least {expected}")]
+    #[error(
+        "segment `{}` is truncated: {found} bytes, expected at least {expected} (not written by shmem, \
+         or cut short by another program); `shmem rm {}` removes it",
+        short(.name), short(.name)
+    )]
     Truncated {
         /// The segment name.
         name: String,
@@ -109,7 +139,7 @@ pub enum Error {
     },
 
     /// The file under this name is not a valid shmem segment.
-    #[error("segment `{name}` is corrupt: {reason}")]
+    #[error("segment `{}` is corrupt: {reason}; it is not usable as a shmem segment", short(.name))]
     Corrupt {
         /// The segment name.
         name: String,
@@ -118,7 +148,11 @@ pub enum Error {
     },
 
     /// The segment did not become ready in time.
-    #[error("segment `{name}` was not ready after {waited:?}")]
+    #[error(
+        "segment `{}` was not ready after {waited:?}: its creator is still initialising it or died doing so \
+         (`shmem gc` removes abandoned segments); SegmentOptions::timeout waits longer",
+        short(.name)
+    )]
     NotReady {
         /// The segment name.
         name: String,
@@ -127,14 +161,22 @@ pub enum Error {
     },
 
     /// The operating system denied access.
-    #[error("permission denied for segment `{name}`")]
+    #[error(
+        "permission denied for segment `{}`: its file's mode does not let this user open it this way \
+         (create it with SegmentOptions::mode, e.g. 0o660, or attach_read_only where reading is enough)",
+        short(.name)
+    )]
     PermissionDenied {
         /// The segment name.
         name: String,
     },
 
     /// Not enough shared memory (`/dev/shm` is full or too small).
-    #[error("not enough shared memory to create segment `{name}` of {size} bytes")]
+    #[error(
+        "not enough shared memory to create segment `{}` of {size} bytes: /dev/shm is full or too small \
+         (`df -h /dev/shm`; `shmem gc` removes abandoned segments; in Docker, raise --shm-size)",
+        short(.name)
+    )]
     NoSpace {
         /// The segment name.
         name: String,
@@ -237,8 +279,21 @@ pub enum Error {
         status: std::process::ExitStatus,
     },
 
+    /// This process was started as a worker, but its `main` did not call
+    /// `shmem::init()` first: it is running `main` instead of the worker.
+    /// Returned by every create, attach and spawn in such a process.
+    #[error(
+        "this process was started to run a shmem worker, but its `main` did not call `shmem::init()` \
+         first (segment `{}`): add `shmem::init();` as the first line of `main`",
+        short(.name)
+    )]
+    InitNotCalled {
+        /// The segment the call was about.
+        name: String,
+    },
+
     /// A child did not exit within the timeout; its handle is still usable.
-    #[error("child `{child}` (pid {pid}) still running after {waited:?}")]
+    #[error("child `{child}` (pid {pid}) still running after {waited:?}: join again, or kill() it")]
     JoinTimeout {
         /// The worker name or program.
         child: String,
@@ -256,7 +311,10 @@ pub enum Error {
     },
 
     /// This process was not given a segment name (`SHMEM_SEGMENT` unset).
-    #[error("no segment was given to this process: the {var} environment variable is not set")]
+    #[error(
+        "no segment was given to this process: the {var} environment variable is not set \
+         (start this program with shmem::SpawnOptions::command, which gives it one)"
+    )]
     NoSegmentGiven {
         /// The environment variable that should name the segment.
         var: &'static str,
@@ -298,6 +356,7 @@ impl Error {
             Error::WorkerFailed { .. } => ErrorKind::WorkerFailed,
             Error::ChildKilled { .. } => ErrorKind::ChildKilled,
             Error::WorkerNotStarted { .. } => ErrorKind::WorkerNotStarted,
+            Error::InitNotCalled { .. } => ErrorKind::InitNotCalled,
             Error::JoinTimeout { .. } => ErrorKind::JoinTimeout,
             Error::NoSegmentGiven { .. } => ErrorKind::NoSegmentGiven,
             Error::NotAWorker { .. } => ErrorKind::NotAWorker,
@@ -328,13 +387,14 @@ pub enum ErrorKind {
     WorkerFailed,
     ChildKilled,
     WorkerNotStarted,
+    InitNotCalled,
     JoinTimeout,
     NoSegmentGiven,
     NotAWorker,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 21] = [
+    const ALL: [ErrorKind; 22] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidName,
@@ -353,6 +413,7 @@ impl ErrorKind {
         ErrorKind::WorkerFailed,
         ErrorKind::ChildKilled,
         ErrorKind::WorkerNotStarted,
+        ErrorKind::InitNotCalled,
         ErrorKind::JoinTimeout,
         ErrorKind::NoSegmentGiven,
         ErrorKind::NotAWorker,
@@ -387,6 +448,72 @@ pub enum Corruption {
     /// The schema text cannot be parsed.
     #[error("malformed schema: {0}")]
     BadSchema(String),
+}
+
+impl std::fmt::Debug for Error {
+    /// The message first (as `anyhow` prints errors), then the variant and,
+    /// for OS errors, the cause: `?` in `main` shows the user what to do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}\n\n(shmem::Error::{:?})", self.kind())?;
+        if let Error::LayoutMismatch { differences, .. } = self {
+            if differences.len() > 1 {
+                f.write_str("\n\nAll differences:")?;
+                for d in differences {
+                    write!(f, "\n    {d}")?;
+                }
+            }
+        }
+        if let Error::Io { source, .. } = self {
+            write!(f, "\n\nCaused by:\n    {source:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A name as shown in messages: in full up to 64 characters, else its
+/// start and length (a 300-character mistake need not fill the screen).
+fn short(name: &str) -> String {
+    const MAX: usize = 64;
+    if name.chars().count() <= MAX {
+        return name.to_owned();
+    }
+    let head: String = name.chars().take(48).collect();
+    format!("{head}... ({} characters)", name.chars().count())
+}
+
+/// The message of [`Error::LayoutMismatch`].
+fn layout_message(e: &Error) -> String {
+    let Error::LayoutMismatch {
+        name,
+        expected_type,
+        expected_fingerprint,
+        expected_size,
+        found_type,
+        found_fingerprint,
+        found_size,
+        differences,
+    } = e
+    else {
+        return String::new();
+    };
+    let name = short(name);
+    let mut m = if found_type == expected_type {
+        format!("segment `{name}` holds another layout of `{found_type}` than this program's")
+    } else {
+        format!("segment `{name}` holds `{found_type}`, not `{expected_type}`")
+    };
+    match differences.as_slice() {
+        [] => m.push_str(&format!(
+            " (fingerprint {found_fingerprint:#018x}, {found_size} bytes in the segment; \
+             {expected_fingerprint:#018x}, {expected_size} bytes here)"
+        )),
+        [first] => m.push_str(&format!(": {first}")),
+        [first, rest @ ..] => {
+            m.push_str(&format!(": {first} (and {} more; see Error::LayoutMismatch's `differences`)", rest.len()))
+        }
+    }
+    m.push_str(&format!(". Rebuild the programs that share it from the same definition, or see `shmem show {name}`"));
+    m
 }
 
 fn signal_name(signal: i32) -> &'static str {

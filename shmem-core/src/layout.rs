@@ -436,6 +436,66 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// How this schema (a segment's) differs from `expected` (this
+    /// program's type), one sentence per field, in field order: what
+    /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) reports.
+    ///
+    /// ```
+    /// use shmem_core::Schema;
+    /// let found = Schema::of::<[u64; 2]>();
+    /// let expected = Schema::of::<[i64; 2]>();
+    /// assert_eq!(
+    ///     found.differences(&expected),
+    ///     ["the value: the segment has [u64; 2] at offset 0, this program expects [i64; 2] at offset 0"],
+    /// );
+    /// ```
+    pub fn differences(&self, expected: &Schema) -> Vec<String> {
+        let label = |path: &str| if path.is_empty() { "the value".to_owned() } else { format!("field `{path}`") };
+        let mut out = Vec::new();
+        for found in &self.entries {
+            match expected.entries.iter().find(|e| e.path == found.path) {
+                Some(exp) if exp == found => {}
+                Some(exp) => out.push(format!(
+                    "{}: the segment has {}, this program expects {}",
+                    label(&found.path),
+                    found.describe(),
+                    exp.describe()
+                )),
+                None => out.push(format!(
+                    "{}: the segment has {}, this program has no such field",
+                    label(&found.path),
+                    found.describe()
+                )),
+            }
+        }
+        for exp in &expected.entries {
+            if !self.entries.iter().any(|f| f.path == exp.path) {
+                out.push(format!(
+                    "{}: this program expects {}, the segment has no such field",
+                    label(&exp.path),
+                    exp.describe()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl SchemaEntry {
+    /// `u64 at offset 8`, `[u32; 4] at offset 16`, `struct Inner at offset 0`.
+    fn describe(&self) -> String {
+        let scalar = !self.kind.contains(' ');
+        if self.count > 1 && scalar {
+            format!("[{}; {}] at offset {}", self.kind, self.count, self.offset)
+        } else if self.count > 1 {
+            format!("{} x {} at offset {} ({} bytes)", self.count, self.kind, self.offset, self.size)
+        } else {
+            format!("{} at offset {}", self.kind, self.offset)
+        }
+    }
+}
+
 /// Collects [`SchemaEntry`]s; passed to [`Shared::describe`].
 #[derive(Debug)]
 pub struct SchemaBuilder {

@@ -412,13 +412,13 @@ impl SpawnOptions {
     }
 }
 
-fn refuse_in_uninitialised_worker(segment: &str) -> Result<()> {
-    if std::env::var_os(WORKER_ENV).is_some() && !INIT_CALLED.load(Ordering::Relaxed) {
-        return Err(Error::Io {
-            name: segment.to_owned(),
-            op: "spawn (this process was started as a worker but main() did not call shmem::init())",
-            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
-        });
+/// In a worker child whose `main` did not call [`init`]: refuses to create,
+/// attach or spawn (that `main` is running where the worker should, and
+/// would otherwise fail later with a misleading error, or start children
+/// of its own without end).
+pub(crate) fn refuse_in_uninitialised_worker(segment: &str) -> Result<()> {
+    if !INIT_CALLED.load(Ordering::Relaxed) && std::env::var_os(WORKER_ENV).is_some() {
+        return Err(Error::InitNotCalled { name: segment.to_owned() });
     }
     Ok(())
 }

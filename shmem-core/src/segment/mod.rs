@@ -184,6 +184,7 @@ impl SegmentOptions {
     /// # Errors
     /// As [`create`](Self::create). If `init` panics, nothing is created.
     pub fn create_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        crate::spawn::refuse_in_uninitialised_worker(name)?;
         let name = validate_name(name)?;
         let io = |op| move |e| Error::from_io(name, op, e);
         let unnamed = os::create_unnamed(self.mode).map_err(io("create"))?;
@@ -264,6 +265,7 @@ impl SegmentOptions {
     /// # Errors
     /// As [`create_anonymous`](Self::create_anonymous).
     pub fn create_anonymous_with<T: Shared>(&self, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
         let name = ANONYMOUS;
         let io = |op| move |e| Error::from_io(name, op, e);
         let file = os::create_memfd(&format!("shmem:{}", T::type_name())).map_err(io("create"))?;
@@ -302,6 +304,7 @@ impl SegmentOptions {
     /// As [`attach`](Self::attach), less [`Error::NotFound`] and
     /// [`Error::ForeignOwner`].
     pub fn attach_fd<T: Shared>(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Segment<T>> {
+        crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
         let name = ANONYMOUS;
         let (owned, _) = os::reopen(fd).map_err(|e| Error::from_io(name, "open", e))?;
         let file = File::from(owned);
@@ -349,6 +352,7 @@ impl SegmentOptions {
     /// anew) instead of adopted: `create_or_attach`'s check, free of the
     /// window between a first look and the attach.
     fn attach_named<T: Shared>(&self, name: &str, refuse_stale: bool) -> Result<Segment<T>> {
+        crate::spawn::refuse_in_uninitialised_worker(name)?;
         let name = validate_name(name)?;
         let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
         self.check_owner(name, &file)?;
@@ -420,6 +424,7 @@ impl SegmentOptions {
     /// # Errors
     /// As [`attach`](Self::attach).
     pub fn attach_read_only<T: Shared>(&self, name: &str) -> Result<ReadOnlySegment<T>> {
+        crate::spawn::refuse_in_uninitialised_worker(name)?;
         let name = validate_name(name)?;
         let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
         self.check_owner(name, &file)?;
@@ -601,6 +606,7 @@ fn check_layout<T: Shared>(name: &str, header: &Header) -> Result<()> {
             found_type: header.type_name.clone(),
             found_fingerprint: header.fingerprint,
             found_size: header.data_size,
+            differences: header.schema.differences(&Schema::of::<T>()),
         });
     }
     Ok(())
