@@ -243,8 +243,8 @@ fn a_retyped_field_is_named_in_the_mismatch() {
     let err = Segment::<new::Rec>::attach(&name).unwrap_err();
     let Error::LayoutMismatch { differences, .. } = &err else { panic!("{err:?}") };
     assert_eq!(
-        differences,
-        &[
+        &differences[..],
+        [
             "field `count`: the segment has u64 at offset 8, this program expects i64 at offset 8",
             "field `gone`: the segment has [u8; 4] at offset 16, this program has no such field",
             "field `added`: this program expects [u8; 4] at offset 16, the segment has no such field",

@@ -105,7 +105,7 @@ pub enum Error {
         /// sentence per field (`field `count`: the segment has u64 at
         /// offset 8, this program expects i64 at offset 8`); the message
         /// names the first ones.
-        differences: Vec<String>,
+        differences: Box<[String]>,
     },
 
     /// The segment header has a format version this library does not read.
@@ -502,7 +502,7 @@ fn layout_message(e: &Error) -> String {
     } else {
         format!("segment `{name}` holds `{found_type}`, not `{expected_type}`")
     };
-    match differences.as_slice() {
+    match &differences[..] {
         [] => m.push_str(&format!(
             " (fingerprint {found_fingerprint:#018x}, {found_size} bytes in the segment; \
              {expected_fingerprint:#018x}, {expected_size} bytes here)"

@@ -606,7 +606,7 @@ fn check_layout<T: Shared>(name: &str, header: &Header) -> Result<()> {
             found_type: header.type_name.clone(),
             found_fingerprint: header.fingerprint,
             found_size: header.data_size,
-            differences: header.schema.differences(&Schema::of::<T>()),
+            differences: header.schema.differences(&Schema::of::<T>()).into(),
         });
     }
     Ok(())
