@@ -81,8 +81,32 @@
 //!
 //! A field that is not a scalar, an array of scalars or a shared struct is
 //! kept behind a cross-process lock. Its type must be plain data
-//! ([`bytemuck::Pod`]: numbers, arrays of them, and
-//! `#[repr(C)]` structs deriving `Pod`).
+//! ([`bytemuck::Pod`]: numbers, arrays of them, and structs of those).
+//! Make a struct of your own plain data with one line, [`#[shmem::plain]`](macro@plain),
+//! which needs no other dependency:
+//!
+//! ```
+//! use shmem::{Segment, Shared};
+//!
+//! #[shmem::plain]
+//! pub struct Config {
+//!     pub retries: u32,
+//!     pub timeout_ms: u32,
+//! }
+//!
+//! #[derive(Shared)]
+//! pub struct App {
+//!     #[shared(rwlock)]
+//!     pub config: Config,
+//! }
+//!
+//! let app = Segment::create_anonymous(&App { config: Config { retries: 3, timeout_ms: 500 } })?;
+//! app.config().write().unwrap().retries += 1;
+//! assert_eq!(app.config().read().unwrap().retries, 4);
+//! # Ok::<(), shmem::Error>(())
+//! ```
+//!
+//! And with several fields behind one lock:
 //!
 //! ```
 //! use shmem::{Segment, Shared};
@@ -202,9 +226,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmem_core::*;
-/// Makes `fn name(seg: &Segment<T>, arg: A)` a worker that [`spawn()`]
-/// starts in a child process; see [`mod@spawn`].
-pub use shmem_derive::worker;
-/// Derives [`Shared`](trait@Shared) for a struct with named fields; see the
-/// [crate docs](crate).
-pub use shmem_derive::Shared;
+// The macros' documentation is written once, on their definitions in
+// shmem-derive (a doc comment here would be shown before it, twice over).
+pub use shmem_derive::{plain, worker, Shared};

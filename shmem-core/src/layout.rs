@@ -30,8 +30,11 @@ use std::fmt::Write as _;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a plain field of a #[derive(Shared)] struct",
     label = "`{Self}` has no atomic form in shared memory",
-    note = "plain fields may be integers, bool, char, f32, f64, arrays of them, or other #[derive(Shared)] structs",
-    note = "for other plain data put the field behind a lock: #[shared(lock)], #[shared(rwlock)] or #[shared(seqlock)]"
+    note = "plain fields may be integers up to 64 bits, bool, char, f32, f64, arrays of them, \
+            other #[derive(Shared)] structs, shmem::Event, Semaphore, Barrier, Condvar, Queue and Map",
+    note = "for a struct of plain data, mark its definition #[shmem::plain] and put the field behind \
+            #[shared(lock)], #[shared(rwlock)] or #[shared(seqlock)]; an enum is not plain data: \
+            store it as an integer field (`mode: u8`) with named constants"
 )]
 pub unsafe trait Shared: Sized + 'static {
     /// The `#[repr(C)]` twin that lives in the segment (and its read-only
@@ -257,7 +260,7 @@ pub unsafe trait LockedField<T>: Send + Sync + Sized + 'static {
 
 // SAFETY: `Mutex<T>` is `repr(C)`: a zero-valid lock word, a poison flag
 // and a `T: Pod`, valid for any bytes.
-unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mutex::Mutex<T> {
+unsafe impl<T: PlainData + Send + Sync> LockedField<T> for crate::sync::mutex::Mutex<T> {
     const KIND: &'static str = "mutex";
     const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
@@ -270,7 +273,7 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::mute
 
 // SAFETY: `RwLock<T>` is `repr(C)`: a zero-valid gate, state, poison and
 // departure words, zero-valid reader slots (token, count) and a `T: Pod`.
-unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlock::RwLock<T> {
+unsafe impl<T: PlainData + Send + Sync> LockedField<T> for crate::sync::rwlock::RwLock<T> {
     const KIND: &'static str = "rwlock";
     const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
@@ -283,7 +286,7 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::rwlo
 
 // SAFETY: `SeqLock<T>` is `repr(C)`: a sequence word (0 = stable), a poison
 // flag, a zero-valid writer lock and a `T: Pod`.
-unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::seqlock::SeqLock<T> {
+unsafe impl<T: PlainData + Send + Sync> LockedField<T> for crate::sync::seqlock::SeqLock<T> {
     const KIND: &'static str = "seqlock";
     const VALUE_OFFSET: usize = core::mem::offset_of!(Self, value);
     fn store_value(&self, value: &T) {
@@ -293,6 +296,24 @@ unsafe impl<T: bytemuck::Pod + Send + Sync> LockedField<T> for crate::sync::seql
         self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// Plain data that a lock can hold: [`bytemuck::Pod`]. Only here for its
+/// error message, which says how to make a struct plain data.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not plain data, so it cannot be behind #[shared(lock)], #[shared(rwlock)] or #[shared(seqlock)]",
+    label = "`{Self}` does not implement `bytemuck::Pod`",
+    note = "mark its definition #[shmem::plain] (it adds #[repr(C)], Clone, Copy, Pod and Zeroable): \
+            a struct of numbers, bools-as-u8, arrays and other plain structs, without padding bytes",
+    note = "an enum is not plain data: store it as an integer (`mode: u8`) with named constants"
+)]
+pub trait PlainData: bytemuck::Pod {}
+impl<T: bytemuck::Pod> PlainData for T {}
+
+/// Used by `#[derive(Shared)]` on each locked field's type, so that a
+/// type that is not plain data gets [`PlainData`]'s message first.
+#[doc(hidden)]
+pub const fn assert_plain<T: PlainData>() {}
 
 /// Compile-time layout fingerprints: 64-bit FNV-1a over a canonical
 /// description of the layout. Used by the derive; public so generated code

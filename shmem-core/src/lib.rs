@@ -53,7 +53,7 @@ pub use sync::TimedOut;
 /// Items used by code that `#[derive(Shared)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::layout::fingerprint;
+    pub use crate::layout::{assert_plain, fingerprint};
     pub use crate::spawn::{__call_worker, __worker_name, WorkerEntry};
     pub use core;
     pub use inventory;

@@ -86,7 +86,7 @@ unsafe impl<L: ReadOnlyForm, const N: usize> ReadOnlyForm for [L; N] {
 
 // SAFETY: repr(transparent); `read` and `read_timeout` only load (they
 // never repair a dead writer's sequence, which a writer does).
-unsafe impl<T: bytemuck::Pod + Send> ReadOnlyForm for crate::sync::seqlock::SeqLock<T> {
+unsafe impl<T: crate::layout::PlainData + Send> ReadOnlyForm for crate::sync::seqlock::SeqLock<T> {
     type ReadOnly = ReadOnly<crate::sync::seqlock::SeqLock<T>>;
 }
 
@@ -121,7 +121,7 @@ impl<T: bytemuck::Pod + Send> ReadOnly<crate::sync::seqlock::SeqLock<T>> {
 macro_rules! opaque {
     ($($t:ident :: $path:path),*) => {$(
         // SAFETY: repr(transparent), and no operations at all.
-        unsafe impl<T: bytemuck::Pod + Send> ReadOnlyForm for $path {
+        unsafe impl<T: crate::layout::PlainData + Send> ReadOnlyForm for $path {
             type ReadOnly = ReadOnly<$path>;
         }
     )*};

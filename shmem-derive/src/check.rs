@@ -11,7 +11,58 @@ use crate::parse::{Container, Field};
 pub(crate) fn check(cx: &Ctxt, cont: &Container) {
     check_generics(cx, cont);
     for field in &cont.fields {
-        check_no_addresses(cx, field, field.ty);
+        if !check_no_addresses(cx, field, field.ty) && field.kind == crate::parse::FieldKind::Plain {
+            check_plain(cx, field, field.ty);
+        }
+    }
+}
+
+/// Plain (unlocked) fields whose type syntax shows has no shared form:
+/// one error that says what to write, instead of the compiler's several
+/// copies of "`Shared` is not implemented".
+fn check_plain(cx: &Ctxt, field: &Field, ty: &syn::Type) {
+    let report = |why: &str, remedy: &str| {
+        cx.error_spanned_by(
+            ty,
+            format_args!("field `{}` has type `{}`, {why}; {remedy}", field.name, type_text(field.ty),),
+        );
+    };
+    match ty {
+        syn::Type::Array(a) => check_plain(cx, field, &a.elem),
+        syn::Type::Paren(p) => check_plain(cx, field, &p.elem),
+        syn::Type::Group(g) => check_plain(cx, field, &g.elem),
+        syn::Type::Tuple(t) if t.elems.is_empty() => report("the unit type, which holds nothing", "remove the field"),
+        syn::Type::Tuple(_) => report(
+            "a tuple, which has no shared form",
+            "use a `#[derive(Shared)]` struct with named fields, or an array if the elements have one type",
+        ),
+        syn::Type::Path(p) => {
+            let Some(last) = p.path.segments.last() else { return };
+            let generic_args = match &last.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.len(),
+                _ => 0,
+            };
+            match last.ident.to_string().as_str() {
+                "Option" => report(
+                    "an `Option`, which has no shared form",
+                    "store a `bool` flag beside the value (`has_x: bool, x: u64`), or a value that means \"none\"",
+                ),
+                "u128" | "i128" => report(
+                    "a 128-bit integer, which has no lock-free atomic",
+                    "split it into two `u64` fields, or put it behind `#[shared(seqlock)]` or `#[shared(lock)]`",
+                ),
+                "Str" => report(
+                    "a fixed-capacity string, which is read and written as a whole",
+                    "put it behind `#[shared(seqlock)]` (readers never block) or `#[shared(lock)]`",
+                ),
+                "Vec" if generic_args == 2 => report(
+                    "a fixed-capacity vector, which is read and written as a whole",
+                    "put it behind `#[shared(lock)]`",
+                ),
+                _ => {}
+            }
+        }
+        _ => {}
     }
 }
 
@@ -38,7 +89,8 @@ fn check_generics(cx: &Ctxt, cont: &Container) {
 
 /// Nothing that holds an address: an address means nothing in another
 /// process, and a heap pointer would point into the writer's heap.
-fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
+/// Returns whether it reported anything.
+fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) -> bool {
     let report = |what: &str, remedy: &str| {
         cx.error_spanned_by(
             ty,
@@ -51,22 +103,29 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
         true
     };
     match ty {
-        syn::Type::Reference(_) => _ = report("a reference", "store the value itself"),
-        syn::Type::Ptr(_) => _ = report("a raw pointer", "store an index or offset (an integer) instead"),
-        syn::Type::BareFn(_) => _ = report("a function pointer", "store an integer that selects the function"),
+        syn::Type::Reference(_) => report("a reference", "store the value itself"),
+        syn::Type::Ptr(_) => report("a raw pointer", "store an index or offset (an integer) instead"),
+        syn::Type::BareFn(_) => report("a function pointer", "store an integer that selects the function"),
         syn::Type::TraitObject(_) | syn::Type::ImplTrait(_) => {
-            _ = report("a trait object (a pointer to a vtable)", "use a concrete plain-data type")
+            report("a trait object (a pointer to a vtable)", "use a concrete plain-data type")
         }
-        syn::Type::Slice(_) => _ = report("a slice (unsized)", "use a fixed-size array `[T; N]`"),
+        syn::Type::Slice(_) => report("a slice (unsized)", "use a fixed-size array `[T; N]`"),
         syn::Type::Array(a) => check_no_addresses(cx, field, &a.elem),
         syn::Type::Paren(p) => check_no_addresses(cx, field, &p.elem),
         syn::Type::Group(g) => check_no_addresses(cx, field, &g.elem),
-        syn::Type::Tuple(t) => t.elems.iter().for_each(|e| check_no_addresses(cx, field, e)),
+        syn::Type::Tuple(t) => {
+            // Every element is checked (reports all problems), not just up to the first.
+            let mut any = false;
+            for e in &t.elems {
+                any |= check_no_addresses(cx, field, e);
+            }
+            any
+        }
         syn::Type::Path(p) => {
             if p.path.segments.first().is_some_and(|s| s.ident == "shmem") {
-                return;
+                return false;
             }
-            let Some(last) = p.path.segments.last() else { return };
+            let Some(last) = p.path.segments.last() else { return false };
             let generic_args = match &last.arguments {
                 syn::PathArguments::AngleBracketed(a) => a.args.len(),
                 _ => 0,
@@ -87,7 +146,7 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
                     report(heap, "use `shmem::Str<N>` (a fixed-capacity string) behind `#[shared(lock)]` or `#[shared(seqlock)]`")
                 }
                 "Vec" if generic_args <= 1 => {
-                    report(heap, "use a fixed-size array `[T; N]`, or `shmem::Vec<T, N>` behind `#[shared(lock)]`")
+                    report(heap, "use a fixed-size array `[T; N]`, or `shmem::containers::Vec<T, N>` behind `#[shared(lock)]`")
                 }
                 "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet" => {
                     report(heap, "use `shmem::Map<K, V, N>`, a fixed-capacity map shared by all processes")
@@ -110,17 +169,19 @@ fn check_no_addresses(cx: &Ctxt, field: &Field, ty: &syn::Type) {
             };
             if reported {
                 // The outer type is the problem; its arguments need no second report.
-                return;
+                return true;
             }
+            let mut any = false;
             if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
                 for arg in &args.args {
                     if let syn::GenericArgument::Type(inner) = arg {
-                        check_no_addresses(cx, field, inner);
+                        any |= check_no_addresses(cx, field, inner);
                     }
                 }
             }
+            any
         }
-        _ => {}
+        _ => false,
     }
 }
 
@@ -178,7 +239,7 @@ mod tests {
                 t: T,
             }
         });
-        assert_eq!(errs.len(), 8, "{errs:#?}");
+        assert_eq!(errs.len(), 9, "{errs:#?}");
         assert!(errs[0].contains("lifetime"));
         assert!(errs[1].contains("generic"));
         assert!(errs[2].contains("field `names` has type `Vec<String>`"), "reported once, for the outer type");
@@ -187,5 +248,6 @@ mod tests {
         assert!(errs[5].contains("field `nested` has type `Option<Box<u8>>`"), "found inside Option");
         assert!(errs[6].contains("process-local atomic"));
         assert!(errs[7].contains("field `std_cell`"), "a user's own `Cell` is fine, std's is not");
+        assert!(errs[8].contains("field `keep`") && errs[8].contains("#[shared(lock)]"), "no pointer, but locked only");
     }
 }

@@ -53,9 +53,9 @@ pub struct Mutex<T> {
 // SAFETY: the value is only reached through a guard, which exists only while
 // the lock is held; `T: Send` (as for `std::sync::Mutex`) because the value
 // is handed from thread to thread (`Pod` alone admits raw pointers).
-unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
+unsafe impl<T: crate::layout::PlainData + Send> Sync for Mutex<T> {}
 // SAFETY: as above; a `Mutex` owns its `T` inline.
-unsafe impl<T: Pod + Send> Send for Mutex<T> {}
+unsafe impl<T: crate::layout::PlainData + Send> Send for Mutex<T> {}
 
 /// Why [`Mutex::lock_timeout`] failed.
 #[derive(Debug)]

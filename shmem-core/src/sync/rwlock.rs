@@ -107,9 +107,9 @@ pub struct RwLock<T> {
 // `&mut T` only while it holds the gate and every reader slot is empty.
 // `T: Send` because a value written by one thread is read or taken by
 // another (and `Pod` alone admits raw pointers).
-unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
+unsafe impl<T: crate::layout::PlainData + Send + Sync> Sync for RwLock<T> {}
 // SAFETY: as above; the lock owns its `T`.
-unsafe impl<T: Pod + Send> Send for RwLock<T> {}
+unsafe impl<T: crate::layout::PlainData + Send> Send for RwLock<T> {}
 
 impl<T: Pod> RwLock<T> {
     /// A new, unlocked lock holding `value` (for use outside segments).

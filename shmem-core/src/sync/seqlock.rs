@@ -59,9 +59,9 @@ pub struct SeqLock<T> {
 // SAFETY: the value is only copied in and out with atomic word accesses
 // (readers) or under the writer lock (writers); `T: Pod` is plain data, and
 // `T: Send` because a value written by one thread is copied out by another.
-unsafe impl<T: Pod + Send> Sync for SeqLock<T> {}
+unsafe impl<T: crate::layout::PlainData + Send> Sync for SeqLock<T> {}
 // SAFETY: as above.
-unsafe impl<T: Pod + Send> Send for SeqLock<T> {}
+unsafe impl<T: crate::layout::PlainData + Send> Send for SeqLock<T> {}
 
 /// Copies the `T` at `src` out with relaxed atomic loads: whole 8-byte
 /// words, then single bytes for a tail shorter than a word. Writers use

@@ -32,7 +32,16 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     let ro_ident = format_ident!("{}ReadOnly", cont.original.ident);
     let ro_struct = twin::read_only_struct(&cont, &twin_ident, &ro_ident);
     let ro_impl = twin::read_only_impl(&cont, &twin_ident, &ro_ident);
+    // A locked field's type must be plain data: checked first, with a
+    // message that says how (`#[shmem::plain]`).
+    let plain_checks = cont.fields.iter().filter(|f| f.kind.lock_type().is_some()).map(|f| {
+        let ty = f.ty;
+        quote_spanned!(ty.span()=> ::shmem::__private::assert_plain::<#ty>();)
+    });
     Ok(quote! {
+        const _: () = {
+            #(#plain_checks)*
+        };
         #twin
         #ro_struct
         const _: () = {
