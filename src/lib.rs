@@ -226,6 +226,17 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmem_core::*;
+// bytemuck, which `#[shmem::plain]` derives through: usable as
+// `shmem::bytemuck`, but its pages are bytemuck's to show (docs.rs/bytemuck),
+// not copied into these.
+#[doc(hidden)]
+pub use shmem_core::bytemuck;
 // The macros' documentation is written once, on their definitions in
 // shmem-derive (a doc comment here would be shown before it, twice over).
 pub use shmem_derive::{plain, worker, Shared};
+
+/// The README's code blocks, compiled and run as doc tests (`cargo test
+/// --doc`), so that what a newcomer copies from it works as written.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -45,8 +45,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// an error still tells its user what to do.
 ///
 /// ```
-/// let err = shmem_core::Segment::<u64>::attach("no-such-segment-anywhere").unwrap_err();
-/// assert!(matches!(err, shmem_core::Error::NotFound { .. }));
+/// let err = shmem::Segment::<u64>::attach("no-such-segment-anywhere").unwrap_err();
+/// assert!(matches!(err, shmem::Error::NotFound { .. }));
 /// assert!(format!("{err:?}").starts_with("no shared-memory segment named `no-such-segment-anywhere`"));
 /// ```
 #[derive(thiserror::Error)]

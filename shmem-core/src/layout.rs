@@ -410,7 +410,7 @@ pub struct SchemaEntry {
 /// a tool in any language.
 ///
 /// ```
-/// use shmem_core::Schema;
+/// use shmem::Schema;
 /// let schema = Schema::of::<[u32; 4]>();
 /// assert_eq!(schema.to_text(), "0\t16\t4\tu32\t\n");
 /// assert_eq!(Schema::parse(&schema.to_text()).unwrap(), schema);
@@ -463,7 +463,7 @@ impl Schema {
     /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) reports.
     ///
     /// ```
-    /// use shmem_core::Schema;
+    /// use shmem::Schema;
     /// let found = Schema::of::<[u64; 2]>();
     /// let expected = Schema::of::<[i64; 2]>();
     /// assert_eq!(

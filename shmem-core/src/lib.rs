@@ -5,12 +5,12 @@
 //! this crate holds everything that runs.
 //!
 //! ```
-//! use shmem_core::Segment;
+//! use shmem::Segment;
 //! # let name = format!("doc-core-{}", std::process::id());
 //! let temps = Segment::<[f64; 4]>::create(&name, &[20.0; 4])?;
 //! temps[1].fetch_add(1.5);
 //! assert_eq!(Segment::snapshot(&temps), [20.0, 21.5, 20.0, 20.0]);
-//! # Ok::<(), shmem_core::Error>(())
+//! # Ok::<(), shmem::Error>(())
 //! ```
 //!
 //! Layers, bottom up: `os` (the only OS-specific code), [`sync`] (atomics),
@@ -32,6 +32,7 @@ pub mod sync;
 /// The plain-data traits locked values need (`bytemuck::Pod`), re-exported
 /// so `#[derive(shmem::bytemuck::Pod, shmem::bytemuck::Zeroable)]` works
 /// with `#[bytemuck(crate = "shmem::bytemuck")]`.
+#[doc(hidden)]
 pub use bytemuck;
 pub use containers::{Full, Map, PopError, PushError, Queue, Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};

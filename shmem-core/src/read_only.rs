@@ -7,12 +7,12 @@
 //! Writing through it does not compile:
 //!
 //! ```compile_fail
-//! use shmem_core::{ReadOnlySegment, Segment};
+//! use shmem::{ReadOnlySegment, Segment};
 //! # let name = format!("doc-ro-fail-{}", std::process::id());
 //! let seg = Segment::<u64>::create(&name, &1)?;
 //! let ro = ReadOnlySegment::<u64>::attach(&name)?;
 //! ro.store(2); // no `store` on a read-only scalar
-//! # Ok::<(), shmem_core::Error>(())
+//! # Ok::<(), shmem::Error>(())
 //! ```
 //!
 //! What a read-only handle can do:

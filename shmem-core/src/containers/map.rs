@@ -2,7 +2,7 @@
 //! `Manager().dict()` without a server or pickling.
 //!
 //! ```
-//! use shmem_core::containers::{Map, Str};
+//! use shmem::containers::{Map, Str};
 //! let ages: Map<Str<16>, u32, 64> = Map::new();
 //! let ada = Str::try_from("ada").unwrap();
 //! assert_eq!(ages.insert(ada, 36), Ok(None));
@@ -646,9 +646,35 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Default for Map<K, V, N> {
     }
 }
 
+/// Prints as a dict, `{0: "b", 1: "a"}`, in a stable order (not the hash
+/// order of the slots): keys sorted by their printed form, numbers by value.
+///
+/// ```
+/// use shmem::{Map, Segment};
+/// let map = Segment::<Map<i32, u8, 16>>::create_anonymous_with(|_| {})?;
+/// for k in [10, -3, 2, 9] {
+///     map.insert(k, 1).unwrap();
+/// }
+/// assert_eq!(format!("{:?}", *map), "{-3: 1, 2: 1, 9: 1, 10: 1}");
+/// # Ok::<(), shmem::Error>(())
+/// ```
 impl<K: Pod + Hash + Eq + fmt::Debug, V: Pod + fmt::Debug, const N: usize> fmt::Debug for Map<K, V, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.to_vec()).finish()
+        let mut entries: Vec<(String, V)> = self.to_vec().into_iter().map(|(k, v)| (format!("{k:?}"), v)).collect();
+        entries.sort_by(|(a, _), (b, _)| match (a.parse::<i128>(), b.parse::<i128>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        });
+        f.debug_map().entries(entries.iter().map(|(k, v)| (DebugText(k), v))).finish()
+    }
+}
+
+/// A string printed by `Debug` as it is (an already formatted key).
+struct DebugText<'a>(&'a str);
+
+impl fmt::Debug for DebugText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
 }
 

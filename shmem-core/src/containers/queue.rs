@@ -2,7 +2,7 @@
 //! any number of processes — `multiprocessing.Queue` without pickling.
 //!
 //! ```
-//! use shmem_core::containers::Queue;
+//! use shmem::containers::Queue;
 //! let q: Queue<u64, 4> = Queue::new();
 //! q.try_push(1).unwrap();
 //! q.push(2).unwrap();                   // blocks while full

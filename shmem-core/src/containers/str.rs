@@ -10,12 +10,12 @@ use std::hash::{Hash, Hasher};
 /// field, a queue item or a map key.
 ///
 /// ```
-/// use shmem_core::Str;
+/// use shmem::Str;
 /// let name: Str<8> = Str::try_from("ada")?;
 /// assert_eq!(name, "ada");
 /// assert_eq!(name.to_string(), "ada");
 /// assert!(Str::<2>::try_from("ada").is_err()); // too long: an error, never a truncation
-/// # Ok::<(), shmem_core::StrError>(())
+/// # Ok::<(), shmem::StrError>(())
 /// ```
 ///
 /// Memory written by another process may hold any bytes: `as_str` then

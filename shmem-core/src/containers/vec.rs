@@ -8,7 +8,7 @@ use std::fmt;
 /// queue item or map value). Derefs to the slice of its elements.
 ///
 /// ```
-/// use shmem_core::containers::{Full, Vec};
+/// use shmem::containers::{Full, Vec};
 /// let mut v: Vec<u32, 3> = Vec::new();
 /// v.push(1).unwrap();
 /// v.extend_from_slice(&[2, 3]).unwrap();

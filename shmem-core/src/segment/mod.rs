@@ -5,13 +5,13 @@
 //! It dereferences to that twin, so a field is one method call away:
 //!
 //! ```
-//! use shmem_core::Segment;
+//! use shmem::Segment;
 //! # let name = format!("doc-segment-{}", std::process::id());
 //! let counter = Segment::<u64>::create(&name, &0)?;   // an owner handle
 //! counter.fetch_add(1);
 //! let other = Segment::<u64>::attach(&name)?;         // e.g. in another process
 //! assert_eq!(other.load(), 1);
-//! # Ok::<(), shmem_core::Error>(())
+//! # Ok::<(), shmem::Error>(())
 //! ```
 //!
 //! # Anonymous segments
@@ -73,7 +73,7 @@ pub use name::validate_name;
 /// How to create or attach to a segment: permission bits and timeouts.
 ///
 /// ```
-/// use shmem_core::SegmentOptions;
+/// use shmem::SegmentOptions;
 /// use std::time::Duration;
 /// # let name = format!("doc-options-{}", std::process::id());
 /// let seg = SegmentOptions::new()
@@ -81,7 +81,7 @@ pub use name::validate_name;
 ///     .timeout(Duration::from_millis(200))
 ///     .create::<[u32; 4]>(&name, &[1, 2, 3, 4])?;
 /// assert_eq!(seg[2].load(), 3);
-/// # Ok::<(), shmem_core::Error>(())
+/// # Ok::<(), shmem::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
@@ -245,11 +245,11 @@ impl SegmentOptions {
     /// [`mode`](Self::mode) does not apply.
     ///
     /// ```
-    /// use shmem_core::Segment;
+    /// use shmem::Segment;
     /// let hits = Segment::<u64>::create_anonymous(&0)?;
     /// hits.fetch_add(1);
     /// assert!(Segment::is_anonymous(&hits));
-    /// # Ok::<(), shmem_core::Error>(())
+    /// # Ok::<(), shmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -412,13 +412,13 @@ impl SegmentOptions {
     /// (owner, header, layout).
     ///
     /// ```
-    /// use shmem_core::{SegmentOptions, Segment};
+    /// use shmem::{SegmentOptions, Segment};
     /// # let name = format!("doc-read-only-{}", std::process::id());
     /// let seg = SegmentOptions::new().mode(0o644).create::<[u32; 2]>(&name, &[7, 8])?;
     /// let monitor = SegmentOptions::new().attach_read_only::<[u32; 2]>(&name)?;
     /// seg[1].store(9);
     /// assert_eq!(monitor[1].load(), 9);
-    /// # Ok::<(), shmem_core::Error>(())
+    /// # Ok::<(), shmem::Error>(())
     /// ```
     ///
     /// # Errors

@@ -17,7 +17,7 @@ pub const MAX_NAME_LEN: usize = 200;
 /// [`Error::InvalidName`] saying what is wrong.
 ///
 /// ```
-/// use shmem_core::{validate_name, Error};
+/// use shmem::{validate_name, Error};
 /// assert_eq!(validate_name("/stats").unwrap(), "stats");
 /// assert!(matches!(validate_name("a/b"), Err(Error::InvalidName { .. })));
 /// ```

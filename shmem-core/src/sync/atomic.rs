@@ -24,7 +24,7 @@
 //! Unicode scalar value reads as `char::REPLACEMENT_CHARACTER`.
 //!
 //! ```
-//! use shmem_core::Atomic;
+//! use shmem::Atomic;
 //! let hits = Atomic::new(0u64);
 //! hits.fetch_add(5);
 //! assert_eq!(hits.load(), 5);
@@ -347,7 +347,7 @@ impl<T: Scalar> Atomic<T> {
     /// previous value. `f` may run more than once under contention.
     ///
     /// ```
-    /// # use shmem_core::Atomic;
+    /// # use shmem::Atomic;
     /// let a = Atomic::new(10u32);
     /// assert_eq!(a.update(|v| v * 3), 10);
     /// assert_eq!(a.load(), 30);

@@ -4,7 +4,7 @@
 //! field's value in a [`Mutex`], and the field's accessor returns it.
 //!
 //! ```
-//! use shmem_core::Mutex;
+//! use shmem::Mutex;
 //!
 //! let values = Mutex::new([1i64, 2, 3, 4]); // in a segment: `seg.values()`
 //! {

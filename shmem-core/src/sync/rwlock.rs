@@ -3,7 +3,7 @@
 //! `#[shared(rwlock)]`: many readers at once, or one writer.
 //!
 //! ```
-//! use shmem_core::RwLock;
+//! use shmem::RwLock;
 //! let table = RwLock::new([0u32; 8]);
 //! table.write().unwrap()[3] = 7;
 //! let a = table.read().unwrap();

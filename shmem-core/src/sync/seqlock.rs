@@ -5,7 +5,7 @@
 //! torn value; writers are serialised by a crash-safe [`RawMutex`].
 //!
 //! ```
-//! use shmem_core::SeqLock;
+//! use shmem::SeqLock;
 //! let pos = SeqLock::new([0.0f64, 0.0, 0.0]);
 //! pos.write([1.0, 2.0, 3.0]);
 //! pos.update(|p| p[2] += 1.0);

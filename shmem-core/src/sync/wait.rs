@@ -8,7 +8,7 @@
 //! `shmem` crate docs), and work on their own too:
 //!
 //! ```
-//! use shmem_core::{Atomic, Barrier, Event};
+//! use shmem::{Atomic, Barrier, Event};
 //!
 //! let ready = Event::new(false);
 //! ready.set();                              // wakes every process waiting on it
