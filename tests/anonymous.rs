@@ -7,7 +7,7 @@ mod common;
 
 use common::{child, unique_name};
 use shmem::{Error, Segment, Shared, SpawnOptions};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 
 #[derive(Shared, Default)]
@@ -29,7 +29,8 @@ fn add(seg: &Segment<Tally>, n: u64) {
 /// descriptor; records 1 in `log[0]` only if both were refused with EPERM.
 #[shmem::worker]
 fn try_to_resize(seg: &Segment<Tally>) {
-    let fd = seg.as_fd().as_raw_fd();
+    let owned = Segment::share_fd(seg).unwrap();
+    let fd = owned.as_raw_fd();
     // SAFETY: ftruncate on a descriptor the handle owns; the size cannot
     // change (that is what is tested), so the mapping stays valid.
     let shrink = unsafe { libc::ftruncate(fd, 0) } == -1 && errno() == libc::EPERM;
@@ -60,11 +61,12 @@ fn workers_share_an_anonymous_segment() {
 
 fn an_anonymous_segment_cannot_be_resized() {
     let seg = Segment::<Tally>::create_anonymous(&Tally::default()).unwrap();
-    let fd = seg.as_fd().as_raw_fd();
+    let owned: OwnedFd = Segment::share_fd(&seg).unwrap();
+    let fd = owned.as_raw_fd();
     let wanted = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
     assert_eq!(seals(fd) & wanted, wanted, "seals {:#x}", seals(fd));
     let size = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().len();
-    // In this process, through the handle's own descriptor...
+    // In this process, through a descriptor of the file...
     // SAFETY: the seal refuses the change, so the mapping stays valid.
     assert_eq!(unsafe { libc::ftruncate(fd, 0) }, -1);
     assert_eq!(errno(), libc::EPERM);
@@ -169,12 +171,75 @@ fn a_worker_gets_the_parents_named_segment_even_if_the_name_changed() {
 
 fn a_segment_passed_as_a_descriptor_attaches() {
     let seg = Segment::<Tally>::create_anonymous(&Tally::default()).unwrap();
-    let other = shmem::SegmentOptions::new().attach_fd::<Tally>(seg.as_fd()).unwrap();
+    let fd = Segment::share_fd(&seg).unwrap();
+    let other = shmem::SegmentOptions::new().attach_fd::<Tally>(fd.as_fd()).unwrap();
+    drop(fd); // the handle has a description of its own
     other.total().store(7);
     assert_eq!(seg.total().load(), 7);
-    assert!(matches!(shmem::SegmentOptions::new().attach_fd::<u64>(seg.as_fd()), Err(Error::LayoutMismatch { .. })));
+    let fd = Segment::share_fd(&seg).unwrap();
+    assert!(matches!(shmem::SegmentOptions::new().attach_fd::<u64>(fd.as_fd()), Err(Error::LayoutMismatch { .. })));
     let null = std::fs::File::open("/dev/null").unwrap();
     assert!(shmem::SegmentOptions::new().attach_fd::<Tally>(null.as_fd()).is_err());
+    // A handle from a descriptor of a *named* segment neither removes nor
+    // keeps its name: the name goes with its last named handle.
+    let name = unique_name("by-fd");
+    let named = Segment::<Tally>::create(&name, &Tally::default()).unwrap();
+    let fd = Segment::share_fd(&named).unwrap();
+    let by_fd = shmem::SegmentOptions::new().attach_fd::<Tally>(fd.as_fd()).unwrap();
+    drop(named);
+    assert!(!common::shm_path(&name).exists(), "the last named handle removed the name");
+    by_fd.total().fetch_add(1); // still mapped
+}
+
+/// The descriptor handed to a child holds the segment from the spawn on:
+/// the parent can drop its handle before the child attaches without the
+/// name going away under the child; once the child is done, the name goes.
+fn a_child_holds_the_segment_before_it_attaches() {
+    let name = unique_name("late");
+    let go = std::env::temp_dir().join(format!("{name}.go"));
+    let seg = Segment::<Tally>::create(&name, &Tally::default()).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("SHMEM_TEST_ROLE", "late_given").arg(&go);
+    let child = SpawnOptions::new().command(cmd, &seg).unwrap();
+    drop(seg);
+    assert!(common::shm_path(&name).exists(), "the child's inherited descriptor holds the name");
+    std::fs::write(&go, b"").unwrap();
+    assert!(child.join().unwrap().success());
+    let _ = std::fs::remove_file(&go);
+    assert!(!common::shm_path(&name).exists(), "the child's handle was the last: the name is gone");
+}
+
+/// Waits for the file `args[0]`, then attaches to the segment given and adds one.
+fn role_late_given(args: &[String]) {
+    common::wait_until("the go file", || std::path::Path::new(&args[0]).exists());
+    let seg = shmem::attach_given::<Tally>().expect("attach_given");
+    seg.total().fetch_add(1);
+}
+
+/// Records in `log[2]` whether the worker got an anonymous handle (1) or
+/// one named after something else (2).
+#[shmem::worker]
+fn record_kind(seg: &Segment<Tally>) {
+    seg.log().lock().unwrap()[2] = if Segment::is_anonymous(seg) { 1 } else { 2 };
+}
+
+/// A program that was itself given a named segment spawns a worker on an
+/// anonymous one: the worker must not inherit the first segment's name.
+fn what_a_child_was_given_is_not_passed_on() {
+    let name = unique_name("given-named");
+    let seg = Segment::<Tally>::create(&name, &Tally::default()).unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("SHMEM_TEST_ROLE", "given_then_anonymous");
+    assert!(SpawnOptions::new().command(cmd, &seg).unwrap().join().unwrap().success());
+    assert_eq!(seg.log().lock().unwrap()[2], 1, "the worker's handle was anonymous");
+}
+
+fn role_given_then_anonymous(_args: &[String]) {
+    let named = shmem::attach_given::<Tally>().expect("attach_given");
+    let anon = Segment::<Tally>::create_anonymous(&Tally::default()).unwrap();
+    shmem::spawn(&anon, record_kind, ()).unwrap().join().unwrap();
+    let kind = anon.log().lock().unwrap()[2];
+    named.log().lock().unwrap()[2] = kind;
 }
 
 fn main() {
@@ -190,12 +255,16 @@ fn main() {
                 a_worker_gets_the_parents_named_segment_even_if_the_name_changed,
             ),
             ("a_segment_passed_as_a_descriptor_attaches", a_segment_passed_as_a_descriptor_attaches),
+            ("a_child_holds_the_segment_before_it_attaches", a_child_holds_the_segment_before_it_attaches),
+            ("what_a_child_was_given_is_not_passed_on", what_a_child_was_given_is_not_passed_on),
         ],
         &[
             ("truncate_through_proc", role_truncate_through_proc),
             ("program", role_program),
             ("given", role_given),
             ("stale_given", role_stale_given),
+            ("late_given", role_late_given),
+            ("given_then_anonymous", role_given_then_anonymous),
         ],
     );
 }

@@ -98,6 +98,7 @@ fn a_user_with_read_permission_only_attaches_read_only() {
         return;
     }
     let (name, seg) = create("ro-user");
+    let _rm = common::RemoveOnDrop(name.clone());
     seg.hits().store(41);
     seg.pos().write([3.0, 4.0]);
     let mut c = child("other_user_reader", &[&name]).spawn().unwrap();
@@ -107,6 +108,10 @@ fn a_user_with_read_permission_only_attaches_read_only() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(c.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "read 41", "the reader failed; see its stderr");
     seg.hits().store(42);
+    // The reader could not remove the name, so it does not hold it: our
+    // handle is the last holder and removes it (no stale name left behind).
+    drop(seg);
+    assert!(!common::shm_path(&name).exists(), "the owner's last handle removed the name");
     let out = common::wait_output(c);
     common::assert_success(&out, "other_user_reader");
 }

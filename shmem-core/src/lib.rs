@@ -55,6 +55,7 @@ pub use sync::TimedOut;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::{assert_plain, fingerprint};
+    pub use crate::read_only::Sealed;
     pub use crate::spawn::{__call_worker, __worker_name, WorkerEntry};
     pub use core;
     pub use inventory;

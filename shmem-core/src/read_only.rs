@@ -7,10 +7,10 @@
 //! Writing through it does not compile:
 //!
 //! ```compile_fail
-//! use shmem::{ReadOnlySegment, Segment};
+//! use shmem::Segment;
 //! # let name = format!("doc-ro-fail-{}", std::process::id());
 //! let seg = Segment::<u64>::create(&name, &1)?;
-//! let ro = ReadOnlySegment::<u64>::attach(&name)?;
+//! let ro = Segment::<u64>::attach_read_only(&name)?;
 //! ro.store(2); // no `store` on a read-only scalar
 //! # Ok::<(), shmem::Error>(())
 //! ```
@@ -26,6 +26,11 @@
 //! `#[shared(lock)]` and `#[shared(rwlock)]` fields cannot be read: taking a
 //! lock writes the lock word. Put what a monitor must read behind
 //! `#[shared(seqlock)]`.
+//!
+//! Every load through a read-only form is a `Relaxed` atomic load followed
+//! by an `Acquire` fence: the only atomic load Rust promises never to write
+//! (on every target, up to the pointer size: on 32-bit targets, 64-bit
+//! fields are not read-only safe).
 
 use crate::sync::atomic::{Atomic, Scalar};
 use std::sync::LockResult;
@@ -40,9 +45,39 @@ use std::time::Duration;
 /// can be reinterpreted as a `&Self::ReadOnly`; and no operation of
 /// `Self::ReadOnly` may write to its memory, which may be mapped read-only.
 /// Implemented here and by `#[derive(Shared)]`; do not implement it by hand.
-pub unsafe trait ReadOnlyForm: Sized {
+pub unsafe trait ReadOnlyForm {
     /// The read-only form.
     type ReadOnly;
+}
+
+/// A twin inside its generated read-only form (`StatsReadOnly`): opaque, so
+/// that safe code reaching the field of that form cannot get at the twin
+/// (whose accessors write). Used by `#[derive(Shared)]`.
+#[doc(hidden)]
+#[repr(transparent)]
+pub struct Sealed<T>(T);
+
+impl<T> Sealed<T> {
+    /// The twin.
+    ///
+    /// # Safety
+    /// Only for generated read-only accessors: the reference may only be
+    /// used to take a field's address and view it with [`read_only`], never
+    /// to call anything on it (the memory may be mapped read-only).
+    #[doc(hidden)]
+    #[inline]
+    pub unsafe fn __twin(&self) -> &T {
+        &self.0
+    }
+}
+
+/// One atomic load that never writes: `Relaxed`, then an `Acquire` fence.
+macro_rules! load_acquire {
+    ($atomic:expr) => {{
+        let v = $atomic.load(core::sync::atomic::Ordering::Relaxed);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        v
+    }};
 }
 
 /// Views `value` in its read-only form.
@@ -72,10 +107,12 @@ unsafe impl<T: Scalar> ReadOnlyForm for Atomic<T> {
 }
 
 impl<T: Scalar> ReadOnly<Atomic<T>> {
-    /// Reads the value.
+    /// Reads the value (a `Relaxed` load, then an `Acquire` fence).
     #[inline]
     pub fn load(&self) -> T {
-        self.0.load()
+        let v = self.0.load_with(core::sync::atomic::Ordering::Relaxed);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        v
     }
 }
 
@@ -121,7 +158,7 @@ impl<T: bytemuck::Pod + Send> ReadOnly<crate::sync::seqlock::SeqLock<T>> {
 macro_rules! opaque {
     ($($t:ident :: $path:path),*) => {$(
         // SAFETY: repr(transparent), and no operations at all.
-        unsafe impl<T: crate::layout::PlainData + Send> ReadOnlyForm for $path {
+        unsafe impl<T: crate::layout::PlainData + Send + Sync> ReadOnlyForm for $path {
             type ReadOnly = ReadOnly<$path>;
         }
     )*};
@@ -136,7 +173,7 @@ unsafe impl ReadOnlyForm for crate::sync::wait::Event {
 impl ReadOnly<crate::sync::wait::Event> {
     /// Whether the event is set.
     pub fn is_set(&self) -> bool {
-        self.0.is_set()
+        load_acquire!(self.0.state_word()) != 0
     }
 }
 
@@ -148,7 +185,7 @@ unsafe impl ReadOnlyForm for crate::sync::wait::Semaphore {
 impl ReadOnly<crate::sync::wait::Semaphore> {
     /// The permits available now.
     pub fn available(&self) -> u32 {
-        self.0.available()
+        load_acquire!(self.0.permits_word())
     }
 }
 
@@ -160,7 +197,7 @@ unsafe impl ReadOnlyForm for crate::sync::wait::Barrier {
 impl ReadOnly<crate::sync::wait::Barrier> {
     /// The number of parties.
     pub fn parties(&self) -> u32 {
-        self.0.parties()
+        self.0.parties_relaxed()
     }
 }
 
@@ -177,12 +214,12 @@ unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> ReadOnlyForm for cra
 impl<T: bytemuck::Pod + Send + Sync, const N: usize> ReadOnly<crate::containers::Queue<T, N>> {
     /// The number of queued items (a snapshot).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.len_relaxed()
     }
 
     /// Whether the queue is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// The capacity `N`.
@@ -192,7 +229,7 @@ impl<T: bytemuck::Pod + Send + Sync, const N: usize> ReadOnly<crate::containers:
 
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.0.is_closed_relaxed()
     }
 }
 

@@ -115,25 +115,37 @@ impl Given {
     /// meant, else by name.
     fn attach<T: Shared>(&self) -> Result<Segment<T>> {
         let options = options_for(self.trust_uid);
-        // The descriptor may be gone, or be another file by now (a stale
-        // environment inherited by a grandchild): then the name still says
-        // which segment.
-        let inherited = self.fd.and_then(|(fd, id)| Some((fd, os::open_inherited(fd, id, false).ok()?)));
-        match (inherited, &self.name) {
-            (Some((fd, file)), name) => {
-                // Verified to be the segment's file: this process's own
-                // children must not inherit it.
-                os::set_cloexec(fd);
-                let label = name.as_deref().unwrap_or(crate::segment::ANONYMOUS);
-                options.attach_file(label, file, name.is_none())
+        let label = self.name.as_deref().unwrap_or(crate::segment::ANONYMOUS);
+        if let Some((fd, id)) = self.fd {
+            match os::open_inherited(fd, id, false) {
+                Ok(file) => {
+                    // Verified to be the segment's file: this process's own
+                    // children must not inherit it.
+                    os::set_cloexec(fd);
+                    let seg = options.attach_file(label, file, self.name.is_none(), true)?;
+                    // Our handle holds the segment now. The hand-over
+                    // description held it for us since the spawn (so nobody
+                    // could remove it meanwhile); it lets go, so that it does
+                    // not keep the segment after our handles are gone (it
+                    // stays open, for later calls).
+                    os::unlock_raw(fd);
+                    return Ok(seg);
+                }
+                // The descriptor is gone, or is another file by now (a stale
+                // environment inherited by a grandchild): the name, if any,
+                // still says which segment.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData) => {}
+                Err(e) => return Err(Error::from_io(label, "open the inherited segment", e)),
             }
-            (None, Some(name)) => options.attach(name),
-            (None, None) if self.fd.is_some() => Err(Error::Io {
-                name: crate::segment::ANONYMOUS.to_owned(),
-                op: "open the inherited segment descriptor",
+        }
+        match &self.name {
+            Some(name) => options.attach(name),
+            None if self.fd.is_some() => Err(Error::Io {
+                name: label.to_owned(),
+                op: "open the inherited segment descriptor (it is closed or names another file)",
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }),
-            (None, None) => Err(Error::NoSegmentGiven { var: SEGMENT_ENV }),
+            None => Err(Error::NoSegmentGiven { var: SEGMENT_ENV }),
         }
     }
 }
@@ -379,6 +391,12 @@ impl SpawnOptions {
     /// its name ([`SEGMENT_ENV`]), so it can call [`attach_given`]. Anonymous
     /// segments ([`Segment::create_anonymous`]) can be given this way too.
     ///
+    /// Until the program calls [`attach_given`], the inherited descriptor
+    /// holds the segment (keeps its name, and an anonymous segment's
+    /// memory) and is passed on to the program's own children: a program
+    /// that never attaches holds the segment for as long as it and the
+    /// children it started with that descriptor run.
+    ///
     /// # Errors
     /// [`Error::Io`] if the program cannot be started.
     pub fn command<T: Shared>(&self, mut cmd: Command, seg: &Segment<T>) -> Result<Child> {
@@ -447,32 +465,51 @@ pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
     }
 }
 
-/// Puts what a child needs to attach to `seg` into `cmd`'s environment,
-/// and returns the descriptor it is to inherit (the caller keeps it open
-/// until the child is started, and lists it in `prepare`'s `keep_fds`).
+/// Puts what a child needs to attach to `seg` into `cmd`'s environment
+/// (replacing whatever this process itself was given), and returns the
+/// descriptor it is to inherit (the caller keeps it open until the child is
+/// started, and lists it in `prepare`'s `keep_fds`).
 ///
 /// The descriptor is a new open file description of the segment's file
-/// (through `/proc/self/fd`), not a copy of the handle's: the handle's
-/// liveness `flock` lives on its description, and must not be kept by the
-/// child. Without `/proc` a named segment is given by name only.
-fn hand_over<T: Shared>(cmd: &mut Command, seg: &Segment<T>) -> Result<Option<std::os::fd::OwnedFd>> {
+/// (through `/proc/self/fd`), numbered 3 or above, not a copy of the
+/// handle's: the handle's liveness `flock` lives on its description, and
+/// must not be kept by the child. It carries a shared `flock` of its own,
+/// so the child counts as holding the segment from the spawn on (nobody can
+/// remove the name, or call it stale, before the child has attached); the
+/// child drops that lock once its own handle holds one. Without `/proc` a
+/// named segment is given by name only, and an anonymous one cannot be
+/// given (a shared description would merge the two processes' liveness).
+fn hand_over<T: Shared>(cmd: &mut Command, seg: &Segment<T>) -> Result<Option<std::fs::File>> {
     use std::os::fd::AsFd;
     let name = Segment::name(seg);
     let io = |op| move |e| Error::Io { name: name.to_owned(), op, source: e };
+    for var in [SEGMENT_ENV, SEGMENT_FD_ENV, TRUST_UID_ENV] {
+        cmd.env_remove(var);
+    }
     if !Segment::is_anonymous(seg) {
         cmd.env(SEGMENT_ENV, name);
     }
     if let Some(uid) = foreign_owner(seg) {
         cmd.env(TRUST_UID_ENV, uid.to_string());
     }
-    let (fd, fresh) = os::reopen(seg.as_fd()).map_err(io("open segment for the child"))?;
-    if !fresh && !Segment::is_anonymous(seg) {
+    let (fd, fresh) = os::reopen(Segment::file(seg).as_fd()).map_err(io("open segment for the child"))?;
+    if !fresh {
+        if Segment::is_anonymous(seg) {
+            return Err(Error::Io {
+                name: name.to_owned(),
+                op: "hand the anonymous segment to a child (needs /proc mounted, to give the child \
+                     a file description of its own)",
+                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+            });
+        }
         return Ok(None);
     }
-    let file = std::fs::File::from(fd);
+    let file = os::dup_cloexec(fd.as_raw_fd()).map_err(io("open segment for the child"))?;
+    drop(fd);
+    os::hold_liveness_lock(&file).map_err(io("lock"))?;
     let (dev, ino) = os::file_id(&file).map_err(io("stat"))?;
     cmd.env(SEGMENT_FD_ENV, format!("{}:{dev}:{ino}", file.as_raw_fd()));
-    Ok(Some(file.into()))
+    Ok(Some(file))
 }
 
 /// Attach options that trust `uid` (the owner of a segment the parent

@@ -17,6 +17,9 @@ fn monitor(ro: &ReadOnlySegment<Stats>) {
     ro.recent()[0].fetch_add(1);
     ro.pos().write([0.0, 0.0]);
     let _guard = ro.log().lock();
+    // Not through the generated read-only struct's field either.
+    ro.0.hits().store(1);
+    let _ = Stats::load(&ro.0);
 }
 
 fn main() {}

@@ -203,6 +203,22 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         N
     }
 
+    /// [`len`](Self::len) with `Relaxed` loads (and a fence): safe on a
+    /// read-only mapping.
+    pub(crate) fn len_relaxed(&self) -> usize {
+        let head = self.consumers.count.load(Ordering::Relaxed);
+        let tail = self.producers.count.load(Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::Acquire);
+        (tail.saturating_sub(head) as usize).min(N)
+    }
+
+    /// [`is_closed`](Self::is_closed) with a `Relaxed` load (and a fence).
+    pub(crate) fn is_closed_relaxed(&self) -> bool {
+        let closed = self.flags.closed.load(Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::Acquire);
+        closed != 0
+    }
+
     /// The number of queued items (a snapshot).
     pub fn len(&self) -> usize {
         let head = self.consumers.count.load(Ordering::Acquire);

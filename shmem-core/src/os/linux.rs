@@ -588,30 +588,63 @@ pub(crate) fn file_id(file: &File) -> io::Result<(u64, u64)> {
 }
 
 /// Opens, as a new open file description of its own, the file that this
-/// process inherited as descriptor `fd`, checking that it is the file
-/// `(device, inode)` the parent meant (a stale descriptor number from an
-/// inherited environment may name anything by now). Read-write unless
-/// `read_only`, close-on-exec. Through `/proc/self/fd/N`; where `/proc` is
-/// not mounted, a duplicate of `fd` (sharing its description).
+/// process inherited as descriptor `fd`, checking first (with `fstat` on
+/// the number, before opening anything) that it is the file
+/// `(device, inode)` the parent meant: a stale descriptor number from an
+/// inherited environment may name anything by now, a terminal or a device
+/// that opening would disturb. Read-write unless `read_only`,
+/// close-on-exec. Through `/proc/self/fd/N`; where `/proc` is not mounted,
+/// a duplicate of `fd` (sharing its description, which the parent made for
+/// this child alone and holds no byte lock on).
+///
+/// Errors of kind `NotFound` or `InvalidData` mean "not the file meant".
 pub(crate) fn open_inherited(fd: i32, id: (u64, u64), read_only: bool) -> io::Result<File> {
-    use std::os::fd::FromRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `struct stat` into `st` and touches nothing
+    // else; on a number that is not open it fails with EBADF.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } == -1 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "the inherited descriptor is not open"));
+    }
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    // `st_dev` and `st_ino` are not `u64` on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let found = (st.st_dev as u64, st.st_ino as u64);
+    if (st.st_mode & libc::S_IFMT) != libc::S_IFREG || found != id {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the inherited descriptor is not the segment given"));
+    }
     let path = format!("/proc/self/fd/{fd}");
-    let file = match OpenOptions::new().read(true).write(!read_only).custom_flags(libc::O_CLOEXEC).open(&path) {
+    let flags = libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let file = match OpenOptions::new().read(true).write(!read_only).custom_flags(flags).open(&path) {
         Ok(file) => file,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) && fd_is_open(fd) => {
-            // SAFETY: F_DUPFD_CLOEXEC on a descriptor number only creates a
-            // new descriptor (or fails with EBADF); nothing is borrowed.
-            let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-            if dup == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `dup` is a descriptor this call just created and owns.
-            unsafe { File::from_raw_fd(dup) }
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => dup_cloexec(fd)?,
         Err(e) => return Err(e),
     };
+    // The number could have been reused between the fstat and the open.
     if file_id(&file)? != id {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "the inherited descriptor is not the segment given"));
     }
     Ok(file)
+}
+
+/// A close-on-exec duplicate of `fd` numbered 3 or higher (never standard
+/// input, output or error, which a child may be given otherwise).
+pub(crate) fn dup_cloexec(fd: i32) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor number only creates a new
+    // descriptor (or fails with EBADF); nothing is borrowed.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a descriptor this call just created and owns.
+    Ok(unsafe { File::from_raw_fd(dup) })
+}
+
+/// Drops the `flock` held through descriptor number `fd` (a child's
+/// inherited hand-over description, once its own handle holds the segment).
+pub(crate) fn unlock_raw(fd: i32) {
+    // SAFETY: flock on a descriptor number; on anything but an open file it
+    // fails with EBADF, and unlocking a description without a lock is a no-op.
+    unsafe { libc::flock(fd, libc::LOCK_UN) };
 }

@@ -294,30 +294,51 @@ impl SegmentOptions {
     /// started by [`crate::spawn()`] or [`crate::SpawnOptions::command`] need
     /// not call this: they use [`crate::attach_given`].
     ///
-    /// The handle opens the file anew (its own open file description, so
-    /// closing `fd` afterwards is fine) and checks the header and layout as
-    /// [`attach`](Self::attach) does. The descriptor is trusted as given:
-    /// its owner is not checked. A handle made this way never removes a
-    /// segment's name.
+    /// The handle opens the file anew (its own open file description,
+    /// through `/proc/self/fd`, so closing `fd` afterwards is fine) and
+    /// checks the header and layout as [`attach`](Self::attach) does. The
+    /// descriptor is trusted as given: its owner is not checked. A handle
+    /// made this way has no name ([`Segment::name`] is [`ANONYMOUS`]): it
+    /// never removes one, and does not keep a named segment's name alive
+    /// (it keeps its memory, as any mapping does).
+    ///
+    /// ```
+    /// use shmem::{Segment, SegmentOptions};
+    /// let seg = Segment::<u64>::create_anonymous(&5)?;
+    /// let fd = Segment::share_fd(&seg)?; // e.g. sent over a Unix socket
+    /// let other = SegmentOptions::new().attach_fd::<u64>(std::os::fd::AsFd::as_fd(&fd))?;
+    /// assert_eq!(other.load(), 5);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`attach`](Self::attach), less [`Error::NotFound`] and
-    /// [`Error::ForeignOwner`].
+    /// [`Error::ForeignOwner`]; [`Error::Io`] where `/proc` is not mounted
+    /// (a copy of `fd` would share the sender's description, and with it
+    /// the sender's liveness locks).
     pub fn attach_fd<T: Shared>(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Segment<T>> {
         crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
         let name = ANONYMOUS;
-        let (owned, _) = os::reopen(fd).map_err(|e| Error::from_io(name, "open", e))?;
-        let file = File::from(owned);
-        self.attach_file(name, file, true)
+        let file = fresh_description(name, fd)?;
+        self.attach_file(name, file, true, false)
     }
 
     /// Attaches to the segment in `file`, an open descriptor of its own
-    /// (`anonymous`: no name of it is ever removed through this handle).
-    pub(crate) fn attach_file<T: Shared>(&self, name: &str, file: File, anonymous: bool) -> Result<Segment<T>> {
+    /// (`anonymous`: no name of it is ever removed through this handle;
+    /// `hold`: the handle holds the liveness `flock`, which keeps a name).
+    pub(crate) fn attach_file<T: Shared>(
+        &self,
+        name: &str,
+        file: File,
+        anonymous: bool,
+        hold: bool,
+    ) -> Result<Segment<T>> {
         let header = self.wait_ready(name, &file)?;
         check_layout::<T>(name, &header)?;
         let map = map(&file, &header, name)?;
-        self.hold_shared(name, &file)?;
+        if hold {
+            self.hold_shared(name, &file)?;
+        }
         let member = join_liveness(&file, &map, &header, name)?;
         let data = data_ptr::<T>(&map, &header);
         Ok(Segment {
@@ -365,6 +386,17 @@ impl SegmentOptions {
             && header.flags & header::FLAG_PERSIST == 0
             && os::lock_if_unused(&file).map_err(|e| Error::from_io(name, "lock", e))?
         {
+            // Holding it exclusively now. A last holder may have removed the
+            // name just before (it unlinks, then closes): then this file is
+            // an orphan and the name is free or someone else's. And the
+            // flags read before the lock may be out of date (persisted since).
+            if !os::name_is_file(name, &file) {
+                return Err(Error::NotFound { name: name.to_owned() });
+            }
+            if read_header(name, &file)?.flags & header::FLAG_PERSIST != 0 {
+                drop(file); // lets go of the exclusive lock: attach again
+                return self.attach_named(name, false);
+            }
             if !self.replace_stale {
                 return Err(Error::StaleExists {
                     name: name.to_owned(),
@@ -434,12 +466,20 @@ impl SegmentOptions {
             .len(header.file_size as usize)
             .map_raw_read_only(&file)
             .map_err(|e| Error::from_io(name, "map", e))?;
-        self.hold_shared(name, &file)?;
+        // A reader that could not remove the name (another user's file in
+        // the sticky /dev/shm) does not hold it either: as the last holder it
+        // would leave the name behind, stale, for its owner to trip over.
+        use std::os::unix::fs::MetadataExt;
+        let owner = file.metadata().map_err(|e| Error::from_io(name, "stat", e))?.uid();
+        let holds = owner == os::effective_uid() || os::effective_uid() == 0;
+        if holds {
+            self.hold_shared(name, &file)?;
+        }
         if !os::name_is_file(name, &file) {
             return Err(Error::NotFound { name: name.to_owned() });
         }
         let data = data_ptr::<T>(&map, &header);
-        Ok(ReadOnlySegment { name: name.to_owned(), file, map, header, data, opener: std::process::id() })
+        Ok(ReadOnlySegment { name: name.to_owned(), file, map, header, data, opener: std::process::id(), holds })
     }
 
     /// Attaches to segment `name` if it exists, or creates it holding
@@ -544,6 +584,22 @@ impl SegmentOptions {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// A new open file description of the file behind `fd`, of its own (no
+/// lock shared with anyone), numbered 3 or above; an error where `/proc`
+/// cannot give one.
+fn fresh_description(name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let (owned, fresh) = os::reopen(fd).map_err(|e| Error::from_io(name, "open", e))?;
+    if !fresh {
+        return Err(Error::Io {
+            name: name.to_owned(),
+            op: "open a description of its own (needs /proc mounted)",
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        });
+    }
+    os::dup_cloexec(owned.as_raw_fd()).map_err(|e| Error::from_io(name, "open", e))
 }
 
 /// The name shown for an anonymous segment (in errors and by
@@ -789,6 +845,27 @@ impl<T: Shared> Segment<T> {
         persist_flag(&this.map).fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
     }
 
+    /// A new descriptor of the segment's file, for handing the segment to
+    /// another process yourself (over a Unix socket with `SCM_RIGHTS`),
+    /// which attaches with [`SegmentOptions::attach_fd`]. Children started
+    /// by [`crate::spawn()`] and [`crate::SpawnOptions::command`] get one
+    /// without this. It is an open file description of its own (through
+    /// `/proc/self/fd`), holding no lock: closing it, or anything done with
+    /// it, does not affect this handle. Anyone holding it can map the
+    /// segment read-write.
+    ///
+    /// # Errors
+    /// [`Error::Io`], for example where `/proc` is not mounted.
+    pub fn share_fd(this: &Self) -> Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        Ok(fresh_description(&this.name, this.file.as_fd())?.into())
+    }
+
+    /// The segment's file, with this handle's liveness lock on its description.
+    pub(crate) fn file(this: &Self) -> &File {
+        &this.file
+    }
+
     /// The user id owning the segment's file (`None` if it cannot be read).
     pub fn owner_uid(this: &Self) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
@@ -841,7 +918,10 @@ impl<T: Shared> Drop for Segment<T> {
 /// attaching right now waits for it, then finds the name gone and reports
 /// NotFound, or creates anew).
 fn release_name(name: &str, file: &File, map: &MmapRaw) {
-    if persist_flag(map).load(core::sync::atomic::Ordering::Acquire) & header::FLAG_PERSIST != 0 {
+    // Relaxed (then a fence): the only load std allows on read-only pages.
+    let flags = persist_flag(map).load(core::sync::atomic::Ordering::Relaxed);
+    core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+    if flags & header::FLAG_PERSIST != 0 {
         return;
     }
     if os::lock_if_unused(file).unwrap_or(false) {
@@ -863,8 +943,10 @@ fn persist_flag(map: &MmapRaw) -> &core::sync::atomic::AtomicU32 {
 /// [`Segment::attach_read_only`]: the file is mapped without write
 /// permission, and the handle dereferences to the read-only form of `T`'s
 /// twin (see [`crate::read_only`](mod@crate::read_only)): loads and seqlock reads, no writes (they
-/// do not compile). Like any handle it keeps the segment alive, and the
-/// last handle of all removes the name.
+/// do not compile). Like any handle it keeps the segment's name while it
+/// lives, and removes it if it is the last of all, except when this process
+/// could not remove the name (another user's segment): then it does not
+/// hold the name at all.
 pub struct ReadOnlySegment<T: Shared> {
     name: String,
     file: File,
@@ -872,14 +954,16 @@ pub struct ReadOnlySegment<T: Shared> {
     header: Header,
     data: NonNull<T::Layout>,
     opener: u32,
+    /// Whether this handle holds the liveness lock (keeps the name).
+    holds: bool,
 }
 
 // SAFETY: as for `Segment`: the handle owns its file and read-only mapping,
-// and hands out only shared references to the twin's read-only form
-// (`T::Layout: Send + Sync`).
-unsafe impl<T: Shared> Send for ReadOnlySegment<T> {}
+// and hands out only shared references to the twin's read-only form, which
+// is required to be `Sync` here.
+unsafe impl<T: Shared> Send for ReadOnlySegment<T> where <T::Layout as crate::read_only::ReadOnlyForm>::ReadOnly: Sync {}
 // SAFETY: as for `Send`.
-unsafe impl<T: Shared> Sync for ReadOnlySegment<T> {}
+unsafe impl<T: Shared> Sync for ReadOnlySegment<T> where <T::Layout as crate::read_only::ReadOnlyForm>::ReadOnly: Sync {}
 
 impl<T: Shared> ReadOnlySegment<T> {
     /// The segment's name.
@@ -908,7 +992,7 @@ impl<T: Shared> Deref for ReadOnlySegment<T> {
 
 impl<T: Shared> Drop for ReadOnlySegment<T> {
     fn drop(&mut self) {
-        if std::process::id() == self.opener {
+        if self.holds && std::process::id() == self.opener {
             release_name(&self.name, &self.file, &self.map);
         }
     }
@@ -921,15 +1005,6 @@ impl<T: Shared> fmt::Debug for ReadOnlySegment<T> {
             .field("type", &self.header.type_name)
             .field("size", &self.map.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// The segment's file, for handing it to another process yourself (over a
-/// Unix socket; children started by [`crate::spawn()`] get it without this),
-/// which attaches with [`SegmentOptions::attach_fd`].
-impl<T: Shared> std::os::fd::AsFd for Segment<T> {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
     }
 }
 
@@ -972,6 +1047,11 @@ fn remove_stale_file(name: &str, file: &File) -> Result<bool> {
     let file = file.try_clone().map_err(|e| Error::from_io(name, "open", e))?;
     read_header(name, &file)?;
     if !os::lock_if_unused(&file).map_err(|e| Error::from_io(name, "lock", e))? {
+        return Ok(false);
+    }
+    // Nobody holds it now, so nobody can persist it any more: read the flag
+    // under the lock (a holder may have set it just before leaving).
+    if read_header(name, &file)?.flags & header::FLAG_PERSIST != 0 {
         return Ok(false);
     }
     match os::unlink_if_same(name, &file) {

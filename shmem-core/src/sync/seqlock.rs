@@ -188,7 +188,10 @@ impl<T: Pod> SeqLock<T> {
         let mut spins = 0u32;
         let mut last_check = None::<Instant>;
         loop {
-            let s1 = self.seq.load(Ordering::Acquire);
+            // Relaxed and a fence, not an Acquire load: the same ordering,
+            // and the only load Rust promises never writes (read-only views).
+            let s1 = self.seq.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let copy = atomic_load(self.value.get());
                 fence(Ordering::Acquire);

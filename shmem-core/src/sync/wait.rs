@@ -126,6 +126,11 @@ impl Event {
         self.state.store(0, Ordering::Release);
     }
 
+    /// The state word (for read-only views, which load it themselves).
+    pub(crate) fn state_word(&self) -> &AtomicU32 {
+        &self.state
+    }
+
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.state.load(Ordering::Acquire) != 0
@@ -193,6 +198,11 @@ impl Semaphore {
         Os::wake_one(self.permits.as_ptr());
     }
 
+    /// The permit word (for read-only views, which load it themselves).
+    pub(crate) fn permits_word(&self) -> &AtomicU32 {
+        &self.permits
+    }
+
     /// The number of permits available now.
     pub fn available(&self) -> u32 {
         self.permits.load(Ordering::Relaxed)
@@ -242,6 +252,11 @@ impl Barrier {
     pub(crate) fn reset(&self, parties: u32) {
         self.parties.store(parties.clamp(1, ARRIVED), Ordering::Relaxed);
         self.state.store(0, Ordering::Release);
+    }
+
+    /// [`parties`](Self::parties) with a `Relaxed` load (read-only views).
+    pub(crate) fn parties_relaxed(&self) -> u32 {
+        self.parties.load(Ordering::Relaxed).clamp(1, ARRIVED)
     }
 
     /// The number of parties per round.

@@ -79,7 +79,7 @@ pub(super) fn read_only_struct(cont: &Container, twin: &syn::Ident, ro: &syn::Id
     quote! {
         #[doc = #doc]
         #[repr(transparent)]
-        #vis struct #ro(#twin);
+        #vis struct #ro(::shmem::__private::Sealed<#twin>);
     }
 }
 
@@ -107,13 +107,17 @@ pub(super) fn read_only_impl(cont: &Container, twin: &syn::Ident, ro: &syn::Iden
             #[doc = #summary]
             #[inline]
             #vis fn #name(&self) -> &<#layout as ::shmem::ReadOnlyForm>::ReadOnly {
-                ::shmem::read_only(&self.0.#name)
+                // SAFETY: the twin is only used to reach the field, which is
+                // then viewed in its read-only form (`Sealed::__twin`'s contract).
+                ::shmem::read_only(unsafe { &self.0.__twin().#name })
             }
         }
     });
     quote! {
-        // SAFETY: the read-only struct is `repr(transparent)` over the twin,
-        // and its accessors only hand out the fields' read-only forms.
+        // SAFETY: the read-only struct is `repr(transparent)` over `Sealed`,
+        // itself `repr(transparent)` over the twin; its field gives safe code
+        // nothing (`Sealed` has only an unsafe accessor), and its accessors
+        // only hand out the fields' read-only forms.
         #[automatically_derived]
         unsafe impl ::shmem::ReadOnlyForm for #twin {
             type ReadOnly = #ro;
