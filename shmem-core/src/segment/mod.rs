@@ -508,7 +508,10 @@ impl SegmentOptions {
         // A stale segment (nobody holds it: its creator crashed) is not
         // silently adopted: replaced if asked, reported otherwise. Checked
         // when the attach takes its lock, not by a look beforehand (the
-        // creator could die in between).
+        // creator could die in between). Any doubt counts as alive: if some
+        // other process holds the file at that instant (another caller
+        // deciding the same thing, or `shmem ls` probing it), this call
+        // attaches to it rather than report or remove it.
         let mut init = Some(init);
         loop {
             match self.attach_named(name, true) {
