@@ -336,6 +336,12 @@ pub enum Error {
 impl Error {
     /// The variant, as a plain value (for passing across processes and
     /// for matching without the details).
+    ///
+    /// ```
+    /// use shmem::{ErrorKind, Segment};
+    /// let err = Segment::<u64>::attach("no-such-segment-here").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
@@ -365,6 +371,16 @@ impl Error {
 }
 
 /// The variants of [`Error`] without their data.
+///
+/// ```
+/// use shmem::{ErrorKind, Segment};
+/// match Segment::<u64>::attach("maybe-there") {
+///     Ok(seg) => println!("{}", seg.load()),
+///     Err(e) if e.kind() == ErrorKind::NotFound => println!("not created yet"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[allow(missing_docs, reason = "each mirrors the Error variant of the same name")]
@@ -426,6 +442,17 @@ impl ErrorKind {
 }
 
 /// Why a segment is considered corrupt.
+///
+/// ```
+/// # let name = format!("doc-corrupt-{}", std::process::id());
+/// std::fs::write(format!("/dev/shm/{name}"), b"not a segment")?;
+/// match shmem::Segment::<u64>::attach(&name) {
+///     Err(shmem::Error::Truncated { .. } | shmem::Error::Corrupt { .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// # std::fs::remove_file(format!("/dev/shm/{name}"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Corruption {

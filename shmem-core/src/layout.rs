@@ -27,6 +27,21 @@ use std::fmt::Write as _;
 ///   types, offsets, sizes, alignment) changes, so two processes that agree
 ///   on it agree on every byte;
 /// - `describe` reports offsets and sizes inside `Layout`.
+///
+/// ```
+/// use shmem::{Schema, Segment, Shared};
+///
+/// #[derive(Shared, Default)] // never implement `Shared` by hand
+/// struct Point {
+///     x: i32,
+///     y: i32,
+/// }
+///
+/// println!("{}", Schema::of::<Point>().to_text()); // the layout other processes check
+/// let p = Segment::create_anonymous(&Point { x: 1, y: 2 })?;
+/// assert_eq!(Segment::snapshot(&p).y, 2);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a plain field of a #[derive(Shared)] struct",
     label = "`{Self}` has no atomic form in shared memory",

@@ -91,6 +91,15 @@ pub fn read_only<L: ReadOnlyForm>(value: &L) -> &L::ReadOnly {
 
 /// The read-only form of a shared primitive `L` (a scalar's [`Atomic`], a
 /// seqlock, an event, a queue, ...): only operations that never write.
+///
+/// ```
+/// # let name = format!("doc-readonly-type-{}", std::process::id());
+/// let seg = shmem::Segment::<[u64; 2]>::create(&name, &[1, 2])?;
+/// let ro = shmem::Segment::<[u64; 2]>::attach_read_only(&name)?;
+/// let second: &shmem::ReadOnly<shmem::Atomic<u64>> = &ro[1];
+/// assert_eq!(second.load(), 2);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(transparent)]
 pub struct ReadOnly<L>(L);
 

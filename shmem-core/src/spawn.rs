@@ -221,6 +221,11 @@ pub fn __call_worker<T: Shared, A: Pod, M, F: WorkerFn<T, A, M>>(segment: &str, 
 /// Lets this program's child processes run their workers. Call it first in
 /// `main`: in a worker child it runs the worker and exits the process; in
 /// any other process it returns at once.
+///
+/// ```
+/// shmem::init(); // first line of `main`: in a worker child this runs the worker and exits
+/// // ... the program ...
+/// ```
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
     let Ok(worker) = std::env::var(WORKER_ENV) else { return };
@@ -298,6 +303,18 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 
 /// How to start a child: what happens to it when its handle drops or its
 /// parent dies.
+///
+/// ```
+/// use shmem::{Segment, SpawnOptions};
+/// use std::process::Command;
+///
+/// let seg = Segment::<u64>::create_anonymous(&0)?;
+/// // Any program, given the segment (it calls `shmem::attach_given`); killed
+/// // if its handle is dropped unjoined, and if this process dies.
+/// let child = SpawnOptions::new().kill_on_drop(true).command(Command::new("true"), &seg)?;
+/// assert!(child.join()?.success());
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     kill_on_drop: bool,
@@ -446,6 +463,33 @@ pub(crate) fn refuse_in_uninitialised_worker(segment: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`SpawnOptions::spawn`].
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared, Default)]
+/// struct Counter {
+///     hits: u64,
+/// }
+///
+/// #[shmem::worker]
+/// fn count(seg: &Segment<Counter>, times: u64) {
+///     for _ in 0..times {
+///         seg.hits().fetch_add(1);
+///     }
+/// }
+///
+/// fn main() -> Result<(), shmem::Error> {
+///     shmem::init();
+///     let seg = Segment::create_anonymous(&Counter::default())?;
+///     let workers = [shmem::spawn(&seg, count, 500)?, shmem::spawn(&seg, count, 500)?];
+///     for w in workers {
+///         w.join()?; // a panic in the worker is an Err with its message
+///     }
+///     assert_eq!(seg.hits().load(), 1000);
+///     Ok(())
+/// }
+/// ```
 pub fn spawn<T: Shared, A: Pod, M>(seg: &Segment<T>, worker: impl WorkerFn<T, A, M>, arg: A) -> Result<Child> {
     SpawnOptions::new().spawn(seg, worker, arg)
 }
@@ -458,6 +502,17 @@ pub fn spawn<T: Shared, A: Pod, M>(seg: &Segment<T>, worker: impl WorkerFn<T, A,
 ///
 /// # Errors
 /// [`Error::NoSegmentGiven`], or any error of [`Segment::attach`].
+///
+/// ```
+/// use shmem::Segment;
+/// // In a program started with `SpawnOptions::command(cmd, &seg)`:
+/// match shmem::attach_given::<u64>() {
+///     Ok(seg) => println!("given {}", seg.load()),
+///     Err(shmem::Error::NoSegmentGiven { .. }) => println!("started by hand: no segment"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub fn attach_given<T: Shared>() -> Result<Segment<T>> {
     match WORKER_GIVEN.get() {
         Some(given) => given.attach(),
@@ -531,6 +586,31 @@ fn foreign_owner<T: Shared>(seg: &Segment<T>) -> Option<u32> {
 }
 
 /// A handle to a child process started by [`spawn`] or [`SpawnOptions::command`].
+///
+/// ```
+/// use shmem::{Segment, Shared};
+/// use std::time::Duration;
+///
+/// #[derive(Shared, Default)]
+/// struct Flag {
+///     done: bool,
+/// }
+///
+/// #[shmem::worker]
+/// fn finish(seg: &Segment<Flag>) {
+///     seg.done().store(true);
+/// }
+///
+/// fn main() -> Result<(), shmem::Error> {
+///     shmem::init();
+///     let seg = Segment::create_anonymous(&Flag::default())?;
+///     let mut child = shmem::spawn(&seg, finish, ())?; // `Process(target=finish).start()`
+///     println!("started pid {}", child.pid());
+///     child.join_timeout(Duration::from_secs(30))?;    // `p.join(30)`
+///     assert!(seg.done().load());
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Child {
     label: String,
@@ -583,6 +663,25 @@ impl Child {
     /// or [`Error::Io`] if waiting failed. A program started with
     /// [`SpawnOptions::command`] returns `Ok` with its exit status, whatever
     /// its exit code.
+    ///
+    /// ```
+    /// use shmem::{Error, Segment};
+    ///
+    /// #[shmem::worker]
+    /// fn fail(_seg: &Segment<u64>) {
+    ///     panic!("out of cheese");
+    /// }
+    ///
+    /// fn main() -> Result<(), shmem::Error> {
+    ///     shmem::init();
+    ///     let seg = Segment::create_anonymous(&0u64)?;
+    ///     match shmem::spawn(&seg, fail, ())?.join() {
+    ///         Err(Error::WorkerPanicked { message, .. }) => assert_eq!(message, "out of cheese"),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn join(mut self) -> Result<ExitStatus> {
         self.wait_until(None)
     }

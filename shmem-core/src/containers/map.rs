@@ -99,6 +99,22 @@ struct Slot<K, V> {
 
 /// A fixed-capacity hash map shared between processes. See the
 /// [module docs](self).
+///
+/// ```
+/// use shmem::{Map, Segment, Shared, Str};
+///
+/// #[derive(Shared)]
+/// struct Registry {
+///     // `Manager().dict()` with int keys and short str values, up to 256 entries.
+///     names: Map<u32, Str<16>, 256>,
+/// }
+///
+/// let reg = Segment::<Registry>::create_anonymous_with(|_| {})?;
+/// reg.names().insert(1, Str::try_from("ada").unwrap()).unwrap();
+/// assert_eq!(reg.names().get(&1).unwrap(), "ada");
+/// assert_eq!(format!("{:?}", reg.names()), r#"{1: "ada"}"#);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 pub struct Map<K, V, const N: usize> {
     shards: [Shard; SHARDS],
@@ -454,6 +470,14 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     }
 
     /// The number of entries (a snapshot).
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(1, 10).unwrap();
+    /// assert_eq!((ages.len(), ages.capacity()), (1, 64));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         // Each shard's count is shared memory a peer could have garbled:
         // never more than the map holds, never an overflow.
@@ -473,6 +497,14 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     ///
     /// # Errors
     /// [`Full`] with the entry if the key's shard has no free slot.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// assert_eq!(ages.insert(7, 30).unwrap(), None);     // `d[7] = 30`
+    /// assert_eq!(ages.insert(7, 31).unwrap(), Some(30)); // replaced
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
         Self::insert_locked(&self.lock_for(&key), key, value)
     }
@@ -501,6 +533,15 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     }
 
     /// A copy of the value for `key`.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(7, 30).unwrap();
+    /// assert_eq!(ages.get(&7), Some(30)); // `d.get(7)`
+    /// assert_eq!(ages.get(&8), None);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn get(&self, key: &K) -> Option<V> {
         let shard = self.lock_for(key);
         shard.find(key).map(|i| shard.slot(i).value)
@@ -517,11 +558,28 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     }
 
     /// Whether `key` is present.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(7, 30).unwrap();
+    /// assert!(ages.contains_key(&7)); // `7 in d`
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn contains_key(&self, key: &K) -> bool {
         self.lock_for(key).find(key).is_some()
     }
 
     /// Removes `key`; returns its value.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(7, 30).unwrap();
+    /// assert_eq!(ages.remove(&7), Some(30)); // `d.pop(7, None)`
+    /// assert!(ages.is_empty());
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn remove(&self, key: &K) -> Option<V> {
         let shard = self.lock_for(key);
         shard.find(key).map(|i| shard.remove_at(i))
@@ -539,6 +597,16 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
 
     /// Applies `f` to the value for `key` atomically (no other process sees
     /// or changes it meanwhile); returns the new value, `None` if absent.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(7, 30).unwrap();
+    /// // `d[7] += 1`, as one step: no other process can interleave.
+    /// assert_eq!(ages.update(&7, |age| *age += 1), Some(31));
+    /// assert_eq!(ages.update(&8, |age| *age += 1), None); // no such key
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn update(&self, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
         Self::update_locked(&self.lock_for(key), key, f)
     }
@@ -568,6 +636,14 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     ///
     /// # Errors
     /// [`Full`] with the entry if it was absent and its shard is full.
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// assert_eq!(ages.get_or_insert(7, 30).unwrap(), 30); // `d.setdefault(7, 30)`
+    /// assert_eq!(ages.get_or_insert(7, 99).unwrap(), 30);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> Result<V, Full<(K, V)>> {
         let shard = self.lock_for(&key);
         match shard.find(&key) {
@@ -597,6 +673,17 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
 
     /// Every entry, shard by shard (each shard is consistent; the whole is
     /// not one atomic snapshot if others write meanwhile).
+    ///
+    /// ```
+    /// use shmem::{Map, Segment};
+    /// let ages = Segment::<Map<u32, u8, 64>>::create_anonymous_with(|_| {})?; // an empty map
+    /// ages.insert(2, 20).unwrap();
+    /// ages.insert(1, 10).unwrap();
+    /// let mut items = ages.to_vec(); // `list(d.items())`, in slot order
+    /// items.sort();
+    /// assert_eq!(items, [(1, 10), (2, 20)]);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn to_vec(&self) -> std::vec::Vec<(K, V)> {
         // `len` is shared memory another process could have garbled: never
         // let it size an allocation beyond the capacity.

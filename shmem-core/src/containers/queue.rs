@@ -109,6 +109,21 @@ pub const TRY_LOCK_WAIT: Duration = Duration::from_micros(200);
 
 /// A bounded MPMC queue of plain data, shared between processes. See the
 /// [module docs](self).
+///
+/// ```
+/// use shmem::{Queue, Segment, Shared};
+///
+/// #[derive(Shared)]
+/// struct Jobs {
+///     todo: Queue<u64, 1024>, // `multiprocessing.Queue(maxsize=1024)`
+/// }
+///
+/// let jobs = Segment::<Jobs>::create_anonymous_with(|_| {})?;
+/// jobs.todo().push(7).unwrap();          // blocks while full
+/// assert_eq!(jobs.todo().pop(), Ok(7));  // blocks while empty
+/// jobs.todo().close();                   // wakes every waiter; pops drain, then fail
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 pub struct Queue<T, const N: usize> {
     producers: Side,
@@ -126,6 +141,17 @@ unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 unsafe impl<T: Pod + Send, const N: usize> Send for Queue<T, N> {}
 
 /// Why a push failed; the item is handed back.
+///
+/// ```
+/// use shmem::{PushError, Queue, Segment};
+/// let q = Segment::<Queue<u8, 1>>::create_anonymous_with(|_| {})?;
+/// q.try_push(1).unwrap();
+/// match q.try_push(2) {
+///     Err(PushError::Full(item)) => assert_eq!(item, 2), // `queue.Full`, with the item back
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PushError<T> {
     /// The queue holds `N` items (only from `try_push`).
@@ -151,6 +177,15 @@ impl<T> PushError<T> {
 }
 
 /// Why a pop returned no item.
+///
+/// ```
+/// use shmem::{PopError, Queue, Segment};
+/// let q = Segment::<Queue<u8, 4>>::create_anonymous_with(|_| {})?;
+/// assert_eq!(q.try_pop(), Err(PopError::Empty)); // `queue.Empty`
+/// q.close();
+/// assert_eq!(q.pop(), Err(PopError::Closed));    // no more items will come
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PopError {
     /// The queue is empty (only from `try_pop`).
@@ -241,6 +276,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     ///
     /// The flag is set under the push lock, so every push that returned
     /// `Ok` published its item before the queue closed: pops still see it.
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// q.push(1).unwrap();
+    /// q.close();
+    /// assert!(q.push(2).is_err());  // no more pushes
+    /// assert_eq!(q.pop(), Ok(1));   // what was pushed is still delivered
+    /// assert_eq!(q.pop(), Err(shmem::PopError::Closed));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn close(&self) {
         self.producers.lock.lock_report::<Os>();
         self.flags.closed.store(1, Ordering::SeqCst);
@@ -285,6 +331,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// [`PushError::Full`] or [`PushError::Closed`], with the item;
     /// [`PushError::Timeout`] if another process held the push side for
     /// longer than [`TRY_LOCK_WAIT`] (it is stopped, or descheduled).
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// for job in 0..4 {
+    ///     q.try_push(job).unwrap();
+    /// }
+    /// let full = q.try_push(9).unwrap_err();
+    /// assert_eq!(full.into_inner(), 9); // the item comes back
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn try_push(&self, item: T) -> Result<(), PushError<T>> {
         self.push_once(item, Err(()))
     }
@@ -333,6 +390,15 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// [`PopError::Empty`], or [`PopError::Closed`] once closed and drained;
     /// [`PopError::Timeout`] if another process held the pop side for longer
     /// than [`TRY_LOCK_WAIT`].
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// assert_eq!(q.try_pop(), Err(shmem::PopError::Empty));
+    /// q.try_push(1).unwrap();
+    /// assert_eq!(q.try_pop(), Ok(1));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn try_pop(&self) -> Result<T, PopError> {
         self.pop_once(Err(()))
     }
@@ -433,6 +499,14 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     ///
     /// # Errors
     /// [`PushError::Closed`] with the item if the queue is or gets closed.
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// q.push(5).unwrap(); // waits while the queue is full (Python's `q.put(5)`)
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn push(&self, item: T) -> Result<(), PushError<T>> {
         self.push_until(item, None)
     }
@@ -441,6 +515,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     ///
     /// # Errors
     /// [`PushError::Timeout`] or [`PushError::Closed`], with the item.
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// use std::time::Duration;
+    /// for job in 0..4 {
+    ///     q.push_timeout(job, Duration::from_millis(10)).unwrap();
+    /// }
+    /// assert!(q.push_timeout(4, Duration::from_millis(10)).is_err()); // full: `queue.Full`
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn push_timeout(&self, item: T, timeout: Duration) -> Result<(), PushError<T>> {
         self.push_until(item, crate::sync::deadline_after(timeout))
     }
@@ -449,6 +534,16 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     ///
     /// # Errors
     /// [`PopError::Closed`] once the queue is closed and drained.
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// q.push(3).unwrap();
+    /// assert_eq!(q.pop(), Ok(3)); // waits while empty (Python's `q.get()`)
+    /// q.close();
+    /// assert_eq!(q.pop(), Err(shmem::PopError::Closed));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn pop(&self) -> Result<T, PopError> {
         self.pop_until(None)
     }
@@ -457,12 +552,29 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     ///
     /// # Errors
     /// [`PopError::Timeout`], or [`PopError::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// use std::time::Duration;
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(10)), Err(shmem::PopError::Timeout)); // `queue.Empty`
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
         self.pop_until(crate::sync::deadline_after(timeout))
     }
 
     /// A copy of the queued items, oldest first (taken under the pop lock,
     /// so pops wait meanwhile; pushes continue).
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?; // an empty queue
+    /// q.push(1).unwrap();
+    /// q.push(2).unwrap();
+    /// assert_eq!(q.to_vec(), [1, 2]);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn to_vec(&self) -> std::vec::Vec<T> {
         self.consumers.lock.lock_report::<Os>();
         let head = self.consumers.count.load(Ordering::Relaxed);

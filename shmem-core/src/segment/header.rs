@@ -67,6 +67,14 @@ const MAX_SCHEMA_LEN: u32 = 16 << 20;
 const MAX_ALIGN: u64 = 4096;
 
 /// A decoded segment header. See the [module docs](self) for the format.
+///
+/// ```
+/// # let name = format!("doc-header-{}", std::process::id());
+/// let seg = shmem::Segment::<u64>::create(&name, &1)?;
+/// let h = shmem::Segment::header(&seg);
+/// println!("{} by pid {}, {} data bytes", h.type_name, h.creator_pid, h.data_size);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Header format version.

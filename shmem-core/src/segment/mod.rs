@@ -163,6 +163,14 @@ impl SegmentOptions {
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken, [`Error::InvalidName`],
     /// [`Error::NoSpace`], [`Error::PermissionDenied`], [`Error::Io`].
+    ///
+    /// ```
+    /// use shmem::SegmentOptions;
+    /// # let name = format!("doc-opt-create-{}", std::process::id());
+    /// let seg = SegmentOptions::new().mode(0o640).create::<u64>(&name, &7)?;
+    /// assert!(matches!(SegmentOptions::new().create::<u64>(&name, &7), Err(shmem::Error::AlreadyExists { .. })));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn create<T: Shared>(&self, name: &str, initial: &T) -> Result<Segment<T>> {
         self.create_with(name, |twin| T::store(twin, initial))
     }
@@ -173,6 +181,14 @@ impl SegmentOptions {
     ///
     /// # Errors
     /// As [`create`](Self::create).
+    ///
+    /// ```
+    /// use shmem::SegmentOptions;
+    /// # let name = format!("doc-opt-zeroed-{}", std::process::id());
+    /// let big = SegmentOptions::new().create_zeroed::<[u64; 1 << 16]>(&name)?; // nothing on the stack
+    /// assert_eq!(big[65535].load(), 0);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn create_zeroed<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
         self.create_with(name, |_| {})
     }
@@ -362,6 +378,17 @@ impl SegmentOptions {
     /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::LayoutMismatch`],
     /// [`Error::VersionMismatch`], [`Error::Truncated`], [`Error::Corrupt`],
     /// [`Error::NotReady`], [`Error::PermissionDenied`], [`Error::Io`].
+    ///
+    /// ```
+    /// use shmem::{Segment, SegmentOptions};
+    /// # let name = format!("doc-opt-attach-{}", std::process::id());
+    /// let owner = Segment::<[u32; 2]>::create(&name, &[1, 2])?;
+    /// let seg = SegmentOptions::new().attach::<[u32; 2]>(&name)?;
+    /// assert_eq!(seg[1].load(), 2);
+    /// // Another type under the name is refused, with what differs:
+    /// assert!(matches!(Segment::<u64>::attach(&name), Err(shmem::Error::LayoutMismatch { .. })));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn attach<T: Shared>(&self, name: &str) -> Result<Segment<T>> {
         self.attach_named(name, false)
     }
@@ -491,6 +518,15 @@ impl SegmentOptions {
     /// As [`attach`](Self::attach) and [`create`](Self::create);
     /// [`Error::NotReady`] if the name kept appearing and disappearing for
     /// the whole timeout.
+    ///
+    /// ```
+    /// use shmem::SegmentOptions;
+    /// # let name = format!("doc-opt-coa-{}", std::process::id());
+    /// let first = SegmentOptions::new().create_or_attach::<u64>(&name, &0)?;  // creates
+    /// let second = SegmentOptions::new().create_or_attach::<u64>(&name, &0)?; // attaches
+    /// assert!(shmem::Segment::is_owner(&first) && !shmem::Segment::is_owner(&second));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn create_or_attach<T: Shared>(&self, name: &str, initial: &T) -> Result<Segment<T>> {
         self.create_or_attach_with(name, |twin| T::store(twin, initial))
     }
@@ -726,6 +762,24 @@ fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
 /// Like `Arc`, the handle's own operations are associated functions
 /// (`Segment::snapshot(&seg)`, `Segment::name(&seg)`), so they never shadow
 /// a field accessor of the same name.
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared, Default)]
+/// struct Stats {
+///     hits: u64,
+///     per_core: [u32; 4],
+/// }
+///
+/// # let name = format!("doc-segment-type-{}", std::process::id());
+/// let stats = Segment::create(&name, &Stats::default())?;   // process A
+/// let seen = Segment::<Stats>::attach(&name)?;                 // process B
+/// seen.hits().fetch_add(1);                                    // field accessors, through Deref
+/// seen.per_core()[2].fetch_add(1);
+/// assert_eq!(Segment::snapshot(&stats).per_core, [0, 0, 1, 0]); // handle operations: Segment::...
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub struct Segment<T: Shared> {
     /// This mapping's entry in the liveness registry. Declared first so it
     /// is dropped first (fields drop in order), before `map` is unmapped.
@@ -759,6 +813,18 @@ impl<T: Shared> Segment<T> {
     ///
     /// # Errors
     /// See [`SegmentOptions::create`].
+    ///
+    /// ```
+    /// use shmem::{Segment, Shared};
+    /// #[derive(Shared, Default)]
+    /// struct Stats {
+    ///     hits: u64,
+    /// }
+    /// # let name = format!("doc-seg-create-{}", std::process::id());
+    /// let stats = Segment::create(&name, &Stats::default())?; // name removed when the last handle drops
+    /// stats.hits().fetch_add(1);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn create(name: &str, initial: &T) -> Result<Self> {
         SegmentOptions::new().create(name, initial)
     }
@@ -801,6 +867,17 @@ impl<T: Shared> Segment<T> {
     ///
     /// # Errors
     /// See [`SegmentOptions::attach`].
+    ///
+    /// ```
+    /// use shmem::Segment;
+    /// # let name = format!("doc-seg-attach-{}", std::process::id());
+    /// # let _owner = Segment::<u64>::create(&name, &41)?;
+    /// // In another process (same type, same name):
+    /// let seen = Segment::<u64>::attach(&name)?;
+    /// seen.fetch_add(1);
+    /// assert_eq!(seen.load(), 42);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn attach(name: &str) -> Result<Self> {
         SegmentOptions::new().attach(name)
     }
@@ -817,6 +894,15 @@ impl<T: Shared> Segment<T> {
     ///
     /// # Errors
     /// See [`SegmentOptions::create_or_attach`].
+    ///
+    /// ```
+    /// use shmem::Segment;
+    /// # let name = format!("doc-seg-coa-{}", std::process::id());
+    /// // Every process runs the same line; exactly one creates.
+    /// let counter = Segment::<u64>::create_or_attach(&name, &0)?;
+    /// counter.fetch_add(1);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn create_or_attach(name: &str, initial: &T) -> Result<Self> {
         SegmentOptions::new().create_or_attach(name, initial)
     }
@@ -843,6 +929,17 @@ impl<T: Shared> Segment<T> {
     /// dropped; remove it later with [`unlink`] or `shmem rm`. Recorded in
     /// the segment, so it holds whichever process lets go last. An anonymous
     /// segment has no name to keep: this does nothing for it.
+    ///
+    /// ```
+    /// use shmem::Segment;
+    /// # let name = format!("doc-persist-{}", std::process::id());
+    /// let mut seg = Segment::<u64>::create(&name, &1)?;
+    /// Segment::persist(&mut seg);
+    /// drop(seg);
+    /// assert_eq!(Segment::<u64>::attach(&name)?.load(), 1); // still there
+    /// shmem::unlink(&name)?;
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn persist(this: &mut Self) {
         this.persist = true;
         persist_flag(&this.map).fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
@@ -883,6 +980,21 @@ impl<T: Shared> Segment<T> {
     /// Reads the whole value, field by field (not one atomic snapshot: fields
     /// written meanwhile may mix old and new values). Builds `T` on the
     /// stack: for very large types read the fields you need instead.
+    ///
+    /// ```
+    /// use shmem::{Segment, Shared};
+    /// #[derive(Shared, Default, Debug, PartialEq)]
+    /// struct Stats {
+    ///     hits: u64,
+    ///     ok: bool,
+    /// }
+    /// let seg = Segment::create_anonymous(&Stats::default())?;
+    /// seg.hits().store(3);
+    /// assert_eq!(Segment::snapshot(&seg), Stats { hits: 3, ok: false });
+    /// Segment::store(&seg, &Stats { hits: 0, ok: true });
+    /// assert!(seg.ok().load());
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn snapshot(this: &Self) -> T {
         T::load(this)
     }
@@ -950,6 +1062,26 @@ fn persist_flag(map: &MmapRaw) -> &core::sync::atomic::AtomicU32 {
 /// lives, and removes it if it is the last of all, except when this process
 /// could not remove the name (another user's segment): then it does not
 /// hold the name at all.
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared, Default)]
+/// struct Stats {
+///     hits: u64,
+///     #[shared(seqlock)]
+///     pos: [f64; 2],
+/// }
+///
+/// # let name = format!("doc-ro-type-{}", std::process::id());
+/// let stats = Segment::create(&name, &Stats::default())?;
+/// let monitor = Segment::<Stats>::attach_read_only(&name)?; // mapped read-only
+/// stats.hits().store(5);
+/// stats.pos().write([1.0, 2.0]);
+/// assert_eq!(monitor.hits().load(), 5);
+/// assert_eq!(monitor.pos().read().unwrap(), [1.0, 2.0]);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub struct ReadOnlySegment<T: Shared> {
     name: String,
     file: File,
@@ -1039,6 +1171,13 @@ pub(crate) fn is_stale(info: &SegmentInfo) -> bool {
 /// # Errors
 /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::Corrupt`] (not a
 /// shmem segment: left alone), [`Error::PermissionDenied`], [`Error::Io`].
+///
+/// ```
+/// # let name = format!("doc-remove-stale-{}", std::process::id());
+/// let seg = shmem::Segment::<u64>::create(&name, &1)?;
+/// assert!(!shmem::remove_stale(&name)?); // in use: left alone
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub fn remove_stale(name: &str) -> Result<bool> {
     let name = validate_name(name)?;
     let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
@@ -1069,12 +1208,31 @@ fn remove_stale_file(name: &str, file: &File) -> Result<bool> {
 ///
 /// # Errors
 /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::PermissionDenied`], [`Error::Io`].
+///
+/// ```
+/// use shmem::Segment;
+/// # let name = format!("doc-unlink-{}", std::process::id());
+/// let seg = Segment::<u64>::create(&name, &1)?;
+/// shmem::unlink(&name)?;                   // new attaches fail...
+/// assert!(Segment::<u64>::attach(&name).is_err());
+/// assert_eq!(seg.load(), 1);               // ...handles keep working
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub fn unlink(name: &str) -> Result<()> {
     let name = validate_name(name)?;
     os::unlink(name).map_err(|e| Error::from_io(name, "unlink", e))
 }
 
 /// What [`inspect`] finds about a segment, without knowing its type.
+///
+/// ```
+/// # let name = format!("doc-info-{}", std::process::id());
+/// # let _seg = shmem::Segment::<u64>::create(&name, &1)?;
+/// let info = shmem::inspect(&name)?;
+/// println!("{}: {} bytes of {}, {}", info.name, info.header.data_size, info.header.type_name,
+///          if info.live { "in use" } else { "stale" });
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     /// The segment's name.
@@ -1089,6 +1247,16 @@ pub struct SegmentInfo {
 ///
 /// # Errors
 /// As [`SegmentOptions::attach`], less the layout check.
+///
+/// ```
+/// use shmem::Segment;
+/// # let name = format!("doc-inspect-{}", std::process::id());
+/// let seg = Segment::<[u16; 3]>::create(&name, &[1, 2, 3])?;
+/// let info = shmem::inspect(&name)?;
+/// assert!(info.live);
+/// assert_eq!(info.header.type_name, "[u16; 3]");
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
     Ok(View::open(name)?.info)
 }
@@ -1101,6 +1269,16 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
 ///
 /// # Errors
 /// [`Error::Io`] if the directory cannot be read.
+///
+/// ```
+/// for (name, info) in shmem::list()? {
+///     match info {
+///         Ok(info) => println!("{name}: {} ({})", info.header.type_name, if info.live { "in use" } else { "stale" }),
+///         Err(e) => println!("{name}: {e}"),
+///     }
+/// }
+/// # Ok::<(), shmem::Error>(())
+/// ```
 pub fn list() -> Result<std::vec::Vec<(String, Result<SegmentInfo>)>> {
     let names = os::list_names().map_err(|e| Error::from_io(os::SHM_DIR, "list", e))?;
     Ok(names
@@ -1125,6 +1303,14 @@ pub fn list() -> Result<std::vec::Vec<(String, Result<SegmentInfo>)>> {
 /// A read-only view of a segment's bytes, for tools that know the segment
 /// only by its schema. Reads are atomic loads (never a torn scalar, never a
 /// write, never a lock).
+///
+/// ```
+/// # let name = format!("doc-view-{}", std::process::id());
+/// let seg = shmem::Segment::<[u32; 2]>::create(&name, &[7, 9])?;
+/// let view = shmem::View::open(&name)?; // no Rust type needed: for tools
+/// assert_eq!(view.read_uint(4, 4), Some(9));
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct View {
     /// The segment's header and liveness.

@@ -217,6 +217,24 @@ impl Scalar for f64 {
 
 /// A `T` that every process attached to a segment can read and modify
 /// atomically. See the [module docs](self) for orderings and representation.
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared, Default)]
+/// struct Stats {
+///     hits: u64,
+///     temperature: f64,
+/// }
+///
+/// let s = Segment::create_anonymous(&Stats::default())?;
+/// s.hits().fetch_add(1);                          // `val.value += 1`, never losing an update
+/// s.temperature().store(21.5);
+/// s.hits().update(|h| h * 10);                    // any read-modify-write, atomically
+/// assert_eq!(s.hits().compare_exchange(10, 11), Ok(10));
+/// assert_eq!((s.hits().load(), s.temperature().load()), (11, 21.5));
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(transparent)]
 pub struct Atomic<T: Scalar> {
     raw: T::Raw,

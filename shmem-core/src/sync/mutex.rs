@@ -43,6 +43,25 @@ pub use super::raw_mutex::OWNER_CHECK_INTERVAL;
 ///
 /// `T: Pod` (every bit pattern valid, no pointers): the value may be read by
 /// another process, or after its writer died halfway.
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared)]
+/// struct Account {
+///     #[shared(lock)]
+///     balance: [i64; 2], // checking, savings: always changed together
+/// }
+///
+/// let acct = Segment::create_anonymous(&Account { balance: [100, 0] })?;
+/// {
+///     let mut b = acct.balance().lock().expect("a holder died"); // `with lock:`
+///     b[0] -= 40;
+///     b[1] += 40;
+/// } // unlocked here
+/// assert_eq!(acct.balance().get(), [60, 40]);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 pub struct Mutex<T> {
     raw: RawMutex,
@@ -58,6 +77,23 @@ unsafe impl<T: crate::layout::PlainData + Send> Sync for Mutex<T> {}
 unsafe impl<T: crate::layout::PlainData + Send> Send for Mutex<T> {}
 
 /// Why [`Mutex::lock_timeout`] failed.
+///
+/// ```
+/// use shmem::{Segment, Shared, TimedLockError};
+/// use std::time::Duration;
+/// #[derive(Shared)]
+/// struct S {
+///     #[shared(lock)]
+///     n: u64,
+/// }
+/// let s = Segment::create_anonymous(&S { n: 0 })?;
+/// match s.n().lock_timeout(Duration::from_millis(100)) {
+///     Ok(mut n) => *n += 1,
+///     Err(TimedLockError::Poisoned(e)) => *e.into_inner() += 1, // a holder died: the value may be half-updated
+///     Err(TimedLockError::Timeout) => println!("busy"),
+/// }
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum TimedLockError<G> {
     /// The lock was acquired but is poisoned; the guard is inside.
@@ -109,6 +145,21 @@ impl<T: Pod> Mutex<T> {
     /// # Errors
     /// `WouldBlock` if another live process or thread holds it;
     /// `Poisoned` as for [`lock`](Self::lock).
+    ///
+    /// ```
+    /// use shmem::{Segment, Shared};
+    /// #[derive(Shared)]
+    /// struct S {
+    ///     #[shared(lock)]
+    ///     n: u64,
+    /// }
+    /// let s = Segment::create_anonymous(&S { n: 1 })?;
+    /// let held = s.n().lock().unwrap();
+    /// assert!(s.n().try_lock().is_err()); // held: fails at once
+    /// drop(held);
+    /// assert_eq!(*s.n().try_lock().unwrap(), 1);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
         match self.raw.try_lock_report::<Os>() {
             None => Err(TryLockError::WouldBlock),
@@ -121,6 +172,23 @@ impl<T: Pod> Mutex<T> {
     /// # Errors
     /// [`TimedLockError::Timeout`] if the lock stayed busy; `Poisoned` as for
     /// [`lock`](Self::lock). After a timeout the mutex is unchanged.
+    ///
+    /// ```
+    /// use shmem::{Segment, Shared, TimedLockError};
+    /// use std::time::Duration;
+    /// #[derive(Shared)]
+    /// struct S {
+    ///     #[shared(lock)]
+    ///     n: u64,
+    /// }
+    /// let s = Segment::create_anonymous(&S { n: 1 })?;
+    /// let held = s.n().lock().unwrap();
+    /// assert!(matches!(s.n().lock_timeout(Duration::from_millis(5)), Err(TimedLockError::Timeout)));
+    /// drop(held);
+    /// *s.n().lock_timeout(Duration::from_millis(5)).unwrap() += 1;
+    /// assert_eq!(s.n().get(), 2);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, TimedLockError<MutexGuard<'_, T>>> {
         match self.raw.lock_until::<Os>(super::deadline_after(timeout)) {
             None => Err(TimedLockError::Timeout),
@@ -169,6 +237,21 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Mutex<T> {
 
 /// Access to a [`Mutex`]'s value; unlocks when dropped (and poisons the
 /// mutex if dropped during a panic). Not `Send`: unlock where you locked.
+///
+/// ```
+/// use shmem::{Segment, Shared};
+/// #[derive(Shared)]
+/// struct S {
+///     #[shared(lock)]
+///     pair: [u32; 2],
+/// }
+/// let s = Segment::create_anonymous(&S { pair: [1, 2] })?;
+/// let mut guard = s.pair().lock().unwrap(); // derefs to the value
+/// guard.swap(0, 1);
+/// drop(guard); // unlocks (also on panic, which poisons)
+/// assert_eq!(s.pair().get(), [2, 1]);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a Mutex<T>,

@@ -92,6 +92,23 @@ struct ReaderSlot {
 
 /// Plain data `T` behind a cross-process reader-writer lock. See the
 /// [module docs](self).
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared)]
+/// struct Table {
+///     #[shared(rwlock)]
+///     prices: [u32; 8], // many readers at once, one writer
+/// }
+///
+/// let t = Segment::create_anonymous(&Table { prices: [10; 8] })?;
+/// t.prices().write().expect("a writer died")[3] = 12;
+/// let a = t.prices().read().unwrap();
+/// let b = t.prices().read().unwrap(); // readers share
+/// assert_eq!((a[3], b[0]), (12, 10));
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 pub struct RwLock<T> {
     gate: RawMutex,

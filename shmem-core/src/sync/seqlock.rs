@@ -48,6 +48,22 @@ use std::time::{Duration, Instant};
 
 /// Plain data `T` behind a sequence lock shared between processes. See the
 /// [module docs](self).
+///
+/// ```
+/// use shmem::{Segment, Shared};
+///
+/// #[derive(Shared)]
+/// struct Pose {
+///     #[shared(seqlock)]
+///     xyz: [f64; 3], // readers never block the writer, and never see a torn value
+/// }
+///
+/// let p = Segment::create_anonymous(&Pose { xyz: [0.0; 3] })?;
+/// p.xyz().write([1.0, 2.0, 3.0]);
+/// p.xyz().update(|v| v[2] += 1.0);
+/// assert_eq!(p.xyz().read().unwrap(), [1.0, 2.0, 4.0]);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 pub struct SeqLock<T> {
     seq: AtomicU32,

@@ -101,6 +101,15 @@ impl<T: Scalar<Raw = AtomicU32>> Atomic<T> {
 
 /// A flag processes can wait for: `set` wakes every waiter, `clear` resets
 /// it. Python's `multiprocessing.Event`, without a server.
+///
+/// ```
+/// use shmem::{Event, Segment};
+/// let ready = Segment::<Event>::create_anonymous(&Event::new(false))?; // `multiprocessing.Event()`
+/// ready.set();        // wakes every process in `wait()`
+/// ready.wait();       // returns at once: set
+/// assert!(ready.is_set());
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct Event {
@@ -157,6 +166,17 @@ impl fmt::Debug for Event {
 }
 
 /// A counting semaphore shared between processes.
+///
+/// ```
+/// use shmem::{Segment, Semaphore};
+/// let slots = Segment::<Semaphore>::create_anonymous(&Semaphore::new(2))?; // `multiprocessing.Semaphore(2)`
+/// slots.acquire();
+/// assert!(slots.try_acquire());
+/// assert!(!slots.try_acquire()); // both taken
+/// slots.release();
+/// assert_eq!(slots.available(), 1);
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct Semaphore {
@@ -221,6 +241,13 @@ impl fmt::Debug for Semaphore {
 /// One 32-bit word holds the round (high 16 bits) and the number arrived
 /// (low 16 bits), so a timed-out waiter can leave without racing the last
 /// arrival. At most 65,535 parties.
+///
+/// ```
+/// use shmem::{Barrier, Segment};
+/// let start = Segment::<Barrier>::create_anonymous(&Barrier::new(1))?; // `multiprocessing.Barrier(n)`
+/// assert!(start.wait().is_leader()); // with one party, it passes at once
+/// # Ok::<(), shmem::Error>(())
+/// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct Barrier {
