@@ -134,7 +134,7 @@ unsafe impl<T: Shared, const N: usize> Shared for [T; N] {
 /// `Barrier`, the party count; arrivals start at zero), `load` reads it back.
 macro_rules! primitive_shared {
     ($($t:ty: $kind:literal, |$l:ident| $load:expr, |$dst:ident, $src:ident| $store:expr;)*) => {$(
-        // SAFETY: `repr(C)` structs of `AtomicU32`s: valid for every bit
+        // SAFETY: `repr(C)` structs of integer atomics: valid for every bit
         // pattern (zero is the default state), no pointers.
         unsafe impl Shared for $t {
             type Layout = $t;
@@ -168,6 +168,7 @@ primitive_shared! {
         dst.reset(src.parties())
     };
     crate::sync::wait::Condvar: "condvar", |_l| crate::sync::wait::Condvar::new(), |_dst, _src| {};
+    crate::sync::raw_mutex::RawMutex: "rawmutex", |_l| crate::sync::raw_mutex::RawMutex::new(), |_dst, _src| {};
 }
 
 // SAFETY: `Queue` is `repr(C)`: integer atomics, two zero-valid
@@ -441,6 +442,14 @@ impl Schema {
     pub fn of<T: Shared>() -> Schema {
         let mut builder = SchemaBuilder { schema: Schema::default() };
         T::describe(&mut builder, "", 0, 1);
+        builder.schema
+    }
+
+    /// The schema of `[T; len]` (as `Schema::of::<[T; len]>()`, for a length
+    /// known only at run time).
+    pub fn of_array<T: Shared>(len: usize) -> Schema {
+        let mut builder = SchemaBuilder { schema: Schema::default() };
+        T::describe(&mut builder, "", 0, len);
         builder.schema
     }
 

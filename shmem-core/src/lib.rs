@@ -40,7 +40,8 @@ pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use read_only::{read_only, ReadOnly, ReadOnlyForm};
 pub use segment::header::Header;
 pub use segment::{
-    inspect, list, remove_stale, unlink, validate_name, ReadOnlySegment, Segment, SegmentInfo, SegmentOptions, View,
+    inspect, list, remove_stale, unlink, validate_name, ArraySegment, ReadOnlySegment, Segment, SegmentInfo,
+    SegmentOptions, View,
 };
 pub use spawn::{attach_given, init, spawn, Child, SpawnOptions, WorkerFn};
 pub use sync::atomic::{self, Atomic, Integer, Scalar};

@@ -211,6 +211,11 @@ impl ReadOnly<crate::sync::wait::Barrier> {
 }
 
 // SAFETY: repr(transparent), and no operations at all.
+unsafe impl ReadOnlyForm for crate::sync::raw_mutex::RawMutex {
+    type ReadOnly = ReadOnly<crate::sync::raw_mutex::RawMutex>;
+}
+
+// SAFETY: repr(transparent), and no operations at all.
 unsafe impl ReadOnlyForm for crate::sync::wait::Condvar {
     type ReadOnly = ReadOnly<crate::sync::wait::Condvar>;
 }

@@ -200,11 +200,18 @@ impl SegmentOptions {
     /// # Errors
     /// As [`create`](Self::create). If `init` panics, nothing is created.
     pub fn create_with<T: Shared>(&self, name: &str, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        let parts = self.create_parts(name, &Spec::of::<T>(), typed_init::<T>(init))?;
+        Ok(Segment::from_parts(parts, true, false))
+    }
+
+    /// Creates segment `name` holding a value of layout `spec`, initialised
+    /// by `init` (given the zeroed data) before any other process can see it.
+    pub(crate) fn create_parts(&self, name: &str, spec: &Spec, init: impl FnOnce(NonNull<u8>)) -> Result<Parts> {
         crate::spawn::refuse_in_uninitialised_worker(name)?;
         let name = validate_name(name)?;
         let io = |op| move |e| Error::from_io(name, op, e);
         let unnamed = os::create_unnamed(self.mode).map_err(io("create"))?;
-        let (map, header, data) = initialise::<T>(&unnamed.file, name, init)?;
+        let (map, header) = initialise(&unnamed.file, name, spec, init)?;
         os::hold_liveness_lock(&unnamed.file).map_err(io("lock"))?;
         let member = join_liveness(&unnamed.file, &map, &header, name)?;
         crate::crash_point!("segment.create.registered");
@@ -228,19 +235,7 @@ impl SegmentOptions {
         };
         let file = unnamed.map_err(io("link"))?;
         crate::crash_point!("segment.create.linked");
-        Ok(Segment {
-            name: name.to_owned(),
-            file,
-            map,
-            header,
-            data,
-            owner: true,
-            anonymous: false,
-            persist: false,
-            opener: std::process::id(),
-            _member: member,
-            _type: PhantomData,
-        })
+        Ok(Parts { name: name.to_owned(), file, map, header, member })
     }
 
     /// Creates an *anonymous* segment holding `initial`: shared memory with
@@ -281,27 +276,21 @@ impl SegmentOptions {
     /// # Errors
     /// As [`create_anonymous`](Self::create_anonymous).
     pub fn create_anonymous_with<T: Shared>(&self, init: impl FnOnce(&T::Layout)) -> Result<Segment<T>> {
+        let parts = self.create_anonymous_parts(&Spec::of::<T>(), typed_init::<T>(init))?;
+        Ok(Segment::from_parts(parts, true, true))
+    }
+
+    /// [`create_parts`](Self::create_parts) for an anonymous segment.
+    pub(crate) fn create_anonymous_parts(&self, spec: &Spec, init: impl FnOnce(NonNull<u8>)) -> Result<Parts> {
         crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
         let name = ANONYMOUS;
         let io = |op| move |e| Error::from_io(name, op, e);
-        let file = os::create_memfd(&format!("shmem:{}", T::type_name())).map_err(io("create"))?;
-        let (map, header, data) = initialise::<T>(&file, name, init)?;
+        let file = os::create_memfd(&format!("shmem:{}", spec.type_name)).map_err(io("create"))?;
+        let (map, header) = initialise(&file, name, spec, init)?;
         os::seal_size(&file).map_err(io("seal"))?;
         os::hold_liveness_lock(&file).map_err(io("lock"))?;
         let member = join_liveness(&file, &map, &header, name)?;
-        Ok(Segment {
-            name: name.to_owned(),
-            file,
-            map,
-            header,
-            data,
-            owner: true,
-            anonymous: true,
-            persist: false,
-            opener: std::process::id(),
-            _member: member,
-            _type: PhantomData,
-        })
+        Ok(Parts { name: name.to_owned(), file, map, header, member })
     }
 
     /// Attaches to the segment in the file that `fd` refers to: an
@@ -339,6 +328,18 @@ impl SegmentOptions {
         self.attach_file(name, file, true, false)
     }
 
+    /// [`attach_fd`](Self::attach_fd) for the layout `spec` makes of the header.
+    pub(crate) fn attach_fd_parts(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        spec: impl FnOnce(&Header) -> Result<Spec>,
+    ) -> Result<Parts> {
+        crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
+        let name = ANONYMOUS;
+        let file = fresh_description(name, fd)?;
+        self.attach_file_parts(name, file, spec, false)
+    }
+
     /// Attaches to the segment in `file`, an open descriptor of its own
     /// (`anonymous`: no name of it is ever removed through this handle;
     /// `hold`: the handle holds the liveness `flock`, which keeps a name).
@@ -349,27 +350,27 @@ impl SegmentOptions {
         anonymous: bool,
         hold: bool,
     ) -> Result<Segment<T>> {
+        let parts = self.attach_file_parts(name, file, |_| Ok(Spec::of::<T>()), hold)?;
+        Ok(Segment::from_parts(parts, false, anonymous))
+    }
+
+    /// [`attach_file`](Self::attach_file) for the layout `spec` makes of
+    /// the header.
+    pub(crate) fn attach_file_parts(
+        &self,
+        name: &str,
+        file: File,
+        spec: impl FnOnce(&Header) -> Result<Spec>,
+        hold: bool,
+    ) -> Result<Parts> {
         let header = self.wait_ready(name, &file)?;
-        check_layout::<T>(name, &header)?;
+        check_spec(name, &header, &spec(&header)?)?;
         let map = map(&file, &header, name)?;
         if hold {
             self.hold_shared(name, &file)?;
         }
         let member = join_liveness(&file, &map, &header, name)?;
-        let data = data_ptr::<T>(&map, &header);
-        Ok(Segment {
-            name: name.to_owned(),
-            file,
-            map,
-            header,
-            data,
-            owner: false,
-            anonymous,
-            persist: false,
-            opener: std::process::id(),
-            _member: member,
-            _type: PhantomData,
-        })
+        Ok(Parts { name: name.to_owned(), file, map, header, member })
     }
 
     /// Attaches to the existing segment `name`, checking that it holds `T`.
@@ -400,6 +401,18 @@ impl SegmentOptions {
     /// anew) instead of adopted: `create_or_attach`'s check, free of the
     /// window between a first look and the attach.
     fn attach_named<T: Shared>(&self, name: &str, refuse_stale: bool) -> Result<Segment<T>> {
+        let parts = self.attach_named_parts(name, |_| Ok(Spec::of::<T>()), refuse_stale)?;
+        Ok(Segment::from_parts(parts, false, false))
+    }
+
+    /// [`attach_named`](Self::attach_named) for the layout `spec` makes of
+    /// the header.
+    pub(crate) fn attach_named_parts(
+        &self,
+        name: &str,
+        spec: impl Fn(&Header) -> Result<Spec>,
+        refuse_stale: bool,
+    ) -> Result<Parts> {
         crate::spawn::refuse_in_uninitialised_worker(name)?;
         let name = validate_name(name)?;
         let file = os::open_existing(name).map_err(|e| Error::from_io(name, "open", e))?;
@@ -422,7 +435,7 @@ impl SegmentOptions {
             }
             if read_header(name, &file)?.flags & header::FLAG_PERSIST != 0 {
                 drop(file); // lets go of the exclusive lock: attach again
-                return self.attach_named(name, false);
+                return self.attach_named_parts(name, spec, false);
             }
             if !self.replace_stale {
                 return Err(Error::StaleExists {
@@ -437,7 +450,7 @@ impl SegmentOptions {
                 Err(e) => Err(Error::from_io(name, "unlink", e)),
             };
         }
-        check_layout::<T>(name, &header)?;
+        check_spec(name, &header, &spec(&header)?)?;
         let map = map(&file, &header, name)?;
         self.hold_shared(name, &file)?;
         // A remover (`remove_stale`, `shmem gc`) holds an exclusive lock
@@ -447,20 +460,7 @@ impl SegmentOptions {
             return Err(Error::NotFound { name: name.to_owned() });
         }
         let member = join_liveness(&file, &map, &header, name)?;
-        let data = data_ptr::<T>(&map, &header);
-        Ok(Segment {
-            name: name.to_owned(),
-            file,
-            map,
-            header,
-            data,
-            owner: false,
-            anonymous: false,
-            persist: false,
-            opener: std::process::id(),
-            _member: member,
-            _type: PhantomData,
-        })
+        Ok(Parts { name: name.to_owned(), file, map, header, member })
     }
 
     /// Attaches to segment `name` read-only: the file is opened and mapped
@@ -488,7 +488,7 @@ impl SegmentOptions {
         let file = os::open_read_only(name).map_err(|e| Error::from_io(name, "open", e))?;
         self.check_owner(name, &file)?;
         let header = self.wait_ready(name, &file)?;
-        check_layout::<T>(name, &header)?;
+        check_spec(name, &header, &Spec::of::<T>())?;
         let map = MmapOptions::new()
             .len(header.file_size as usize)
             .map_raw_read_only(&file)
@@ -645,20 +645,67 @@ fn fresh_description(name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<File
 /// [`Segment::name`]); it cannot be attached to by name.
 pub const ANONYMOUS: &str = "(anonymous)";
 
+/// What a segment holds, as its header records it: for a Rust type
+/// ([`Spec::of`]) or an array whose length is known only at run time
+/// ([`Spec::array`], what `Segment<[T; N]>` attaches to).
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) type_name: String,
+    pub(crate) schema: Schema,
+    pub(crate) fingerprint: u64,
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+}
+
+impl Spec {
+    pub(crate) fn of<T: Shared>() -> Spec {
+        Spec {
+            type_name: T::type_name(),
+            schema: Schema::of::<T>(),
+            fingerprint: T::FINGERPRINT,
+            size: size_of::<T::Layout>() as u64,
+            align: align_of::<T::Layout>() as u64,
+        }
+    }
+
+    /// `[T; len]`, exactly as `<[T; len] as Shared>` describes itself.
+    pub(crate) fn array<T: Shared>(len: usize) -> Spec {
+        Spec {
+            type_name: format!("[{}; {}]", T::type_name(), len),
+            schema: Schema::of_array::<T>(len),
+            fingerprint: crate::layout::fingerprint::array(T::FINGERPRINT, len),
+            size: (size_of::<T::Layout>() as u64).saturating_mul(len as u64),
+            align: align_of::<T::Layout>() as u64,
+        }
+    }
+}
+
+/// The pieces of an open segment handle, before it is given its type.
+pub(crate) struct Parts {
+    pub(crate) name: String,
+    pub(crate) file: File,
+    pub(crate) map: MmapRaw,
+    pub(crate) header: Header,
+    pub(crate) member: Member,
+}
+
+/// `init` on the twin of a fresh segment, as a function of its data's address.
+fn typed_init<T: Shared>(init: impl FnOnce(&T::Layout)) -> impl FnOnce(NonNull<u8>) {
+    move |data| {
+        // SAFETY: `initialise` passes the address of `size_of::<T::Layout>()`
+        // zeroed bytes (`Spec::of::<T>()`), aligned for it (`data_offset` is a
+        // multiple of the alignment in a page-aligned mapping), that stay
+        // mapped for the call; zero bytes are a valid `T::Layout` (`Shared`),
+        // and the file has no name and no other descriptor yet, so no other
+        // process writes it.
+        init(unsafe { data.cast::<T::Layout>().as_ref() })
+    }
+}
+
 /// Fills a new, unnamed, empty segment file: size, header, `init` on the
-/// zeroed twin, then the header's ready state. Returns the mapping.
-fn initialise<T: Shared>(
-    file: &File,
-    name: &str,
-    init: impl FnOnce(&T::Layout),
-) -> Result<(MmapRaw, Header, NonNull<T::Layout>)> {
-    let mut header = Header::new(
-        T::type_name(),
-        Schema::of::<T>(),
-        T::FINGERPRINT,
-        size_of::<T::Layout>() as u64,
-        align_of::<T::Layout>() as u64,
-    );
+/// zeroed data, then the header's ready state. Returns the mapping.
+fn initialise(file: &File, name: &str, spec: &Spec, init: impl FnOnce(NonNull<u8>)) -> Result<(MmapRaw, Header)> {
+    let mut header = Header::new(spec.type_name.clone(), spec.schema.clone(), spec.fingerprint, spec.size, spec.align);
     let io = |op| move |e| Error::from_io(name, op, e);
     os::reserve(file, header.file_size).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => {
@@ -670,38 +717,29 @@ fn initialise<T: Shared>(
     file.write_all_at(&header.encode(), 0).map_err(io("write header"))?;
     crate::crash_point!("segment.create.header");
     let map = map(file, &header, name)?;
-    let data = data_ptr::<T>(&map, &header);
-    // SAFETY: `data` points at `data_size = size_of::<T::Layout>()` bytes,
-    // aligned to `align_of::<T::Layout>()` (see `data_ptr`), inside `map`,
-    // which the caller keeps alive as long as it uses `data`. The bytes are
-    // zero (fresh file), a valid `T::Layout` by `Shared`'s contract, and the
-    // file has no name and no other descriptor yet, so no other process
-    // writes it.
-    init(unsafe { data.as_ref() });
+    init(data_addr(&map, &header));
     crate::crash_point!("segment.create.initialised");
     header.state = STATE_READY;
     file.write_all_at(&STATE_READY.to_ne_bytes(), 12).map_err(io("write header"))?;
-    Ok((map, header, data))
+    Ok((map, header))
 }
 
-/// Checks that a segment's header describes `T`'s twin.
-fn check_layout<T: Shared>(name: &str, header: &Header) -> Result<()> {
-    let (expected_size, expected_align) = (size_of::<T::Layout>() as u64, align_of::<T::Layout>() as u64);
-    let expected_type = T::type_name();
-    if header.fingerprint != T::FINGERPRINT
-        || header.type_name != expected_type
-        || header.data_size != expected_size
-        || header.data_align != expected_align
+/// Checks that a segment's header describes the layout `spec`.
+fn check_spec(name: &str, header: &Header, spec: &Spec) -> Result<()> {
+    if header.fingerprint != spec.fingerprint
+        || header.type_name != spec.type_name
+        || header.data_size != spec.size
+        || header.data_align != spec.align
     {
         return Err(Error::LayoutMismatch {
             name: name.to_owned(),
-            expected_type,
-            expected_fingerprint: T::FINGERPRINT,
-            expected_size,
+            expected_type: spec.type_name.clone(),
+            expected_fingerprint: spec.fingerprint,
+            expected_size: spec.size,
             found_type: header.type_name.clone(),
             found_fingerprint: header.fingerprint,
             found_size: header.data_size,
-            differences: header.schema.differences(&Schema::of::<T>()).into(),
+            differences: header.schema.differences(&spec.schema).into(),
         });
     }
     Ok(())
@@ -740,17 +778,22 @@ fn map(file: &File, header: &Header, name: &str) -> Result<MmapRaw> {
     MmapOptions::new().len(header.file_size as usize).map_raw(file).map_err(|e| Error::from_io(name, "map", e))
 }
 
-/// The twin's address inside `map`.
-fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
+/// The data's address inside `map`.
+fn data_addr(map: &MmapRaw, header: &Header) -> NonNull<u8> {
     debug_assert!(header.data_offset + header.data_size <= map.len() as u64);
-    debug_assert_eq!(header.data_offset % align_of::<T::Layout>() as u64, 0);
     // `wrapping_add` keeps this free of `unsafe`: the offset was validated
     // against the mapping length (`Header::read`: data_offset + data_size ==
     // file_size == map.len()), and the mapping is page-aligned while
-    // `data_offset` is a multiple of the type's alignment (`Header::new` for
-    // created segments; checked against `align_of` in `attach`).
+    // `data_offset` is a multiple of the data's alignment (`Header::new`
+    // for created segments; checked against the expected layout on attach).
     let ptr = map.as_mut_ptr().wrapping_add(header.data_offset as usize);
-    NonNull::new(ptr.cast::<T::Layout>()).unwrap_or(NonNull::dangling())
+    NonNull::new(ptr).unwrap_or(NonNull::dangling())
+}
+
+/// The twin's address inside `map`.
+fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
+    debug_assert_eq!(header.data_offset % align_of::<T::Layout>() as u64, 0);
+    data_addr(map, header).cast::<T::Layout>()
 }
 
 /// A handle to a named shared-memory segment holding a `T`.
@@ -809,6 +852,24 @@ unsafe impl<T: Shared> Send for Segment<T> {}
 unsafe impl<T: Shared> Sync for Segment<T> {}
 
 impl<T: Shared> Segment<T> {
+    /// The handle made of `parts`, whose layout was checked to be `T`'s.
+    pub(crate) fn from_parts(parts: Parts, owner: bool, anonymous: bool) -> Self {
+        let data = data_ptr::<T>(&parts.map, &parts.header);
+        Segment {
+            name: parts.name,
+            file: parts.file,
+            map: parts.map,
+            header: parts.header,
+            data,
+            owner,
+            anonymous,
+            persist: false,
+            opener: std::process::id(),
+            _member: parts.member,
+            _type: PhantomData,
+        }
+    }
+
     /// Creates segment `name` holding `initial`, with default [`SegmentOptions`].
     ///
     /// # Errors
@@ -1151,6 +1212,210 @@ impl<T: Shared> fmt::Debug for Segment<T> {
             .field("size", &self.map.len())
             .field("owner", &self.owner)
             .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A segment holding `[T; len]` where `len` is known only at run time (a
+/// Python `Array('i', n)`, a size read from a config file): the same
+/// segment as a `Segment<[T; N]>` with `N == len`, which a program that
+/// knows the length at compile time attaches to, and the other way round.
+/// Dereferences to a slice of twins.
+///
+/// ```
+/// use shmem::{ArraySegment, Segment, SegmentOptions};
+/// # let name = format!("doc-array-{}", std::process::id());
+/// let n = 3; // known at run time
+/// let arr = SegmentOptions::new().create_array_with::<i32>(&name, n, |a| a[1].store(7))?;
+/// assert_eq!(arr.len(), 3);
+/// let fixed = Segment::<[i32; 3]>::attach(&name)?; // the same segment, typed
+/// assert_eq!(fixed[1].load(), 7);
+/// let again = ArraySegment::<i32>::attach(&name)?; // length from the header
+/// again[2].fetch_add(5);
+/// assert_eq!(fixed[2].load(), 5);
+/// # Ok::<(), shmem::Error>(())
+/// ```
+pub struct ArraySegment<T: Shared> {
+    /// Declared first so it is dropped first, before `map` is unmapped.
+    _member: Member,
+    name: String,
+    file: File,
+    map: MmapRaw,
+    header: Header,
+    data: NonNull<T::Layout>,
+    len: usize,
+    owner: bool,
+    anonymous: bool,
+    opener: u32,
+    _type: PhantomData<fn() -> T>,
+}
+
+// SAFETY: as for `Segment`: the handle owns its file and mapping, and hands
+// out only shared references to `T::Layout: Send + Sync`.
+unsafe impl<T: Shared> Send for ArraySegment<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Shared> Sync for ArraySegment<T> {}
+
+impl SegmentOptions {
+    /// Creates segment `name` holding `[T; len]`, zeroed, and runs `init` on
+    /// it before any other process can see it. See [`ArraySegment`].
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_array_with<T: Shared>(
+        &self,
+        name: &str,
+        len: usize,
+        init: impl FnOnce(&[T::Layout]),
+    ) -> Result<ArraySegment<T>> {
+        let parts = self.create_parts(name, &Spec::array::<T>(len), slice_init::<T>(len, init))?;
+        Ok(ArraySegment::from_parts(parts, len, true, false))
+    }
+
+    /// An anonymous segment holding `[T; len]` (see
+    /// [`create_anonymous`](Self::create_anonymous) and [`ArraySegment`]).
+    ///
+    /// # Errors
+    /// As [`create_anonymous`](Self::create_anonymous).
+    pub fn create_anonymous_array_with<T: Shared>(
+        &self,
+        len: usize,
+        init: impl FnOnce(&[T::Layout]),
+    ) -> Result<ArraySegment<T>> {
+        let parts = self.create_anonymous_parts(&Spec::array::<T>(len), slice_init::<T>(len, init))?;
+        Ok(ArraySegment::from_parts(parts, len, true, true))
+    }
+
+    /// Attaches to segment `name` holding `[T; len]` for any `len` (read
+    /// from its header, then checked as [`attach`](Self::attach) checks).
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub fn attach_array<T: Shared>(&self, name: &str) -> Result<ArraySegment<T>> {
+        let parts = self.attach_named_parts(name, array_spec::<T>, false)?;
+        let len = array_len::<T>(&parts.header);
+        Ok(ArraySegment::from_parts(parts, len, false, false))
+    }
+
+    /// [`attach_fd`](Self::attach_fd) for `[T; len]` of any `len`.
+    ///
+    /// # Errors
+    /// As [`attach_fd`](Self::attach_fd).
+    pub fn attach_array_fd<T: Shared>(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<ArraySegment<T>> {
+        let parts = self.attach_fd_parts(fd, array_spec::<T>)?;
+        let len = array_len::<T>(&parts.header);
+        Ok(ArraySegment::from_parts(parts, len, false, true))
+    }
+}
+
+/// The length of the `[T; len]` a header describes (by its data size).
+fn array_len<T: Shared>(header: &Header) -> usize {
+    match size_of::<T::Layout>() {
+        0 => 0,
+        elem => (header.data_size / elem as u64) as usize,
+    }
+}
+
+/// The `[T; len]` layout a header should describe, `len` from its size.
+fn array_spec<T: Shared>(header: &Header) -> Result<Spec> {
+    Ok(Spec::array::<T>(array_len::<T>(header)))
+}
+
+/// `init` on the `len` twins of a fresh array segment.
+fn slice_init<T: Shared>(len: usize, init: impl FnOnce(&[T::Layout])) -> impl FnOnce(NonNull<u8>) {
+    move |data| {
+        // SAFETY: `initialise` passes the address of `len *
+        // size_of::<T::Layout>()` zeroed bytes (`Spec::array::<T>(len)`),
+        // aligned for `T::Layout`, mapped for the call; zero bytes are valid
+        // twins (`Shared`), and no other process can see the file yet.
+        init(unsafe { std::slice::from_raw_parts(data.cast::<T::Layout>().as_ptr(), len) })
+    }
+}
+
+impl<T: Shared> ArraySegment<T> {
+    fn from_parts(parts: Parts, len: usize, owner: bool, anonymous: bool) -> Self {
+        let data = data_ptr::<T>(&parts.map, &parts.header);
+        ArraySegment {
+            _member: parts.member,
+            name: parts.name,
+            file: parts.file,
+            map: parts.map,
+            header: parts.header,
+            data,
+            len,
+            owner,
+            anonymous,
+            opener: std::process::id(),
+            _type: PhantomData,
+        }
+    }
+
+    /// Attaches to segment `name` holding `[T; len]`, any `len`. See
+    /// [`SegmentOptions::attach_array`].
+    ///
+    /// # Errors
+    /// As [`SegmentOptions::attach`].
+    pub fn attach(name: &str) -> Result<Self> {
+        SegmentOptions::new().attach_array(name)
+    }
+
+    /// The segment's name; [`ANONYMOUS`] for an anonymous segment.
+    pub fn name(this: &Self) -> &str {
+        &this.name
+    }
+
+    /// Whether this handle has no name (see [`Segment::is_anonymous`]).
+    pub fn is_anonymous(this: &Self) -> bool {
+        this.anonymous
+    }
+
+    /// Whether this handle created the segment.
+    pub fn is_owner(this: &Self) -> bool {
+        this.owner
+    }
+
+    /// The segment's header as read when this handle was opened.
+    pub fn header(this: &Self) -> &Header {
+        &this.header
+    }
+
+    /// A new descriptor of the segment's file (see [`Segment::share_fd`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`], for example where `/proc` is not mounted.
+    pub fn share_fd(this: &Self) -> Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        Ok(fresh_description(&this.name, this.file.as_fd())?.into())
+    }
+}
+
+impl<T: Shared> Deref for ArraySegment<T> {
+    type Target = [T::Layout];
+
+    fn deref(&self) -> &[T::Layout] {
+        // SAFETY: `data` points at `len` consecutive `T::Layout`s (the
+        // header was checked to describe `[T; len]`, and the mapping covers
+        // the whole data area), aligned, initialised (the creator finished
+        // before linking the name), alive as long as `self`; only shared
+        // references are made, and the twins mutate through atomics.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Shared> Drop for ArraySegment<T> {
+    fn drop(&mut self) {
+        if !self.anonymous && std::process::id() == self.opener {
+            release_name(&self.name, &self.file, &self.map);
+        }
+    }
+}
+
+impl<T: Shared> fmt::Debug for ArraySegment<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArraySegment")
+            .field("name", &self.name)
+            .field("type", &self.header.type_name)
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
 }

@@ -263,6 +263,30 @@ impl RawMutex {
         }
     }
 
+    /// Releases the lock if this process holds it (any of its threads may
+    /// release it, as with Python's `Lock`); returns whether it did. For
+    /// callers that cannot prove they hold it (a lock driven from another
+    /// language), in place of the unchecked [`unlock`](Self::unlock).
+    ///
+    /// ```
+    /// use shmem::{RawMutex, Segment};
+    /// let lock = Segment::<RawMutex>::create_anonymous(&RawMutex::new())?;
+    /// assert!(!lock.unlock_if_mine()); // not held
+    /// lock.lock_report::<shmem::sync::park::Os>();
+    /// assert!(lock.unlock_if_mine());
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn unlock_if_mine(&self) -> bool {
+        let me = owner_of(super::park::Os::me());
+        if me.is_none() || self.owner() != me {
+            return false;
+        }
+        // SAFETY: the lock word names this process: it holds the lock.
+        unsafe { self.unlock::<super::park::Os>() };
+        true
+    }
+
     /// Releases the lock.
     ///
     /// # Safety
