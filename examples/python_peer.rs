@@ -1,0 +1,64 @@
+//! The Rust side of the Python package's interoperability tests
+//! (`shmem-py/tests`): a Rust program that opens what Python created, and
+//! creates what Python opens. Also a small example of attaching by name.
+//!
+//! ```text
+//! python_peer add NAME N        Segment<i64> NAME: add N, print the new value
+//! python_peer add-f64 NAME X    Segment<f64> NAME: add X, print the new value
+//! python_peer array NAME        ArraySegment<i32> NAME: add 1 to each, print them
+//! python_peer lock NAME         Segment<RawMutex> NAME: lock, print clean|poisoned, unlock
+//! python_peer serve NAME        create NAME ([i32; 4] = [1, 2, 3, 4]) and NAME.count (i64),
+//!                               print "ready", wait until count is 3, print the array
+//! ```
+
+use shmem::sync::park::Os;
+use shmem::sync::raw_mutex::Acquired;
+use shmem::{ArraySegment, RawMutex, Segment};
+use std::time::{Duration, Instant};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, name) = match args.as_slice() {
+        [c, n, ..] => (c.as_str(), n.as_str()),
+        _ => return Err("usage: python_peer add|add-f64|array|lock|serve NAME [N]".into()),
+    };
+    match command {
+        "add" => {
+            let n: i64 = args.get(2).ok_or("add needs N")?.parse()?;
+            let v = Segment::<i64>::attach(name)?;
+            println!("{}", v.fetch_add(n) + n);
+        }
+        "add-f64" => {
+            let x: f64 = args.get(2).ok_or("add-f64 needs X")?.parse()?;
+            let v = Segment::<f64>::attach(name)?;
+            println!("{}", v.fetch_add(x) + x);
+        }
+        "array" => {
+            let a = ArraySegment::<i32>::attach(name)?;
+            let after: Vec<i32> = a.iter().map(|x| x.fetch_add(1) + 1).collect();
+            println!("{after:?}");
+        }
+        "lock" => {
+            let lock = Segment::<RawMutex>::attach(name)?;
+            let report = lock.lock_report::<Os>();
+            println!("{}", if report == Acquired::OwnerDied { "poisoned" } else { "clean" });
+            lock.unlock_if_mine();
+        }
+        "serve" => {
+            let arr = Segment::<[i32; 4]>::create(name, &[1, 2, 3, 4])?;
+            let count = Segment::<i64>::create(&format!("{name}.count"), &0)?;
+            println!("ready");
+            let start = Instant::now();
+            while count.load() < 3 {
+                if start.elapsed() > Duration::from_secs(60) {
+                    return Err("Python never counted to 3".into());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let values: Vec<i32> = arr.iter().map(|x| x.load()).collect();
+            println!("{values:?}");
+        }
+        other => return Err(format!("unknown command {other:?}").into()),
+    }
+    Ok(())
+}

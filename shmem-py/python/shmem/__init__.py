@@ -1,0 +1,499 @@
+"""shmem: race-free shared memory for multiprocessing.
+
+Drop-in replacements for multiprocessing's ``Value``, ``Array``, ``Lock`` and
+``Event``, on the shared-memory segments of the Rust library shmem:
+
+* ``val.value += 1`` and ``arr[i] += 1``, written exactly as in the
+  multiprocessing tutorial, are single atomic read-modify-writes: no update
+  is ever lost, with or without ``get_lock()``.
+* Locks survive the death of their holder: a process killed while holding
+  one does not block the others; the next ``acquire()`` gets it and sets
+  ``lock.poisoned``.
+* Objects pass to ``multiprocessing.Process(target=f, args=(val,))`` with
+  any start method (an anonymous segment travels as a file descriptor, a
+  named one by name), and never register with multiprocessing's resource
+  tracker.
+* Named segments (``name="stats"``) are the very segments a Rust program
+  opens with ``Segment::<i64>::attach("stats")``; ``shmem.attach(name)``
+  opens one that Rust created.
+
+The layouts, atomics and locks are shmem's Rust ones (``shmem._shmem``);
+this module only gives them multiprocessing's shapes.
+"""
+
+import contextlib
+import ctypes
+import os
+from multiprocessing import reduction as _reduction
+
+from . import _shmem
+from ._shmem import LayoutMismatch, StaleSegment
+
+__all__ = ["Value", "Array", "Lock", "Event", "attach", "unlink", "LayoutMismatch", "StaleSegment"]
+
+_CTYPES_CODES = {
+    ctypes.c_byte: "b",
+    ctypes.c_ubyte: "B",
+    ctypes.c_short: "h",
+    ctypes.c_ushort: "H",
+    ctypes.c_int: "i",
+    ctypes.c_uint: "I",
+    ctypes.c_long: "l",
+    ctypes.c_ulong: "L",
+    ctypes.c_longlong: "q",
+    ctypes.c_ulonglong: "Q",
+    ctypes.c_float: "f",
+    ctypes.c_double: "d",
+}
+
+# Type names recorded in segment headers (the Rust types) -> type codes.
+_RUST_CODES = {
+    "i8": "b", "u8": "B", "i16": "h", "u16": "H", "i32": "i", "u32": "I",
+    "i64": "q", "u64": "Q", "f32": "f", "f64": "d",
+}
+
+_FLOAT_CODES = "fd"
+
+
+def _code(typecode_or_type):
+    """The array-module type code of a code or a ctypes type."""
+    if isinstance(typecode_or_type, str):
+        return typecode_or_type
+    code = _CTYPES_CODES.get(typecode_or_type)
+    if code is None:
+        raise TypeError(f"unsupported type {typecode_or_type!r}: use a type code such as 'i' or 'd', or a ctypes number type")
+    return code
+
+
+# ---------------------------------------------------------------- atomic += on a field
+
+class _Cell:
+    """Where a number came from: a Value, or an element of an Array."""
+
+    __slots__ = ("raw", "index")
+
+    def __init__(self, raw, index):
+        self.raw, self.index = raw, index
+
+    def apply(self, op, other):
+        if self.index is None:
+            return self.raw.apply(op, other)
+        return self.raw.apply(self.index, op, other)
+
+    def load(self):
+        return self.raw.load() if self.index is None else self.raw.load(self.index)
+
+    def compare_exchange(self, current, new):
+        if self.index is None:
+            return self.raw.compare_exchange(current, new)
+        return self.raw.compare_exchange(self.index, current, new)
+
+    def update(self, fn):
+        """Any read-modify-write, atomically (a compare-and-swap loop)."""
+        current = self.load()
+        while True:
+            ok, seen = self.compare_exchange(current, fn(current))
+            if ok:
+                return fn(current)
+            current = seen
+
+
+def _make_bound(base):
+    """An int (or float) subclass that remembers its cell, so that
+    ``val.value += 1`` becomes one atomic update of the cell."""
+
+    def atomic(op):
+        def method(self, other):
+            return _applied(self._cell, self._cell.apply(op, other))
+        return method
+
+    def cas(fn):
+        def method(self, other):
+            return _applied(self._cell, self._cell.update(lambda v: fn(v, other)))
+        return method
+
+    ns = {
+        "__iadd__": atomic("+"),
+        "__isub__": atomic("-"),
+        "__imul__": cas(lambda a, b: a * b),
+        "__itruediv__": cas(lambda a, b: a / b),
+        "__ifloordiv__": cas(lambda a, b: a // b),
+        "__imod__": cas(lambda a, b: a % b),
+        "__ipow__": cas(lambda a, b: a ** b),
+    }
+    if base is int:
+        ns.update({
+            "__iand__": atomic("&"),
+            "__ior__": atomic("|"),
+            "__ixor__": atomic("^"),
+            "__ilshift__": cas(lambda a, b: a << b),
+            "__irshift__": cas(lambda a, b: a >> b),
+        })
+    return type("Shared" + base.__name__.capitalize(), (base,), ns)
+
+
+_BoundInt = _make_bound(int)
+_BoundFloat = _make_bound(float)
+_AppliedInt = type("AppliedInt", (int,), {})
+_AppliedFloat = type("AppliedFloat", (float,), {})
+
+
+def _bound(value, cell):
+    b = (_BoundFloat if isinstance(value, float) else _BoundInt)(value)
+    b._cell = cell
+    return b
+
+
+def _applied(cell, value):
+    """The result of an in-place operator: the store that Python does next
+    (``val.value = <this>``) recognises it and does nothing."""
+    a = (_AppliedFloat if isinstance(value, float) else _AppliedInt)(value)
+    a._cell = cell
+    return a
+
+
+def _is_applied_to(value, raw, index):
+    cell = getattr(value, "_cell", None)
+    return type(value) in (_AppliedInt, _AppliedFloat) and cell.raw is raw and cell.index == index
+
+
+# ---------------------------------------------------------------- pickling
+
+class _Shared:
+    """Pickling for the handles: a named segment travels by name, an
+    anonymous one as a file descriptor (multiprocessing passes it to the
+    child, with any start method)."""
+
+    _fd = None
+
+    def _ref(self):
+        raw = self._raw
+        if raw.name is not None:
+            return ("name", raw.name)
+        if self._fd is None:
+            self._fd = raw.share_fd()  # kept open: the spawner dups it late
+        return ("fd", _reduction.DupFd(self._fd))
+
+    def __del__(self):
+        fd = self._fd
+        if fd is not None:
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _open(cls_attach, cls_attach_fd, ref, *code):
+    kind, what = ref
+    if kind == "name":
+        return cls_attach(*code, what)
+    fd = what.detach()
+    try:
+        return cls_attach_fd(*code, fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- Lock, Event
+
+class Lock(_Shared):
+    """A cross-process lock that survives its holder's death:
+    ``multiprocessing.Lock()``, crash-safe.
+
+    If the previous holder died holding it, ``acquire()`` still succeeds
+    and sets ``poisoned`` (the data it guards may be half-updated).
+    """
+
+    def __init__(self, *, name=None, _raw=None):
+        self._raw = _raw if _raw is not None else _shmem.RawLock(name)
+        self.poisoned = False
+
+    def acquire(self, block=True, timeout=None):
+        got = self._raw.acquire(block, -1.0 if timeout is None else float(timeout))
+        if got is None:
+            return False
+        if got:
+            self.poisoned = True
+        return True
+
+    def release(self):
+        self._raw.release()
+
+    def locked(self):
+        return self._raw.locked()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __reduce__(self):
+        return (_rebuild_lock, (self._ref(),))
+
+    def __repr__(self):
+        return f"<shmem.Lock({'locked' if self.locked() else 'unlocked'})>"
+
+
+def _rebuild_lock(ref):
+    return Lock(_raw=_open(_shmem.RawLock.attach, _shmem.RawLock.attach_fd, ref))
+
+
+class Event(_Shared):
+    """``multiprocessing.Event()`` on shared memory."""
+
+    def __init__(self, *, name=None, _raw=None):
+        self._raw = _raw if _raw is not None else _shmem.RawEvent(name)
+
+    def set(self):
+        self._raw.set()
+
+    def clear(self):
+        self._raw.clear()
+
+    def is_set(self):
+        return self._raw.is_set()
+
+    def wait(self, timeout=None):
+        return self._raw.wait(timeout)
+
+    def __reduce__(self):
+        return (_rebuild_event, (self._ref(),))
+
+    def __repr__(self):
+        return f"<shmem.Event({'set' if self.is_set() else 'unset'})>"
+
+
+def _rebuild_event(ref):
+    return Event(_raw=_open(_shmem.RawEvent.attach, _shmem.RawEvent.attach_fd, ref))
+
+
+def _make_lock(lock, name):
+    if lock is True:
+        return Lock(name=None if name is None else name + ".lock")
+    if lock is False or lock is None:
+        return None
+    return lock
+
+
+# ---------------------------------------------------------------- Value
+
+class Value(_Shared):
+    """``multiprocessing.Value(typecode_or_type, value, lock=True)``, where
+    ``val.value += 1`` is one atomic update that never loses a count.
+
+    ``val.value`` is a number (an ``int`` or ``float`` subclass) that
+    remembers where it came from, so that the in-place operators (``+= -=
+    *= /= //= %= **= &= |= ^= <<= >>=``) update the shared value atomically.
+    ``int(val.value)`` is a plain copy. ``get_lock()`` is a crash-safe lock
+    for updates of several values together.
+
+    With ``name=...`` the segment is named: a Rust program attaches with
+    ``Segment::<i32>::attach(name)`` (type code ``'i'`` is ``i32``, ``'d'``
+    is ``f64``, ...).
+    """
+
+    def __init__(self, typecode_or_type, *args, lock=True, name=None, _raw=None, _lock=None):
+        if _raw is not None:
+            self._raw, self._lock = _raw, _lock
+            return
+        code = _code(typecode_or_type)
+        init = args[0] if args else (0.0 if code in _FLOAT_CODES else 0)
+        self._raw = _shmem.RawValue(code, init, name)
+        self._lock = _make_lock(lock, name)
+
+    @property
+    def value(self):
+        return _bound(self._raw.load(), _Cell(self._raw, None))
+
+    @value.setter
+    def value(self, v):
+        if _is_applied_to(v, self._raw, None):
+            return  # the in-place operator already updated it, atomically
+        self._raw.store(v)
+
+    @property
+    def typecode(self):
+        return self._raw.code
+
+    @property
+    def name(self):
+        """The segment name (None: anonymous)."""
+        return self._raw.name
+
+    def get_lock(self):
+        if self._lock is None:
+            raise AttributeError("this Value was made with lock=False")
+        return self._lock
+
+    def get_obj(self):
+        return self
+
+    def __reduce__(self):
+        lock = self._lock
+        return (_rebuild_value, (self._raw.code, self._ref(), lock))
+
+    def __repr__(self):
+        return f"<shmem.Value({self._raw.code!r}, {self._raw.load()!r})>"
+
+
+def _rebuild_value(code, ref, lock):
+    return Value(None, _raw=_open(_shmem.RawValue.attach, _shmem.RawValue.attach_fd, ref, code), _lock=lock)
+
+
+# ---------------------------------------------------------------- Array
+
+class _LockedView:
+    """The elements of an Array while its lock is held (``with arr.lock()
+    as a:``); unusable once the block ends."""
+
+    def __init__(self, array):
+        self._array, self._open = array, True
+
+    def _check(self):
+        if not self._open:
+            raise RuntimeError("this view of the array was only valid inside its `with` block")
+
+    def __len__(self):
+        self._check()
+        return len(self._array)
+
+    def __getitem__(self, i):
+        self._check()
+        return self._array[i]
+
+    def __setitem__(self, i, v):
+        self._check()
+        self._array[i] = v
+
+    def __iter__(self):
+        self._check()
+        return iter(self._array[:])
+
+
+class Array(_Shared):
+    """``multiprocessing.Array(typecode_or_type, size_or_initializer,
+    lock=True)``, where ``arr[i] += 1`` is one atomic update.
+
+    ``arr[:]`` is a copy taken under the array's lock (consistent with
+    writers that hold the lock). ``with arr.lock() as a:`` holds it and
+    gives a view that cannot be used after the block.
+
+    With ``name=...`` a Rust program attaches with
+    ``Segment::<[i32; N]>::attach(name)`` (or ``ArraySegment::<i32>``).
+    """
+
+    def __init__(self, typecode_or_type, size_or_initializer, *, lock=True, name=None, _raw=None, _lock=None):
+        if _raw is not None:
+            self._raw, self._lock = _raw, _lock
+            return
+        code = _code(typecode_or_type)
+        if isinstance(size_or_initializer, int):
+            init = [0.0 if code in _FLOAT_CODES else 0] * size_or_initializer
+        else:
+            init = list(size_or_initializer)
+        self._raw = _shmem.RawArray(code, init, name)
+        self._lock = _make_lock(lock, name)
+
+    def __len__(self):
+        return len(self._raw)
+
+    def _index(self, i):
+        n = len(self._raw)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("array index out of range")
+        return i
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            with self._locked():
+                values = self._raw.to_list()
+            return values[i]
+        i = self._index(i)
+        return _bound(self._raw.load(i), _Cell(self._raw, i))
+
+    def __setitem__(self, i, v):
+        if isinstance(i, slice):
+            indices = range(*i.indices(len(self._raw)))
+            values = list(v)
+            if len(values) != len(indices):
+                raise ValueError("can only assign a sequence of the same length to an array slice")
+            with self._locked():
+                for j, x in zip(indices, values):
+                    self._raw.store(j, x)
+            return
+        i = self._index(i)
+        if _is_applied_to(v, self._raw, i):
+            return
+        self._raw.store(i, v)
+
+    def __iter__(self):
+        return iter(self[:])
+
+    def _locked(self):
+        return self._lock if self._lock is not None else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the array's lock for the block; yields a view of the
+        elements that is invalid after it."""
+        with self.get_lock():
+            view = _LockedView(self)
+            try:
+                yield view
+            finally:
+                view._open = False
+
+    @property
+    def typecode(self):
+        return self._raw.code
+
+    @property
+    def name(self):
+        return self._raw.name
+
+    def get_lock(self):
+        if self._lock is None:
+            raise AttributeError("this Array was made with lock=False")
+        return self._lock
+
+    def get_obj(self):
+        return self
+
+    def __reduce__(self):
+        return (_rebuild_array, (self._raw.code, self._ref(), self._lock))
+
+    def __repr__(self):
+        return f"<shmem.Array({self._raw.code!r}, {self._raw.to_list()!r})>"
+
+
+def _rebuild_array(code, ref, lock):
+    return Array(None, None, _raw=_open(_shmem.RawArray.attach, _shmem.RawArray.attach_fd, ref, code), _lock=lock)
+
+
+# ---------------------------------------------------------------- by name
+
+def attach(name):
+    """Opens named segment ``name``, whatever created it (Python, or a Rust
+    program), from the type recorded in it: a scalar gives a ``Value``
+    (without lock), ``[T; N]`` an ``Array``, a lock a ``Lock``, an event an
+    ``Event``. Raises ``FileNotFoundError`` if there is none, and
+    ``LayoutMismatch`` for a type this module cannot open yet (a struct)."""
+    type_name = _shmem.type_of(name)
+    if type_name in _RUST_CODES:
+        return Value(None, _raw=_shmem.RawValue.attach(_RUST_CODES[type_name], name), _lock=None)
+    if type_name.startswith("[") and ";" in type_name:
+        elem = type_name[1:type_name.index(";")]
+        if elem in _RUST_CODES:
+            return Array(None, None, _raw=_shmem.RawArray.attach(_RUST_CODES[elem], name), _lock=None)
+    if type_name == "rawmutex":
+        return Lock(_raw=_shmem.RawLock.attach(name))
+    if type_name == "event":
+        return Event(_raw=_shmem.RawEvent.attach(name))
+    raise LayoutMismatch(f"segment `{name}` holds `{type_name}`, which shmem for Python cannot open yet")
+
+
+def unlink(name):
+    """Removes segment name ``name`` (processes attached keep using it)."""
+    _shmem.unlink(name)

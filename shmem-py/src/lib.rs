@@ -1,0 +1,588 @@
+//! `shmem._shmem`: the Rust half of the `shmem` Python package.
+//!
+//! Every object here is a handle to a shmem segment (named, or anonymous and
+//! passed by descriptor), made and checked by `shmem-core`: the layouts, the
+//! atomics and the crash-safe locks are the Rust ones, so Rust programs
+//! attach to what Python creates and the other way round. The Python half
+//! (`python/shmem/__init__.py`) gives them multiprocessing's shapes and
+//! pickling; it knows nothing of layouts.
+//!
+//! Blocking calls release the GIL and wake every 50 ms to let Python run
+//! its signal handlers (Ctrl-C raises `KeyboardInterrupt` in a `get()`).
+
+// pyo3 0.22's #[pymethods] expansion converts PyErr into PyErr; clippy flags
+// it on every method returning PyResult.
+#![allow(clippy::useless_conversion)]
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+use shmem::sync::park::Os;
+use shmem::{ArraySegment, Atomic, Error, Event, RawMutex, Segment, SegmentOptions};
+use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::time::{Duration, Instant};
+
+create_exception!(
+    _shmem,
+    LayoutMismatch,
+    PyValueError,
+    "The segment holds another type or layout than the one asked for."
+);
+create_exception!(_shmem, StaleSegment, PyFileExistsError, "A segment left by a crashed program holds the name.");
+
+/// How long a blocking call sleeps before Python may handle a signal.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// A shmem error as the Python exception a Python programmer expects.
+fn to_py(e: Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        Error::NotFound { .. } | Error::NoSegmentGiven { .. } => PyFileNotFoundError::new_err(message),
+        Error::AlreadyExists { .. } => PyFileExistsError::new_err(message),
+        Error::StaleExists { .. } => StaleSegment::new_err(message),
+        Error::PermissionDenied { .. } | Error::ForeignOwner { .. } => PyPermissionError::new_err(message),
+        Error::LayoutMismatch { .. } => LayoutMismatch::new_err(message),
+        Error::InvalidName { .. } => PyValueError::new_err(message),
+        _ => PyOSError::new_err(message),
+    }
+}
+
+fn options() -> SegmentOptions {
+    SegmentOptions::new()
+}
+
+/// A borrowed descriptor number from Python (checked to be open).
+fn borrow_fd(fd: i32) -> PyResult<BorrowedFd<'static>> {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(PyOSError::new_err(format!("descriptor {fd} is not open")));
+    }
+    // SAFETY: `fd` is open (checked just above); the borrow is used at once,
+    // during a call in which the Python caller keeps the descriptor open.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// The scalar types Python type codes name (`array` module codes, as
+/// multiprocessing uses them).
+trait Code: shmem::Scalar + shmem::Shared<Layout = Atomic<Self>> + for<'a> FromPyObject<'a> + IntoPy<PyObject> {
+    /// Adds with wrap-around for integers (as ctypes does), or in floating
+    /// point; returns the previous value.
+    fn fetch_add(a: &Atomic<Self>, v: Self) -> Self;
+    /// Subtracts likewise.
+    fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self;
+    /// Bitwise and/or/xor (integers only).
+    fn fetch_bits(a: &Atomic<Self>, op: char, v: Self) -> Option<Self>;
+    fn into_value(s: Segment<Self>) -> ValueSeg;
+    fn into_array(s: ArraySegment<Self>) -> ArraySeg;
+}
+
+macro_rules! int_code {
+    ($($t:ty: $v:ident),*) => {$(
+        impl Code for $t {
+            fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
+            fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
+            fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
+            fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
+            fn fetch_bits(a: &Atomic<Self>, op: char, v: Self) -> Option<Self> {
+                match op {
+                    '&' => Some(a.fetch_and(v)),
+                    '|' => Some(a.fetch_or(v)),
+                    '^' => Some(a.fetch_xor(v)),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+int_code!(i8: I8, u8: U8, i16: I16, u16: U16, i32: I32, u32: U32, i64: I64, u64: U64);
+
+macro_rules! float_code {
+    ($($t:ty: $v:ident),*) => {$(
+        impl Code for $t {
+            fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
+            fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
+            fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
+            fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
+            fn fetch_bits(_: &Atomic<Self>, _: char, _: Self) -> Option<Self> { None }
+        }
+    )*};
+}
+float_code!(f32: F32, f64: F64);
+
+/// Runs `$body` with `$t` bound to the Rust type of type code `$code`.
+macro_rules! with_code {
+    ($code:expr, $t:ident => $body:expr) => {
+        match $code {
+            'b' => {
+                type $t = i8;
+                $body
+            }
+            'B' => {
+                type $t = u8;
+                $body
+            }
+            'h' => {
+                type $t = i16;
+                $body
+            }
+            'H' => {
+                type $t = u16;
+                $body
+            }
+            'i' => {
+                type $t = i32;
+                $body
+            }
+            'I' => {
+                type $t = u32;
+                $body
+            }
+            'l' | 'q' => {
+                type $t = i64;
+                $body
+            }
+            'L' | 'Q' => {
+                type $t = u64;
+                $body
+            }
+            'f' => {
+                type $t = f32;
+                $body
+            }
+            'd' => {
+                type $t = f64;
+                $body
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unsupported type code {other:?}: use one of b B h H i I l L q Q f d"
+                )))
+            }
+        }
+    };
+}
+
+/// The segment kinds a Value or Array may be, one per type code.
+macro_rules! code_enum {
+    ($name:ident, $seg:ident) => {
+        enum $name {
+            I8($seg<i8>),
+            U8($seg<u8>),
+            I16($seg<i16>),
+            U16($seg<u16>),
+            I32($seg<i32>),
+            U32($seg<u32>),
+            I64($seg<i64>),
+            U64($seg<u64>),
+            F32($seg<f32>),
+            F64($seg<f64>),
+        }
+    };
+}
+code_enum!(ValueSeg, Segment);
+code_enum!(ArraySeg, ArraySegment);
+
+/// Runs `$body` with `$s` bound to the typed segment inside `$e`.
+macro_rules! each {
+    ($enum:ident, $e:expr, $s:ident => $body:expr) => {
+        match $e {
+            $enum::I8($s) => $body,
+            $enum::U8($s) => $body,
+            $enum::I16($s) => $body,
+            $enum::U16($s) => $body,
+            $enum::I32($s) => $body,
+            $enum::U32($s) => $body,
+            $enum::I64($s) => $body,
+            $enum::U64($s) => $body,
+            $enum::F32($s) => $body,
+            $enum::F64($s) => $body,
+        }
+    };
+}
+
+/// Applies the in-place operator `op` (`+ - & | ^`) to `a` with `v`, in
+/// one atomic step; returns the value right after it.
+fn apply<T: Code>(py: Python<'_>, a: &Atomic<T>, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    let v: T = v.extract()?;
+    match op {
+        "+" => {
+            T::fetch_add(a, v);
+        }
+        "-" => {
+            T::fetch_sub(a, v);
+        }
+        "&" | "|" | "^" => {
+            let c = op.chars().next().unwrap_or('&');
+            T::fetch_bits(a, c, v).ok_or_else(|| PyValueError::new_err(format!("{op}= needs an integer type code")))?;
+        }
+        other => return Err(PyValueError::new_err(format!("no atomic in-place operator {other:?}"))),
+    }
+    Ok(a.load().into_py(py))
+}
+
+/// A shared scalar: the storage of `shmem.Value`.
+#[pyclass(module = "shmem._shmem")]
+struct RawValue {
+    seg: ValueSeg,
+    code: char,
+}
+
+fn value_of<T: Code>(py: Python<'_>, s: &Segment<T>) -> PyObject {
+    s.load().into_py(py)
+}
+
+#[pymethods]
+impl RawValue {
+    /// Creates a value of type code `code` holding `init`: named `name`, or
+    /// anonymous (`name=None`).
+    #[new]
+    #[pyo3(signature = (code, init, name=None))]
+    fn new(code: char, init: &Bound<'_, PyAny>, name: Option<&str>) -> PyResult<Self> {
+        let seg = with_code!(code, T => {
+            let v: T = init.extract()?;
+            let s = match name {
+                Some(n) => options().create::<T>(n, &v),
+                None => options().create_anonymous::<T>(&v),
+            }.map_err(to_py)?;
+            T::into_value(s)
+        });
+        Ok(RawValue { seg, code })
+    }
+
+    /// Attaches to named segment `name` holding a scalar of type code `code`.
+    #[staticmethod]
+    fn attach(code: char, name: &str) -> PyResult<Self> {
+        let seg = with_code!(code, T => T::into_value(Segment::<T>::attach(name).map_err(to_py)?));
+        Ok(RawValue { seg, code })
+    }
+
+    /// Attaches through descriptor `fd` (an anonymous segment passed on).
+    #[staticmethod]
+    fn attach_fd(code: char, fd: i32) -> PyResult<Self> {
+        let fd = borrow_fd(fd)?;
+        let seg = with_code!(code, T => T::into_value(options().attach_fd::<T>(fd).map_err(to_py)?));
+        Ok(RawValue { seg, code })
+    }
+
+    /// The type code.
+    #[getter]
+    fn code(&self) -> char {
+        self.code
+    }
+
+    /// The segment name, or None for an anonymous segment.
+    #[getter]
+    fn name(&self) -> Option<String> {
+        each!(ValueSeg, &self.seg, s => (!Segment::is_anonymous(s)).then(|| Segment::name(s).to_owned()))
+    }
+
+    fn load(&self, py: Python<'_>) -> PyObject {
+        each!(ValueSeg, &self.seg, s => value_of(py, s))
+    }
+
+    fn store(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ValueSeg, &self.seg, s => { s.store(v.extract()?); Ok(()) })
+    }
+
+    /// Applies `op=` (`+ - & | ^`) atomically; returns the value after.
+    fn apply(&self, py: Python<'_>, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        each!(ValueSeg, &self.seg, s => apply(py, s, op, v))
+    }
+
+    /// Compare-and-swap: returns (swapped, value seen).
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        current: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, PyObject)> {
+        each!(ValueSeg, &self.seg, s => {
+            match s.compare_exchange(current.extract()?, new.extract()?) {
+                Ok(v) => Ok((true, v.into_py(py))),
+                Err(v) => Ok((false, v.into_py(py))),
+            }
+        })
+    }
+
+    /// A new descriptor of the segment (the caller closes it).
+    fn share_fd(&self) -> PyResult<i32> {
+        each!(ValueSeg, &self.seg, s => Ok(Segment::share_fd(s).map_err(to_py)?.into_raw_fd()))
+    }
+}
+
+/// A shared array: the storage of `shmem.Array`.
+#[pyclass(module = "shmem._shmem")]
+struct RawArray {
+    seg: ArraySeg,
+    code: char,
+}
+
+#[pymethods]
+impl RawArray {
+    /// Creates an array of type code `code` holding `init` (a list): named
+    /// `name`, or anonymous.
+    #[new]
+    #[pyo3(signature = (code, init, name=None))]
+    fn new(code: char, init: Vec<Bound<'_, PyAny>>, name: Option<&str>) -> PyResult<Self> {
+        let seg = with_code!(code, T => {
+            let values: Vec<T> = init.iter().map(|v| v.extract()).collect::<PyResult<_>>()?;
+            let fill = |a: &[Atomic<T>]| a.iter().zip(&values).for_each(|(a, v)| a.store(*v));
+            let s = match name {
+                Some(n) => options().create_array_with::<T>(n, values.len(), fill),
+                None => options().create_anonymous_array_with::<T>(values.len(), fill),
+            }.map_err(to_py)?;
+            T::into_array(s)
+        });
+        Ok(RawArray { seg, code })
+    }
+
+    #[staticmethod]
+    fn attach(code: char, name: &str) -> PyResult<Self> {
+        let seg = with_code!(code, T => T::into_array(ArraySegment::<T>::attach(name).map_err(to_py)?));
+        Ok(RawArray { seg, code })
+    }
+
+    #[staticmethod]
+    fn attach_fd(code: char, fd: i32) -> PyResult<Self> {
+        let fd = borrow_fd(fd)?;
+        let seg = with_code!(code, T => T::into_array(options().attach_array_fd::<T>(fd).map_err(to_py)?));
+        Ok(RawArray { seg, code })
+    }
+
+    #[getter]
+    fn code(&self) -> char {
+        self.code
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        each!(ArraySeg, &self.seg, s => (!ArraySegment::is_anonymous(s)).then(|| ArraySegment::name(s).to_owned()))
+    }
+
+    fn __len__(&self) -> usize {
+        each!(ArraySeg, &self.seg, s => s.len())
+    }
+
+    fn load(&self, py: Python<'_>, i: usize) -> PyResult<PyObject> {
+        each!(ArraySeg, &self.seg, s => Ok(at(s, i)?.load().into_py(py)))
+    }
+
+    fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ArraySeg, &self.seg, s => { at(s, i)?.store(v.extract()?); Ok(()) })
+    }
+
+    fn apply(&self, py: Python<'_>, i: usize, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        each!(ArraySeg, &self.seg, s => apply(py, at(s, i)?, op, v))
+    }
+
+    /// Compare-and-swap element `i`: returns (swapped, value seen).
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        current: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, PyObject)> {
+        each!(ArraySeg, &self.seg, s => {
+            match at(s, i)?.compare_exchange(current.extract()?, new.extract()?) {
+                Ok(v) => Ok((true, v.into_py(py))),
+                Err(v) => Ok((false, v.into_py(py))),
+            }
+        })
+    }
+
+    /// Every element, each read atomically (a copy, not one snapshot:
+    /// take the array's lock around it for that).
+    fn to_list(&self, py: Python<'_>) -> PyObject {
+        each!(ArraySeg, &self.seg, s => s.iter().map(|a| a.load()).collect::<Vec<_>>().into_py(py))
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        each!(ArraySeg, &self.seg, s => Ok(ArraySegment::share_fd(s).map_err(to_py)?.into_raw_fd()))
+    }
+}
+
+fn at<T: Code>(s: &ArraySegment<T>, i: usize) -> PyResult<&Atomic<T>> {
+    s.get(i).ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("array index out of range"))
+}
+
+/// A crash-safe cross-process lock: the storage of `shmem.Lock`.
+#[pyclass(module = "shmem._shmem")]
+struct RawLock {
+    seg: Segment<RawMutex>,
+}
+
+#[pymethods]
+impl RawLock {
+    #[new]
+    #[pyo3(signature = (name=None))]
+    fn new(name: Option<&str>) -> PyResult<Self> {
+        let seg = match name {
+            Some(n) => options().create(n, &RawMutex::new()),
+            None => options().create_anonymous(&RawMutex::new()),
+        }
+        .map_err(to_py)?;
+        Ok(RawLock { seg })
+    }
+
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawLock { seg: Segment::attach(name).map_err(to_py)? })
+    }
+
+    #[staticmethod]
+    fn attach_fd(fd: i32) -> PyResult<Self> {
+        Ok(RawLock { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+    }
+
+    /// Takes the lock: returns None if it timed out, else whether the
+    /// previous holder died holding it (True: the data it guards may be
+    /// half-updated). `timeout` < 0 waits as long as needed. Releases the
+    /// GIL while waiting; Ctrl-C interrupts it.
+    #[pyo3(signature = (blocking=true, timeout=-1.0))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: f64) -> PyResult<Option<bool>> {
+        let died = |a| a == shmem::sync::raw_mutex::Acquired::OwnerDied;
+        if let Some(a) = self.seg.try_lock_report::<Os>() {
+            return Ok(Some(died(a)));
+        }
+        if !blocking {
+            return Ok(None);
+        }
+        let deadline = (timeout >= 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            let seg = &self.seg;
+            if let Some(a) = py.allow_threads(|| seg.lock_within::<Os>(slice)) {
+                return Ok(Some(died(a)));
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Releases the lock; RuntimeError if this process does not hold it.
+    fn release(&self) -> PyResult<()> {
+        if self.seg.unlock_if_mine() {
+            Ok(())
+        } else {
+            Err(pyo3::exceptions::PyRuntimeError::new_err("release unlocked lock"))
+        }
+    }
+
+    fn locked(&self) -> bool {
+        self.seg.is_locked()
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+/// A cross-process event flag: the storage of `shmem.Event`.
+#[pyclass(module = "shmem._shmem")]
+struct RawEvent {
+    seg: Segment<Event>,
+}
+
+#[pymethods]
+impl RawEvent {
+    #[new]
+    #[pyo3(signature = (name=None))]
+    fn new(name: Option<&str>) -> PyResult<Self> {
+        let seg = match name {
+            Some(n) => options().create(n, &Event::new(false)),
+            None => options().create_anonymous(&Event::new(false)),
+        }
+        .map_err(to_py)?;
+        Ok(RawEvent { seg })
+    }
+
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawEvent { seg: Segment::attach(name).map_err(to_py)? })
+    }
+
+    #[staticmethod]
+    fn attach_fd(fd: i32) -> PyResult<Self> {
+        Ok(RawEvent { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+    }
+
+    fn set(&self) {
+        self.seg.set()
+    }
+
+    fn clear(&self) {
+        self.seg.clear()
+    }
+
+    fn is_set(&self) -> bool {
+        self.seg.is_set()
+    }
+
+    /// Waits until set or `timeout` seconds pass (None: no limit); returns
+    /// whether it is set. Releases the GIL; Ctrl-C interrupts it.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            let seg = &self.seg;
+            if py.allow_threads(|| seg.wait_timeout(slice)).is_ok() {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(self.seg.is_set());
+            }
+        }
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+/// What segment `name` holds, by its recorded type name (`"i32"`,
+/// `"[f64; 3]"`, `"rawmutex"`, `"event"`, a struct's name).
+#[pyfunction]
+fn type_of(name: &str) -> PyResult<String> {
+    Ok(shmem::inspect(name).map_err(to_py)?.header.type_name)
+}
+
+/// Removes the name of segment `name` (processes attached keep it).
+#[pyfunction]
+fn unlink(name: &str) -> PyResult<()> {
+    shmem::unlink(name).map_err(to_py)
+}
+
+/// The Rust half of the `shmem` package.
+#[pymodule]
+fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RawValue>()?;
+    m.add_class::<RawArray>()?;
+    m.add_class::<RawLock>()?;
+    m.add_class::<RawEvent>()?;
+    m.add_function(wrap_pyfunction!(type_of, m)?)?;
+    m.add_function(wrap_pyfunction!(unlink, m)?)?;
+    m.add("LayoutMismatch", m.py().get_type_bound::<LayoutMismatch>())?;
+    m.add("StaleSegment", m.py().get_type_bound::<StaleSegment>())?;
+    Ok(())
+}

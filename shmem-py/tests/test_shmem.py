@@ -1,0 +1,281 @@
+"""shmem for Python, in real processes: exact counts across processes,
+pickling with the spawn and fork start methods, crash-safe locks, Rust and
+Python on one segment, Ctrl-C in a blocking call."""
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import shmem
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PEER = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "examples", "python_peer")
+
+START_METHODS = ["fork", "spawn"]
+
+
+def unique(tag):
+    return f"shmem-py-test-{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def peer(*args):
+    if not os.path.exists(PEER):
+        pytest.fail(f"{PEER} is missing: run `cargo build --release --example python_peer` first")
+    out = subprocess.run([PEER, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def run(ctx, target, args, n):
+    procs = [ctx.Process(target=target, args=args) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0, f"child exited with {p.exitcode}"
+
+
+# ---------------------------------------------------------------- Value
+
+def add_to_value(val, times):
+    for _ in range(times):
+        val.value += 1  # exactly as in the multiprocessing tutorial
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_value_plus_equals_loses_nothing_across_4_processes(method):
+    ctx = mp.get_context(method)
+    val = shmem.Value("i", 0)
+    run(ctx, add_to_value, (val, 250_000), 4)
+    assert val.value == 1_000_000
+
+
+def add_many_ways(val):
+    for _ in range(1000):
+        val.value += 2
+        val.value -= 1
+    with val.get_lock():  # the tutorial's locked form still works
+        val.value += 0
+
+
+def test_value_in_place_operators_and_lock():
+    ctx = mp.get_context("fork")
+    val = shmem.Value("q", 10)
+    run(ctx, add_many_ways, (val,), 4)
+    assert val.value == 10 + 4 * 1000
+    v = shmem.Value("d", 1.5)
+    v.value += 1.0
+    v.value *= 2
+    assert v.value == 5.0
+    assert isinstance(v.value, float) and float(v.value) == 5.0
+    b = shmem.Value("I", 0b1100)
+    b.value |= 0b0011
+    b.value &= 0b0110
+    b.value ^= 0b0001
+    assert b.value == 0b0111
+    x = int(b.value)  # a plain copy: its += touches nothing shared
+    x += 100
+    assert b.value == 0b0111
+
+
+def test_value_with_ctypes_types_and_repr():
+    import ctypes
+
+    v = shmem.Value(ctypes.c_double, 2.5)
+    assert v.typecode == "d" and v.value == 2.5
+    assert repr(v) == "<shmem.Value('d', 2.5)>"
+    with pytest.raises(TypeError):
+        shmem.Value(ctypes.c_char_p, b"x")
+    with pytest.raises(ValueError):
+        shmem.Value("z", 0)
+
+
+# ---------------------------------------------------------------- Array
+
+def add_to_array(arr, times):
+    for _ in range(times):
+        for i in range(len(arr)):
+            arr[i] += 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_array_plus_equals_across_processes(method):
+    ctx = mp.get_context(method)
+    arr = shmem.Array("i", range(5))
+    run(ctx, add_to_array, (arr, 2000), 3)
+    assert arr[:] == [6000 + i for i in range(5)]
+    assert list(arr) == arr[:]
+
+
+def test_array_slices_views_and_errors():
+    arr = shmem.Array("d", 3)
+    arr[:] = [1.0, 2.0, 3.0]
+    assert arr[::2] == [1.0, 3.0]
+    assert arr[-1] == 3.0
+    with pytest.raises(IndexError):
+        arr[3]
+    with pytest.raises(ValueError):
+        arr[:] = [1.0]
+    with arr.lock() as a:
+        a[0] = 9.0
+        assert a[0] == 9.0
+    with pytest.raises(RuntimeError):
+        a[0]
+    assert arr[0] == 9.0
+
+
+# ---------------------------------------------------------------- Lock, Event
+
+def locked_increment(lock, val, times):
+    for _ in range(times):
+        with lock:
+            v = int(val.value)  # a read and a write: racy without the lock
+            val.value = v + 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_lock_makes_read_then_write_exact(method):
+    ctx = mp.get_context(method)
+    lock = shmem.Lock()
+    val = shmem.Value("i", 0, lock=False)
+    run(ctx, locked_increment, (lock, val, 2000), 4)
+    assert val.value == 8000
+
+
+def hold_and_hang(lock, held):
+    lock.acquire()
+    held.set()
+    time.sleep(600)
+
+
+def test_a_holder_killed_is_recovered_by_python_and_by_rust():
+    ctx = mp.get_context("fork")
+    for recover in ["python", "rust"]:
+        name = unique("killed-lock")
+        lock = shmem.Lock(name=name)
+        held = shmem.Event()
+        p = ctx.Process(target=hold_and_hang, args=(lock, held))
+        p.start()
+        assert held.wait(30)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(30)
+        if recover == "python":
+            assert lock.acquire(timeout=10), "the dead holder's lock was not recovered"
+            assert lock.poisoned
+            lock.release()
+        else:
+            assert peer("lock", name) == "poisoned"
+        del lock
+
+
+def test_lock_semantics():
+    lock = shmem.Lock()
+    assert lock.acquire()
+    assert not lock.acquire(block=False)
+    t = time.monotonic()
+    assert not lock.acquire(timeout=0.1)
+    assert time.monotonic() - t >= 0.09
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert not lock.poisoned
+
+
+def set_after(event, delay):
+    time.sleep(delay)
+    event.set()
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_event_across_processes(method):
+    ctx = mp.get_context(method)
+    ev = shmem.Event()
+    assert not ev.wait(0.05)
+    p = ctx.Process(target=set_after, args=(ev, 0.1))
+    p.start()
+    assert ev.wait(30)
+    p.join(30)
+    ev.clear()
+    assert not ev.is_set()
+
+
+def test_ctrl_c_interrupts_a_blocking_wait():
+    code = (
+        "import shmem, sys\n"
+        "ev = shmem.Event()\n"
+        "print('waiting', flush=True)\n"
+        "try:\n"
+        "    ev.wait()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(0)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "waiting"
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=10)
+    assert out.strip() == "interrupted" and p.returncode == 0
+
+
+# ---------------------------------------------------------------- Rust and Python
+
+def test_python_creates_rust_attaches():
+    name = unique("py-value")
+    val = shmem.Value("q", 7, name=name)
+    assert peer("add", name, "5") == "12"
+    assert val.value == 12
+    f = shmem.Value("d", 0.5, name=unique("py-f64"))
+    assert peer("add-f64", f.name, "0.25") == "0.75"
+    arr_name = unique("py-array")
+    arr = shmem.Array("i", [10, 20, 30], name=arr_name)
+    assert peer("array", arr_name) == "[11, 21, 31]"
+    assert arr[:] == [11, 21, 31]
+
+
+def test_rust_creates_python_attaches():
+    name = unique("rust-serve")
+    p = subprocess.Popen([PEER, "serve", name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        arr = shmem.attach(name)
+        count = shmem.attach(name + ".count")
+        assert isinstance(arr, shmem.Array) and arr.typecode == "i"
+        assert arr[:] == [1, 2, 3, 4]
+        arr[3] += 10
+        for _ in range(3):
+            count.value += 1
+        out, _ = p.communicate(timeout=60)
+        assert out.strip() == "[1, 2, 3, 14]"
+    finally:
+        p.kill()
+
+
+def test_errors_are_python_exceptions():
+    name = unique("errors")
+    with pytest.raises(FileNotFoundError):
+        shmem.attach(name)
+    v = shmem.Value("i", 1, name=name, lock=False)
+    with pytest.raises(FileExistsError):
+        shmem.Value("i", 1, name=name, lock=False)
+    with pytest.raises(shmem.LayoutMismatch):
+        shmem._shmem.RawValue.attach("d", name)
+    with pytest.raises(ValueError):
+        shmem.Value("i", 1, name="bad/name")
+    del v
+
+
+def test_named_segments_go_with_their_last_handle():
+    name = unique("lifetime")
+    v = shmem.Value("i", 3, name=name)
+    assert os.path.exists(f"/dev/shm/{name}") and os.path.exists(f"/dev/shm/{name}.lock")
+    del v
+    assert not os.path.exists(f"/dev/shm/{name}")
+    assert not os.path.exists(f"/dev/shm/{name}.lock")
