@@ -560,6 +560,459 @@ impl RawEvent {
     }
 }
 
+// ---------------------------------------------------------------- Dict and Queue
+
+/// The longest `str` a Dict or Queue holds, in UTF-8 bytes.
+const STR_BYTES: usize = 64;
+type PyStr = shmem::Str<STR_BYTES>;
+
+/// The capacities a Dict or Queue can have (a requested capacity rounds up).
+const CAPACITIES: [usize; 3] = [64, 1024, 16384];
+
+/// A Python value stored as plain data: `int` as `i64`, `float` as `f64`,
+/// `str` as up to 64 UTF-8 bytes.
+trait Plain: bytemuck::Pod + Send + Sync + 'static {
+    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self>;
+    fn to_py(self, py: Python<'_>) -> PyObject;
+    /// `self += v` for numbers.
+    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()>;
+}
+
+impl Plain for i64 {
+    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+        v.extract()
+    }
+    fn to_py(self, py: Python<'_>) -> PyObject {
+        self.into_py(py)
+    }
+    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        *self = self.wrapping_add(v.extract::<i64>()?);
+        Ok(())
+    }
+}
+
+impl Plain for f64 {
+    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+        v.extract()
+    }
+    fn to_py(self, py: Python<'_>) -> PyObject {
+        self.into_py(py)
+    }
+    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        *self += v.extract::<f64>()?;
+        Ok(())
+    }
+}
+
+impl Plain for PyStr {
+    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let text: String = v.extract()?;
+        PyStr::try_from(text.as_str()).map_err(|_| {
+            PyValueError::new_err(format!("a str of at most {STR_BYTES} UTF-8 bytes, not {} bytes", text.len()))
+        })
+    }
+    fn to_py(self, py: Python<'_>) -> PyObject {
+        self.as_str().into_py(py)
+    }
+    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let more: String = v.extract()?;
+        self.push_str(&more).map_err(|_| PyValueError::new_err(format!("the str would exceed {STR_BYTES} bytes")))
+    }
+}
+
+/// A dict segment of any key, value and capacity.
+trait DynDict: Send + Sync {
+    fn name(&self) -> Option<String>;
+    fn capacity(&self) -> usize;
+    fn len(&self) -> usize;
+    fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
+    /// Returns the previous value.
+    fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
+    fn remove(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
+    fn setdefault(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<PyObject>;
+    /// `d[k] += v` in one step; the value after, or None if `k` is absent.
+    fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
+    fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)>;
+    fn clear(&self);
+    fn share_fd(&self) -> PyResult<i32>;
+}
+
+fn full_error(capacity: usize) -> PyErr {
+    pyo3::exceptions::PyOverflowError::new_err(format!(
+        "the dict is full (capacity {capacity}; keys are spread over shards, so a shard can fill first): \
+         create it with a larger capacity"
+    ))
+}
+
+impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> DynDict for Segment<shmem::Map<K, V, N>> {
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(self)).then(|| Segment::name(self).to_owned())
+    }
+    fn capacity(&self) -> usize {
+        N
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        Ok((**self).get(&K::from_py(k)?).map(|v| v.to_py(py)))
+    }
+    fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        let old = self.insert(K::from_py(k)?, V::from_py(v)?).map_err(|_| full_error(N))?;
+        Ok(old.map(|o| o.to_py(py)))
+    }
+    fn remove(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        Ok((**self).remove(&K::from_py(k)?).map(|v| v.to_py(py)))
+    }
+    fn setdefault(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let got = self.get_or_insert(K::from_py(k)?, V::from_py(v)?).map_err(|_| full_error(N))?;
+        Ok(got.to_py(py))
+    }
+    fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        let mut failed = None;
+        let after = self.update(&K::from_py(k)?, |value| {
+            if let Err(e) = value.add(v) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(after.map(|a| a.to_py(py)))
+    }
+    fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)> {
+        self.to_vec().into_iter().map(|(k, v)| (k.to_py(py), v.to_py(py))).collect()
+    }
+    fn clear(&self) {
+        (**self).clear()
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+/// What to do with the dict segment of key type `$k`, value type `$v` and
+/// capacity `$n`, for every supported combination.
+macro_rules! with_dict_type {
+    ($key:expr, $value:expr, $cap:expr, $K:ident, $V:ident, $N:ident => $body:expr) => {{
+        macro_rules! go {
+            ($kt:ty, $vt:ty) => {
+                match $cap {
+                    64 => {
+                        type $K = $kt;
+                        type $V = $vt;
+                        const $N: usize = 64;
+                        $body
+                    }
+                    1024 => {
+                        type $K = $kt;
+                        type $V = $vt;
+                        const $N: usize = 1024;
+                        $body
+                    }
+                    _ => {
+                        type $K = $kt;
+                        type $V = $vt;
+                        const $N: usize = 16384;
+                        $body
+                    }
+                }
+            };
+        }
+        match ($key, $value) {
+            ("int", "int") => go!(i64, i64),
+            ("int", "float") => go!(i64, f64),
+            ("int", "str") => go!(i64, PyStr),
+            ("str", "int") => go!(PyStr, i64),
+            ("str", "float") => go!(PyStr, f64),
+            ("str", "str") => go!(PyStr, PyStr),
+            (k, v) => {
+                return Err(PyValueError::new_err(format!(
+                    "unsupported dict types ({k}, {v}): keys are int or str, values int, float or str"
+                )))
+            }
+        }
+    }};
+}
+
+/// The capacity from the menu that holds at least `wanted` entries.
+fn capacity_for(wanted: usize) -> PyResult<usize> {
+    CAPACITIES.iter().copied().find(|&c| c >= wanted).ok_or_else(|| {
+        PyValueError::new_err(format!("capacity {wanted} is over the largest supported, {}", CAPACITIES[2]))
+    })
+}
+
+/// A shared dict of declared key and value types: the storage of `shmem.Dict`.
+#[pyclass(module = "shmem._shmem")]
+struct RawDict {
+    inner: Box<dyn DynDict>,
+    key: String,
+    value: String,
+}
+
+#[pymethods]
+impl RawDict {
+    #[new]
+    #[pyo3(signature = (key, value, capacity, name=None))]
+    fn new(key: &str, value: &str, capacity: usize, name: Option<&str>) -> PyResult<Self> {
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynDict> = with_dict_type!(key, value, cap, K, V, N => {
+            let seg = match name {
+                Some(n) => options().create_with::<shmem::Map<K, V, N>>(n, |_| {}),
+                None => options().create_anonymous_with::<shmem::Map<K, V, N>>(|_| {}),
+            }.map_err(to_py)?;
+            Box::new(seg)
+        });
+        Ok(RawDict { inner, key: key.to_owned(), value: value.to_owned() })
+    }
+
+    #[staticmethod]
+    fn attach(key: &str, value: &str, capacity: usize, name: &str) -> PyResult<Self> {
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynDict> = with_dict_type!(key, value, cap, K, V, N => {
+            Box::new(Segment::<shmem::Map<K, V, N>>::attach(name).map_err(to_py)?)
+        });
+        Ok(RawDict { inner, key: key.to_owned(), value: value.to_owned() })
+    }
+
+    #[staticmethod]
+    fn attach_fd(key: &str, value: &str, capacity: usize, fd: i32) -> PyResult<Self> {
+        let fd = borrow_fd(fd)?;
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynDict> = with_dict_type!(key, value, cap, K, V, N => {
+            Box::new(options().attach_fd::<shmem::Map<K, V, N>>(fd).map_err(to_py)?)
+        });
+        Ok(RawDict { inner, key: key.to_owned(), value: value.to_owned() })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.inner.name()
+    }
+    #[getter]
+    fn key_type(&self) -> &str {
+        &self.key
+    }
+    #[getter]
+    fn value_type(&self) -> &str {
+        &self.value
+    }
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+    fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        self.inner.get(py, k)
+    }
+    fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        self.inner.set(py, k, v)
+    }
+    fn remove(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        self.inner.remove(py, k)
+    }
+    fn setdefault(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        self.inner.setdefault(py, k, v)
+    }
+    fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
+        self.inner.add(py, k, v)
+    }
+    fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)> {
+        self.inner.items(py)
+    }
+    fn clear(&self) {
+        self.inner.clear()
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        self.inner.share_fd()
+    }
+}
+
+/// A queue segment of any item type and capacity.
+trait DynQueue: Send + Sync {
+    fn name(&self) -> Option<String>;
+    fn capacity(&self) -> usize;
+    fn len(&self) -> usize;
+    /// `Ok(None)`: pushed; `Ok(Some(full))`: full (true) or closed (false).
+    fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>>;
+    /// `Ok(Err(closed))`: empty (false) or closed and drained (true).
+    fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>>;
+    fn close(&self);
+    fn is_closed(&self) -> bool;
+    fn share_fd(&self) -> PyResult<i32>;
+}
+
+impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(self)).then(|| Segment::name(self).to_owned())
+    }
+    fn capacity(&self) -> usize {
+        N
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        let item = T::from_py(item)?;
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let q = &**self;
+            match py.allow_threads(|| q.push_timeout(item, slice)) {
+                Ok(()) => return Ok(None),
+                Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
+                Err(_) => {}
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Some(true));
+            }
+        }
+    }
+    fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>> {
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let q = &**self;
+            match py.allow_threads(|| q.pop_timeout(slice)) {
+                Ok(item) => return Ok(Ok(item.to_py(py))),
+                Err(shmem::PopError::Closed) => return Ok(Err(true)),
+                Err(_) => {}
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Err(false));
+            }
+        }
+    }
+    fn close(&self) {
+        (**self).close()
+    }
+    fn is_closed(&self) -> bool {
+        (**self).is_closed()
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+macro_rules! with_queue_type {
+    ($item:expr, $cap:expr, $T:ident, $N:ident => $body:expr) => {{
+        macro_rules! go {
+            ($tt:ty) => {
+                match $cap {
+                    64 => {
+                        type $T = $tt;
+                        const $N: usize = 64;
+                        $body
+                    }
+                    1024 => {
+                        type $T = $tt;
+                        const $N: usize = 1024;
+                        $body
+                    }
+                    _ => {
+                        type $T = $tt;
+                        const $N: usize = 16384;
+                        $body
+                    }
+                }
+            };
+        }
+        match $item {
+            "int" => go!(i64),
+            "float" => go!(f64),
+            "str" => go!(PyStr),
+            other => {
+                return Err(PyValueError::new_err(format!("unsupported queue item type {other}: int, float or str")))
+            }
+        }
+    }};
+}
+
+/// A bounded multi-producer multi-consumer queue: the storage of `shmem.Queue`.
+#[pyclass(module = "shmem._shmem")]
+struct RawQueue {
+    inner: Box<dyn DynQueue>,
+    item: String,
+}
+
+#[pymethods]
+impl RawQueue {
+    #[new]
+    #[pyo3(signature = (item, capacity, name=None))]
+    fn new(item: &str, capacity: usize, name: Option<&str>) -> PyResult<Self> {
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
+            let seg = match name {
+                Some(n) => options().create_with::<shmem::Queue<T, N>>(n, |_| {}),
+                None => options().create_anonymous_with::<shmem::Queue<T, N>>(|_| {}),
+            }.map_err(to_py)?;
+            Box::new(seg)
+        });
+        Ok(RawQueue { inner, item: item.to_owned() })
+    }
+
+    #[staticmethod]
+    fn attach(item: &str, capacity: usize, name: &str) -> PyResult<Self> {
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
+            Box::new(Segment::<shmem::Queue<T, N>>::attach(name).map_err(to_py)?)
+        });
+        Ok(RawQueue { inner, item: item.to_owned() })
+    }
+
+    #[staticmethod]
+    fn attach_fd(item: &str, capacity: usize, fd: i32) -> PyResult<Self> {
+        let fd = borrow_fd(fd)?;
+        let cap = capacity_for(capacity)?;
+        let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
+            Box::new(options().attach_fd::<shmem::Queue<T, N>>(fd).map_err(to_py)?)
+        });
+        Ok(RawQueue { inner, item: item.to_owned() })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.inner.name()
+    }
+    #[getter]
+    fn item_type(&self) -> &str {
+        &self.item
+    }
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+    /// Pushes; returns None, or "full" / "closed".
+    #[pyo3(signature = (item, timeout=None))]
+    fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<&'static str>> {
+        Ok(self.inner.push(py, item, timeout)?.map(|full| if full { "full" } else { "closed" }))
+    }
+    /// Pops; returns (True, item), or (False, "empty" / "closed").
+    #[pyo3(signature = (timeout=None))]
+    fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(bool, PyObject)> {
+        Ok(match self.inner.pop(py, timeout)? {
+            Ok(item) => (true, item),
+            Err(closed) => (false, if closed { "closed" } else { "empty" }.into_py(py)),
+        })
+    }
+    fn close(&self) {
+        self.inner.close()
+    }
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        self.inner.share_fd()
+    }
+}
+
 /// What segment `name` holds, by its recorded type name (`"i32"`,
 /// `"[f64; 3]"`, `"rawmutex"`, `"event"`, a struct's name).
 #[pyfunction]
@@ -580,6 +1033,9 @@ fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawArray>()?;
     m.add_class::<RawLock>()?;
     m.add_class::<RawEvent>()?;
+    m.add_class::<RawDict>()?;
+    m.add_class::<RawQueue>()?;
+    m.add("STR_BYTES", STR_BYTES)?;
     m.add_function(wrap_pyfunction!(type_of, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     m.add("LayoutMismatch", m.py().get_type_bound::<LayoutMismatch>())?;

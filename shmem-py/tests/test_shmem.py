@@ -279,3 +279,159 @@ def test_named_segments_go_with_their_last_handle():
     del v
     assert not os.path.exists(f"/dev/shm/{name}")
     assert not os.path.exists(f"/dev/shm/{name}.lock")
+
+
+# ---------------------------------------------------------------- Dict, Queue
+
+def count_words(d, times):
+    for _ in range(times):
+        d["hits"] += 1  # one atomic update of the entry
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_dict_across_processes(method):
+    ctx = mp.get_context(method)
+    d = shmem.Dict(str, int, capacity=100)
+    d["hits"] = 0
+    run(ctx, count_words, (d, 5000), 4)
+    assert d["hits"] == 20000
+    assert d == {"hits": 20000}
+
+
+def set_one(d):
+    d[1] = "a"
+    print(d, flush=True)
+
+
+def test_the_manager_dict_program():
+    # The multiprocessing tutorial's Manager().dict() example, with declared types.
+    ctx = mp.get_context("spawn")
+    d = shmem.Dict(int, str)
+    d[0] = "b"
+    p = ctx.Process(target=set_one, args=(d,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert repr(d) == "{0: 'b', 1: 'a'}"
+
+
+def test_dict_semantics_and_errors():
+    d = shmem.Dict(int, float, capacity=64)
+    d[3] = 1.5
+    d[3] += 1.0
+    assert d[3] == 2.5 and 3 in d and len(d) == 1
+    assert d.get(4) is None and d.get(4, 0.0) == 0.0
+    with pytest.raises(KeyError):
+        d[4]
+    with pytest.raises(KeyError):
+        del d[4]
+    assert d.setdefault(5, 9.0) == 9.0 and d.setdefault(5, 1.0) == 9.0
+    assert d.pop(5) == 9.0 and d.pop(5, None) is None
+    d.update({1: 1.0, 2: 2.0})
+    assert d.keys() == [1, 2, 3] and d.values() == [1.0, 2.0, 2.5]
+    with pytest.raises(TypeError):
+        d["x"] = 1.0
+    s = shmem.Dict(str, str)
+    with pytest.raises(ValueError):
+        s["k"] = "x" * 65
+    with pytest.raises(TypeError):
+        shmem.Dict(list, int)
+    full = shmem.Dict(int, int, capacity=64)
+    with pytest.raises(OverflowError):
+        for i in range(10_000):
+            full[i] = i
+
+
+def produce(q, n):
+    for i in range(n):
+        q.put(i)
+
+
+def consume(q, out, n):
+    total = 0
+    for _ in range(n):
+        total += q.get()
+    with out.get_lock():
+        out.value += total
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_queue_two_producers_two_consumers_exact(method):
+    ctx = mp.get_context(method)
+    q = shmem.Queue(64)
+    out = shmem.Value("q", 0)
+    procs = [ctx.Process(target=produce, args=(q, 10_000)) for _ in range(2)]
+    procs += [ctx.Process(target=consume, args=(q, out, 10_000)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert out.value == 2 * sum(range(10_000))
+
+
+def test_queue_semantics():
+    import queue
+
+    q = shmem.Queue(2, item=str)
+    q.put("a")
+    q.put_nowait("b")
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Empty):
+        shmem.Queue(item=float).get(timeout=0.05)
+    assert q.get() == "a" and q.get_nowait() == "b"
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    small = shmem.Queue(64, item=int)
+    for i in range(64):
+        small.put(i)
+    with pytest.raises(queue.Full):
+        small.put(64, timeout=0.05)
+    small.close()
+    with pytest.raises(ValueError):
+        small.put(1)
+    assert small.get() == 0
+
+
+def test_ctrl_c_interrupts_a_blocking_get():
+    code = (
+        "import shmem, sys\n"
+        "q = shmem.Queue()\n"
+        "print('waiting', flush=True)\n"
+        "try:\n"
+        "    q.get()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(0)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "waiting"
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=10)
+    assert out.strip() == "interrupted" and p.returncode == 0
+
+
+# ---------------------------------------------------------------- the seed's three programs
+
+@pytest.mark.parametrize(
+    "example, last_line",
+    [
+        ("shared_value.py", "hits = 2000000"),
+        ("shared_array.py", "arr = [2, 3, 4, 5, 6]"),
+        ("shared_dict.py", "{0: 'b', 1: 'a'}"),
+    ],
+)
+def test_examples_print_the_tutorials_results(example, last_line):
+    path = os.path.join(os.path.dirname(HERE), "examples", example)
+    out = subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == last_line
+
+
+def test_rlock_is_reentrant_and_array_copy_under_it():
+    arr = shmem.Array("i", [1, 2])
+    with arr.get_lock():
+        with arr.get_lock():
+            assert arr[:] == [1, 2]
+    assert not arr.get_lock().locked()

@@ -24,12 +24,16 @@ this module only gives them multiprocessing's shapes.
 import contextlib
 import ctypes
 import os
+import queue as _queue
+import threading
 from multiprocessing import reduction as _reduction
 
 from . import _shmem
 from ._shmem import LayoutMismatch, StaleSegment
 
-__all__ = ["Value", "Array", "Lock", "Event", "attach", "unlink", "LayoutMismatch", "StaleSegment"]
+__all__ = [
+    "Value", "Array", "Lock", "RLock", "Event", "Dict", "Queue", "attach", "unlink", "LayoutMismatch", "StaleSegment",
+]
 
 _CTYPES_CODES = {
     ctypes.c_byte: "b",
@@ -104,12 +108,18 @@ def _make_bound(base):
 
     def atomic(op):
         def method(self, other):
-            return _applied(self._cell, self._cell.apply(op, other))
+            after = self._cell.apply(op, other)
+            if after is NotImplemented:  # a plain update instead (dict: *= etc.)
+                return NotImplemented
+            return _applied(self._cell, after)
         return method
 
     def cas(fn):
         def method(self, other):
-            return _applied(self._cell, self._cell.update(lambda v: fn(v, other)))
+            after = self._cell.update(lambda v: fn(v, other))
+            if after is NotImplemented:
+                return NotImplemented
+            return _applied(self._cell, after)
         return method
 
     ns = {
@@ -238,6 +248,44 @@ def _rebuild_lock(ref):
     return Lock(_raw=_open(_shmem.RawLock.attach, _shmem.RawLock.attach_fd, ref))
 
 
+class RLock(Lock):
+    """``multiprocessing.RLock()``: a crash-safe lock the holding thread may
+    take again (what ``Value`` and ``Array`` use, as multiprocessing does,
+    so that ``with arr.get_lock(): arr[:]`` works)."""
+
+    def __init__(self, *, name=None, _raw=None):
+        super().__init__(name=name, _raw=_raw)
+        self._owner, self._count = None, 0
+
+    def acquire(self, block=True, timeout=None):
+        me = threading.get_ident()
+        if self._owner == me:
+            self._count += 1
+            return True
+        if not super().acquire(block, timeout):
+            return False
+        self._owner, self._count = me, 1
+        return True
+
+    def release(self):
+        if self._owner != threading.get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            self._owner = None
+            super().release()
+
+    def __reduce__(self):
+        return (_rebuild_rlock, (self._ref(),))
+
+    def __repr__(self):
+        return f"<shmem.RLock({'locked' if self.locked() else 'unlocked'})>"
+
+
+def _rebuild_rlock(ref):
+    return RLock(_raw=_open(_shmem.RawLock.attach, _shmem.RawLock.attach_fd, ref))
+
+
 class Event(_Shared):
     """``multiprocessing.Event()`` on shared memory."""
 
@@ -269,7 +317,7 @@ def _rebuild_event(ref):
 
 def _make_lock(lock, name):
     if lock is True:
-        return Lock(name=None if name is None else name + ".lock")
+        return RLock(name=None if name is None else name + ".lock")
     if lock is False or lock is None:
         return None
     return lock
@@ -470,6 +518,235 @@ class Array(_Shared):
 
 def _rebuild_array(code, ref, lock):
     return Array(None, None, _raw=_open(_shmem.RawArray.attach, _shmem.RawArray.attach_fd, ref, code), _lock=lock)
+
+
+# ---------------------------------------------------------------- Dict
+
+_TYPES = {int: "int", float: "float", str: "str", "int": "int", "float": "float", "str": "str"}
+
+
+def _type_name(t, what):
+    name = _TYPES.get(t)
+    if name is None:
+        raise TypeError(f"{what} type {t!r}: use int, float or str (str: up to {_shmem.STR_BYTES} UTF-8 bytes)")
+    return name
+
+
+class _DictCell:
+    """A dict entry, for ``d[k] += 1`` in one step."""
+
+    __slots__ = ("raw", "index")
+
+    def __init__(self, raw, key):
+        self.raw, self.index = raw, key
+
+    def apply(self, op, other):
+        if op == "-":
+            other = -other
+        elif op != "+":
+            return NotImplemented
+        after = self.raw.add(self.index, other)
+        if after is None:
+            raise KeyError(self.index)
+        return after
+
+    def update(self, fn):
+        return NotImplemented
+
+
+def _dict_bound(value, raw, key):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _bound(value, _DictCell(raw, key))
+    return value
+
+
+class Dict(_Shared):
+    """A dict shared by processes, like ``multiprocessing.Manager().dict()``
+    but with no server process: every operation is a lock-striped update of
+    shared memory.
+
+    Keys are ``int`` or ``str``; values ``int``, ``float`` or ``str`` (a
+    ``str`` holds up to 64 UTF-8 bytes), declared when it is made; its
+    capacity is fixed (rounded up to 64, 1024 or 16384 entries). ``d[k] +=
+    1`` on a number is one atomic update. Iteration and ``repr`` are in key
+    order (a shared dict has no insertion order).
+
+    With ``name=...`` a Rust program attaches with
+    ``Segment::<Map<i64, i64, 1024>>::attach(name)`` (``str`` is ``Str<64>``).
+    """
+
+    def __init__(self, key=int, value=int, capacity=1024, *, name=None, _raw=None):
+        if _raw is not None:
+            self._raw = _raw
+            return
+        self._raw = _shmem.RawDict(_type_name(key, "key"), _type_name(value, "value"), capacity, name)
+
+    def __getitem__(self, k):
+        v = self._raw.get(k)
+        if v is None:
+            raise KeyError(k)
+        return _dict_bound(v, self._raw, k)
+
+    def __setitem__(self, k, v):
+        cell = getattr(v, "_cell", None)
+        if type(v) in (_AppliedInt, _AppliedFloat) and isinstance(cell, _DictCell) and cell.raw is self._raw and cell.index == k:
+            return
+        self._raw.set(k, v)
+
+    def __delitem__(self, k):
+        if self._raw.remove(k) is None:
+            raise KeyError(k)
+
+    def __contains__(self, k):
+        return self._raw.get(k) is not None
+
+    def __len__(self):
+        return len(self._raw)
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def get(self, k, default=None):
+        v = self._raw.get(k)
+        return default if v is None else v
+
+    def _sorted_items(self):
+        return sorted(self._raw.items(), key=lambda kv: kv[0])
+
+    def items(self):
+        return self._sorted_items()
+
+    def keys(self):
+        return [k for k, _ in self._sorted_items()]
+
+    def values(self):
+        return [v for _, v in self._sorted_items()]
+
+    _MISSING = object()
+
+    def pop(self, k, default=_MISSING):
+        v = self._raw.remove(k)
+        if v is None:
+            if default is Dict._MISSING:
+                raise KeyError(k)
+            return default
+        return v
+
+    def setdefault(self, k, default):
+        return self._raw.setdefault(k, default)
+
+    def update(self, other=(), **kw):
+        items = other.items() if hasattr(other, "items") else other
+        for k, v in items:
+            self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def clear(self):
+        self._raw.clear()
+
+    def copy(self):
+        return dict(self._sorted_items())
+
+    @property
+    def name(self):
+        return self._raw.name
+
+    @property
+    def capacity(self):
+        return self._raw.capacity
+
+    def __eq__(self, other):
+        return self.copy() == (other.copy() if isinstance(other, Dict) else other)
+
+    def __reduce__(self):
+        r = self._raw
+        return (_rebuild_dict, (r.key_type, r.value_type, r.capacity, self._ref()))
+
+    def __repr__(self):
+        return repr(self.copy())
+
+
+def _rebuild_dict(key, value, capacity, ref):
+    return Dict(_raw=_open(_shmem.RawDict.attach, _shmem.RawDict.attach_fd, ref, key, value, capacity))
+
+
+# ---------------------------------------------------------------- Queue
+
+class Queue(_Shared):
+    """``multiprocessing.Queue(maxsize)`` on shared memory: no pickling, no
+    feeder thread; ``put`` and ``get`` move a plain value in one step.
+
+    Items are ``int``, ``float`` or ``str`` (up to 64 UTF-8 bytes), declared
+    when it is made (``item=int``). Raises ``queue.Full`` and
+    ``queue.Empty`` as multiprocessing does. ``maxsize=0`` (no limit in
+    multiprocessing) holds 16384 items; a limit rounds up to 64, 1024 or
+    16384 slots, and ``full()`` reports the limit asked for.
+    """
+
+    def __init__(self, maxsize=0, *, item=int, name=None, _raw=None, _maxsize=None):
+        if _raw is not None:
+            self._raw, self._maxsize = _raw, _maxsize
+            return
+        self._maxsize = maxsize if maxsize and maxsize > 0 else 0
+        self._raw = _shmem.RawQueue(_type_name(item, "item"), self._maxsize or 16384, name)
+
+    def put(self, obj, block=True, timeout=None):
+        r = self._raw.push(obj, timeout if block else 0.0)
+        if r == "full":
+            raise _queue.Full
+        if r == "closed":
+            raise ValueError("Queue is closed")
+
+    def put_nowait(self, obj):
+        self.put(obj, False)
+
+    def get(self, block=True, timeout=None):
+        ok, item = self._raw.pop(timeout if block else 0.0)
+        if ok:
+            return item
+        if item == "closed":
+            raise ValueError("Queue is closed")
+        raise _queue.Empty
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def qsize(self):
+        return len(self._raw)
+
+    def empty(self):
+        return len(self._raw) == 0
+
+    def full(self):
+        limit = self._maxsize or self._raw.capacity
+        return len(self._raw) >= limit
+
+    def close(self):
+        """No more puts; gets drain what is left, then raise ValueError."""
+        self._raw.close()
+
+    def join_thread(self):
+        """Nothing to wait for: there is no feeder thread."""
+
+    def cancel_join_thread(self):
+        """Nothing to cancel: there is no feeder thread."""
+
+    @property
+    def name(self):
+        return self._raw.name
+
+    def __reduce__(self):
+        r = self._raw
+        return (_rebuild_queue, (r.item_type, r.capacity, self._maxsize, self._ref()))
+
+    def __repr__(self):
+        return f"<shmem.Queue({self._raw.item_type}, {len(self._raw)} of {self._raw.capacity})>"
+
+
+def _rebuild_queue(item, capacity, maxsize, ref):
+    raw = _open(_shmem.RawQueue.attach, _shmem.RawQueue.attach_fd, ref, item, capacity)
+    return Queue(_raw=raw, _maxsize=maxsize)
 
 
 # ---------------------------------------------------------------- by name
