@@ -74,6 +74,8 @@ trait Code: shmem::Scalar + shmem::Shared<Layout = Atomic<Self>> + for<'a> FromP
     fn fetch_bits(a: &Atomic<Self>, op: char, v: Self) -> Option<Self>;
     fn into_value(s: Segment<Self>) -> ValueSeg;
     fn into_array(s: ArraySegment<Self>) -> ArraySeg;
+    /// `a + b` as `fetch_add` computes it.
+    fn sum(a: Self, b: Self) -> Self;
 }
 
 macro_rules! int_code {
@@ -81,6 +83,7 @@ macro_rules! int_code {
         impl Code for $t {
             fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
             fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
+            fn sum(a: Self, b: Self) -> Self { a.wrapping_add(b) }
             fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
             fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
             fn fetch_bits(a: &Atomic<Self>, op: char, v: Self) -> Option<Self> {
@@ -101,6 +104,7 @@ macro_rules! float_code {
         impl Code for $t {
             fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
             fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
+            fn sum(a: Self, b: Self) -> Self { a + b }
             fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
             fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
             fn fetch_bits(_: &Atomic<Self>, _: char, _: Self) -> Option<Self> { None }
@@ -200,6 +204,11 @@ macro_rules! each {
     };
 }
 
+/// `a + b` as the atomic addition computed it (wrapping for integers).
+fn wrapping_sum<T: Code>(a: T, b: T) -> T {
+    T::sum(a, b)
+}
+
 /// Applies the in-place operator `op` (`+ - & | ^`) to `a` with `v`, in
 /// one atomic step; returns the value right after it.
 fn apply<T: Code>(py: Python<'_>, a: &Atomic<T>, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
@@ -220,11 +229,23 @@ fn apply<T: Code>(py: Python<'_>, a: &Atomic<T>, op: &str, v: &Bound<'_, PyAny>)
     Ok(a.load().into_py(py))
 }
 
+impl RawValue {
+    fn applied_of(&self, py: Python<'_>, v: PyObject) -> PyResult<PyObject> {
+        match &self.applied {
+            Some(cls) => Ok(cls.call1(py, (v,))?),
+            None => Ok(v),
+        }
+    }
+}
+
 /// A shared scalar: the storage of `shmem.Value`.
 #[pyclass(module = "shmem._shmem")]
 struct RawValue {
     seg: ValueSeg,
     code: char,
+    /// The Python value's own number classes (see `ValueField`).
+    bound: Option<PyObject>,
+    applied: Option<PyObject>,
 }
 
 fn value_of<T: Code>(py: Python<'_>, s: &Segment<T>) -> PyObject {
@@ -246,14 +267,14 @@ impl RawValue {
             }.map_err(to_py)?;
             T::into_value(s)
         });
-        Ok(RawValue { seg, code })
+        Ok(RawValue { seg, code, bound: None, applied: None })
     }
 
     /// Attaches to named segment `name` holding a scalar of type code `code`.
     #[staticmethod]
     fn attach(code: char, name: &str) -> PyResult<Self> {
         let seg = with_code!(code, T => T::into_value(Segment::<T>::attach(name).map_err(to_py)?));
-        Ok(RawValue { seg, code })
+        Ok(RawValue { seg, code, bound: None, applied: None })
     }
 
     /// Attaches through descriptor `fd` (an anonymous segment passed on).
@@ -261,7 +282,7 @@ impl RawValue {
     fn attach_fd(code: char, fd: i32) -> PyResult<Self> {
         let fd = borrow_fd(fd)?;
         let seg = with_code!(code, T => T::into_value(options().attach_fd::<T>(fd).map_err(to_py)?));
-        Ok(RawValue { seg, code })
+        Ok(RawValue { seg, code, bound: None, applied: None })
     }
 
     /// The type code.
@@ -289,6 +310,54 @@ impl RawValue {
         each!(ValueSeg, &self.seg, s => apply(py, s, op, v))
     }
 
+    /// Adds `v` atomically (wrapping for integers); returns the value after
+    /// this addition (what `val.value += v` leaves, barring others).
+    fn add(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        each!(ValueSeg, &self.seg, s => {
+            let v = v.extract()?;
+            let old = Code::fetch_add(&**s, v);
+            Ok(wrapping_sum(old, v).into_py(py))
+        })
+    }
+
+    /// The number classes refer back to this handle (`__iadd__` is one of
+    /// its methods): the collector must see those references to free both.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(b) = &self.bound {
+            visit.call(b)?;
+        }
+        if let Some(a) = &self.applied {
+            visit.call(a)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.bound = None;
+        self.applied = None;
+    }
+
+    /// Sets the Python value's number classes: what reading `value` makes,
+    /// and what an in-place operator returns (see `ValueField`).
+    fn set_classes(&mut self, bound: PyObject, applied: PyObject) {
+        self.bound = Some(bound);
+        self.applied = Some(applied);
+    }
+
+    /// `val.value += v`: the atomic add, as an instance of the applied class
+    /// (which the store that follows recognises and skips). Installed as
+    /// the number class's `__iadd__` itself, so no Python frame runs.
+    fn iadd(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let after = self.add(py, v)?;
+        self.applied_of(py, after)
+    }
+
+    /// `val.value -= v`, as [`iadd`](Self::iadd).
+    fn isub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let after = each!(ValueSeg, &self.seg, s => apply(py, s, "-", v))?;
+        self.applied_of(py, after)
+    }
+
     /// Compare-and-swap: returns (swapped, value seen).
     fn compare_exchange(
         &self,
@@ -307,6 +376,48 @@ impl RawValue {
     /// A new descriptor of the segment (the caller closes it).
     fn share_fd(&self) -> PyResult<i32> {
         each!(ValueSeg, &self.seg, s => Ok(Segment::share_fd(s).map_err(to_py)?.into_raw_fd()))
+    }
+}
+
+/// The `value` attribute of `shmem.Value`, as a descriptor written in Rust
+/// (no Python frame on the hot path of `val.value += 1`): reading returns
+/// the value's own number class (`obj._bound_cls(v)`), and storing ignores
+/// the result of an in-place operator (`obj._applied_cls`), which already
+/// updated the value atomically.
+#[pyclass(module = "shmem._shmem")]
+struct ValueField;
+
+#[pymethods]
+impl ValueField {
+    #[new]
+    fn new() -> Self {
+        ValueField
+    }
+
+    fn __get__(
+        slf: PyRef<'_, Self>,
+        obj: Option<&Bound<'_, PyAny>>,
+        _owner: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyObject> {
+        let py = slf.py();
+        let Some(obj) = obj else { return Ok(slf.into_py(py)) };
+        let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
+        let raw = raw.downcast::<RawValue>()?.borrow();
+        let v = each!(ValueSeg, &raw.seg, s => value_of(py, s));
+        match &raw.bound {
+            Some(cls) => Ok(cls.call1(py, (v,))?),
+            None => Ok(v),
+        }
+    }
+
+    fn __set__(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
+        let raw = raw.downcast::<RawValue>()?.borrow();
+        if raw.applied.as_ref().is_some_and(|cls| value.get_type().is(cls.bind(py))) {
+            return Ok(());
+        }
+        raw.store(value)
     }
 }
 
@@ -1031,6 +1142,7 @@ fn unlink(name: &str) -> PyResult<()> {
 fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawValue>()?;
     m.add_class::<RawArray>()?;
+    m.add_class::<ValueField>()?;
     m.add_class::<RawLock>()?;
     m.add_class::<RawEvent>()?;
     m.add_class::<RawDict>()?;

@@ -2,6 +2,7 @@
 pickling with the spawn and fork start methods, crash-safe locks, Rust and
 Python on one segment, Ctrl-C in a blocking call."""
 
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -277,6 +278,7 @@ def test_named_segments_go_with_their_last_handle():
     v = shmem.Value("i", 3, name=name)
     assert os.path.exists(f"/dev/shm/{name}") and os.path.exists(f"/dev/shm/{name}.lock")
     del v
+    gc.collect()  # a Value's number classes are freed by the collector
     assert not os.path.exists(f"/dev/shm/{name}")
     assert not os.path.exists(f"/dev/shm/{name}.lock")
 

@@ -144,6 +144,29 @@ def _make_bound(base):
 
 _BoundInt = _make_bound(int)
 _BoundFloat = _make_bound(float)
+
+
+def _make_fast_bound(base):
+    """The base of a Value's own number class: in-place operators through
+    the class's cell (a Value's class sets ``+=`` and ``-=`` itself)."""
+    slow = _make_bound(base)
+
+    def via_cell(name):
+        method = getattr(slow, name)
+
+        def run(self, other):
+            r = method(self, other)
+            return r if r is NotImplemented else self._applied(r)
+        return run
+
+    ns = {"__slots__": ()}
+    for name in vars(slow):
+        if name.startswith("__i") and name not in ns:
+            ns[name] = via_cell(name)
+    return type("Fast" + base.__name__, (base,), ns)
+
+
+_FAST_BOUND = {int: _make_fast_bound(int), float: _make_fast_bound(float)}
 _AppliedInt = type("AppliedInt", (int,), {})
 _AppliedFloat = type("AppliedFloat", (float,), {})
 
@@ -343,21 +366,33 @@ class Value(_Shared):
     def __init__(self, typecode_or_type, *args, lock=True, name=None, _raw=None, _lock=None):
         if _raw is not None:
             self._raw, self._lock = _raw, _lock
+            self._classes()
             return
         code = _code(typecode_or_type)
         init = args[0] if args else (0.0 if code in _FLOAT_CODES else 0)
         self._raw = _shmem.RawValue(code, init, name)
         self._lock = _make_lock(lock, name)
+        self._classes()
 
-    @property
-    def value(self):
-        return _bound(self._raw.load(), _Cell(self._raw, None))
+    def _classes(self):
+        """This value's own number classes: a read (``SharedInt``) and the
+        result of an in-place operator on it (``Applied``). ``+=`` and
+        ``-=`` are the Rust handle's own methods (no Python frame runs for
+        ``val.value += 1``); the other operators go through a cell."""
+        raw = self._raw
+        base = float if raw.code in _FLOAT_CODES else int
+        applied = type("Applied", (base,), {"__slots__": ()})
+        bound = type("Shared" + base.__name__.capitalize(), (_FAST_BOUND[base],), {
+            "__slots__": (), "_cell": _Cell(raw, None), "_applied": applied,
+            "__iadd__": raw.iadd, "__isub__": raw.isub,
+        })
+        raw.set_classes(bound, applied)
+        self._bound_cls, self._applied_cls = bound, applied
 
-    @value.setter
-    def value(self, v):
-        if _is_applied_to(v, self._raw, None):
-            return  # the in-place operator already updated it, atomically
-        self._raw.store(v)
+    # Reading gives this value's own number class; storing the result of an
+    # in-place operator on it does nothing (the operator already updated
+    # the value, atomically). A descriptor written in Rust: no Python frame.
+    value = _shmem.ValueField()
 
     @property
     def typecode(self):
