@@ -1137,6 +1137,144 @@ fn unlink(name: &str) -> PyResult<()> {
     shmem::unlink(name).map_err(to_py)
 }
 
+/// A cross-process counting semaphore: the storage of `shmem.Semaphore`.
+#[pyclass(module = "shmem._shmem")]
+struct RawSemaphore {
+    seg: Segment<shmem::Semaphore>,
+}
+
+#[pymethods]
+impl RawSemaphore {
+    #[new]
+    #[pyo3(signature = (value, name=None))]
+    fn new(value: u32, name: Option<&str>) -> PyResult<Self> {
+        let init = shmem::Semaphore::new(value);
+        let seg = match name {
+            Some(n) => options().create(n, &init),
+            None => options().create_anonymous(&init),
+        }
+        .map_err(to_py)?;
+        Ok(RawSemaphore { seg })
+    }
+
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawSemaphore { seg: Segment::attach(name).map_err(to_py)? })
+    }
+
+    #[staticmethod]
+    fn attach_fd(fd: i32) -> PyResult<Self> {
+        Ok(RawSemaphore { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+    }
+
+    /// Takes a permit: whether it got one (`timeout` < 0: no limit).
+    /// Releases the GIL while waiting; Ctrl-C interrupts it.
+    #[pyo3(signature = (blocking=true, timeout=-1.0))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: f64) -> PyResult<bool> {
+        if self.seg.try_acquire() {
+            return Ok(true);
+        }
+        if !blocking {
+            return Ok(false);
+        }
+        let deadline = (timeout >= 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+        loop {
+            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let seg = &self.seg;
+            if py.allow_threads(|| seg.acquire_timeout(slice)).is_ok() {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn release(&self) {
+        self.seg.release()
+    }
+
+    fn value(&self) -> u32 {
+        self.seg.available()
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+/// A cross-process barrier: the storage of `shmem.Barrier`.
+#[pyclass(module = "shmem._shmem")]
+struct RawBarrier {
+    seg: Segment<shmem::Barrier>,
+}
+
+#[pymethods]
+impl RawBarrier {
+    #[new]
+    #[pyo3(signature = (parties, name=None))]
+    fn new(parties: u32, name: Option<&str>) -> PyResult<Self> {
+        let init = shmem::Barrier::new(parties);
+        let seg = match name {
+            Some(n) => options().create(n, &init),
+            None => options().create_anonymous(&init),
+        }
+        .map_err(to_py)?;
+        Ok(RawBarrier { seg })
+    }
+
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawBarrier { seg: Segment::attach(name).map_err(to_py)? })
+    }
+
+    #[staticmethod]
+    fn attach_fd(fd: i32) -> PyResult<Self> {
+        Ok(RawBarrier { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+    }
+
+    #[getter]
+    fn parties(&self) -> u32 {
+        self.seg.parties()
+    }
+
+    /// Waits for every party: Some(is the one that completed the round), or
+    /// None on timeout (this party then left the round). Releases the GIL;
+    /// Ctrl-C interrupts it (leaving the round).
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let seg = &self.seg;
+            // A slice that times out leaves the round, and the next one
+            // joins it again: the round completes with us either way.
+            if let Ok(r) = py.allow_threads(|| seg.wait_timeout(slice)) {
+                return Ok(Some(r.is_leader()));
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+    }
+}
+
 /// The Rust half of the `shmem` package.
 #[pymodule]
 fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1147,6 +1285,8 @@ fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawEvent>()?;
     m.add_class::<RawDict>()?;
     m.add_class::<RawQueue>()?;
+    m.add_class::<RawSemaphore>()?;
+    m.add_class::<RawBarrier>()?;
     m.add("STR_BYTES", STR_BYTES)?;
     m.add_function(wrap_pyfunction!(type_of, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;

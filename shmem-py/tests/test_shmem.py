@@ -437,3 +437,44 @@ def test_rlock_is_reentrant_and_array_copy_under_it():
         with arr.get_lock():
             assert arr[:] == [1, 2]
     assert not arr.get_lock().locked()
+
+
+# ---------------------------------------------------------------- Semaphore, Barrier
+
+def use_slots(sem, inside, over):
+    for _ in range(300):
+        with sem:
+            inside.value += 1
+            if int(inside.value) > 2:
+                over.value += 1
+            inside.value -= 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_semaphore_admits_at_most_its_value(method):
+    ctx = mp.get_context(method)
+    sem = shmem.Semaphore(2)
+    inside, over = shmem.Value("i", 0), shmem.Value("i", 0)
+    run(ctx, use_slots, (sem, inside, over), 4)
+    assert over.value == 0 and inside.value == 0 and sem.get_value() == 2
+    assert sem.acquire() and sem.acquire() and not sem.acquire(timeout=0.05)
+
+
+def meet(barrier, arrivals, leaders):
+    for _ in range(50):
+        arrivals.value += 1
+        if barrier.wait(timeout=60) == 0:
+            leaders.value += 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_barrier_rounds(method):
+    ctx = mp.get_context(method)
+    barrier = shmem.Barrier(3)
+    arrivals, leaders = shmem.Value("i", 0), shmem.Value("i", 0)
+    run(ctx, meet, (barrier, arrivals, leaders), 3)
+    assert arrivals.value == 150 and leaders.value == 50
+    import threading
+
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(timeout=0.05)

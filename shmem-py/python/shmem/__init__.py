@@ -32,7 +32,7 @@ from . import _shmem
 from ._shmem import LayoutMismatch, StaleSegment
 
 __all__ = [
-    "Value", "Array", "Lock", "RLock", "Event", "Dict", "Queue", "attach", "unlink", "LayoutMismatch", "StaleSegment",
+    "Value", "Array", "Lock", "RLock", "Event", "Semaphore", "Barrier", "Dict", "Queue", "attach", "unlink", "LayoutMismatch", "StaleSegment",
 ]
 
 _CTYPES_CODES = {
@@ -336,6 +336,69 @@ class Event(_Shared):
 
 def _rebuild_event(ref):
     return Event(_raw=_open(_shmem.RawEvent.attach, _shmem.RawEvent.attach_fd, ref))
+
+
+class Semaphore(_Shared):
+    """``multiprocessing.Semaphore(value)`` on shared memory."""
+
+    def __init__(self, value=1, *, name=None, _raw=None):
+        self._raw = _raw if _raw is not None else _shmem.RawSemaphore(value, name)
+
+    def acquire(self, block=True, timeout=None):
+        return self._raw.acquire(block, -1.0 if timeout is None else float(timeout))
+
+    def release(self):
+        self._raw.release()
+
+    def get_value(self):
+        return self._raw.value()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __reduce__(self):
+        return (_rebuild_semaphore, (self._ref(),))
+
+    def __repr__(self):
+        return f"<shmem.Semaphore(value={self.get_value()})>"
+
+
+def _rebuild_semaphore(ref):
+    return Semaphore(_raw=_open(_shmem.RawSemaphore.attach, _shmem.RawSemaphore.attach_fd, ref))
+
+
+class Barrier(_Shared):
+    """``multiprocessing.Barrier(parties)`` on shared memory. ``wait()``
+    returns 0 in the party that completed the round and 1 in the others
+    (multiprocessing numbers them all); a timeout raises
+    ``threading.BrokenBarrierError`` and leaves the round (the barrier
+    stays usable)."""
+
+    def __init__(self, parties, *, name=None, _raw=None):
+        self._raw = _raw if _raw is not None else _shmem.RawBarrier(parties, name)
+
+    @property
+    def parties(self):
+        return self._raw.parties
+
+    def wait(self, timeout=None):
+        r = self._raw.wait(timeout)
+        if r is None:
+            raise threading.BrokenBarrierError
+        return 0 if r else 1
+
+    def __reduce__(self):
+        return (_rebuild_barrier, (self._ref(),))
+
+    def __repr__(self):
+        return f"<shmem.Barrier(parties={self.parties})>"
+
+
+def _rebuild_barrier(ref):
+    return Barrier(None, _raw=_open(_shmem.RawBarrier.attach, _shmem.RawBarrier.attach_fd, ref))
 
 
 def _make_lock(lock, name):
