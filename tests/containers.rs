@@ -64,6 +64,29 @@ fn role_producer(args: &[String]) {
     }
 }
 
+/// Pushes ids `first..first + count` in batches of 64 (`push_slice`).
+fn role_batch_producer(args: &[String]) {
+    let seg = Segment::<Pipeline>::attach(&args[0]).unwrap();
+    let (first, count): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
+    let ids: Vec<u64> = (first..first + count).collect();
+    for batch in ids.chunks(64) {
+        seg.jobs().push_slice(batch).unwrap();
+    }
+}
+
+/// Pops into a buffer of 64 (`pop_into`) until the queue is closed and drained.
+fn role_batch_consumer(args: &[String]) {
+    let seg = Segment::<Pipeline>::attach(&args[0]).unwrap();
+    let mut buf = [0u64; 64];
+    loop {
+        match seg.jobs().pop_into(&mut buf) {
+            Ok(n) => buf[..n].iter().for_each(|&id| record(&seg, id)),
+            Err(PopError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn role_consumer(args: &[String]) {
     let seg = Segment::<Pipeline>::attach(&args[0]).unwrap();
     loop {
@@ -160,6 +183,32 @@ fn queue_delivers_every_item_exactly_once() {
     let bits: u32 = seg.seen().iter().map(|w| w.load().count_ones()).sum();
     assert_eq!(bits as u64, total, "every id arrived");
     assert_eq!(seg.jobs().try_pop(), Err(PopError::Closed));
+}
+
+/// Batches (`push_slice`, `pop_into`) across processes, mixed with single
+/// pushes and pops: every item exactly once.
+fn queue_batches_deliver_every_item_exactly_once() {
+    const PER_PRODUCER: u64 = 60_000;
+    let (name, seg) = pipeline("queue-batches");
+    let consumers = [child("batch_consumer", &[&name]).spawn().unwrap(), child("consumer", &[&name]).spawn().unwrap()];
+    let producers = [
+        child("batch_producer", &[&name, "0", &PER_PRODUCER.to_string()]).spawn().unwrap(),
+        child("batch_producer", &[&name, &PER_PRODUCER.to_string(), &PER_PRODUCER.to_string()]).spawn().unwrap(),
+        child("producer", &[&name, &(2 * PER_PRODUCER).to_string(), &PER_PRODUCER.to_string()]).spawn().unwrap(),
+    ];
+    for p in producers {
+        common::assert_success(&wait_output(p), "producer");
+    }
+    seg.jobs().close();
+    for c in consumers {
+        common::assert_success(&wait_output(c), "consumer");
+    }
+    let total = 3 * PER_PRODUCER;
+    assert_eq!(seg.duplicates().load(), 0);
+    assert_eq!(seg.received().load(), total);
+    assert_eq!(seg.sum().load(), total * (total - 1) / 2);
+    assert_eq!(seg.jobs().try_pop_into(&mut [0; 4]), Err(PopError::Closed));
+    assert_eq!(seg.jobs().push_slice(&[1, 2]), Err(shmem::PushError::Closed(0)));
 }
 
 fn queue_survives_a_process_killed_holding_its_locks() {
@@ -260,6 +309,7 @@ fn main() {
         &[
             ("queue_delivers_every_item_exactly_once", queue_delivers_every_item_exactly_once),
             ("queue_survives_a_process_killed_holding_its_locks", queue_survives_a_process_killed_holding_its_locks),
+            ("queue_batches_deliver_every_item_exactly_once", queue_batches_deliver_every_item_exactly_once),
             (
                 "queue_is_consistent_after_a_pusher_is_killed_mid_stream",
                 queue_is_consistent_after_a_pusher_is_killed_mid_stream,
@@ -273,6 +323,8 @@ fn main() {
             ("hold_map_shard", role_hold_map_shard),
             ("producer", role_producer),
             ("consumer", role_consumer),
+            ("batch_producer", role_batch_producer),
+            ("batch_consumer", role_batch_consumer),
             ("hold_queue_locks", role_hold_queue_locks),
             ("push_forever", role_push_forever),
         ],

@@ -228,6 +228,34 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "queue_push_slice",
+        setup: |seg, _| (1..=3).for_each(|v| seg.queue().push(v).unwrap()),
+        op: |seg, _| seg.queue().push_slice(&[4, 5, 6, 7]).unwrap(),
+        check: |seg, _, _| {
+            // One publication: the whole batch or none of it.
+            let items = drain(seg);
+            assert!([vec![1, 2, 3], vec![1, 2, 3, 4, 5, 6, 7]].contains(&items), "queue holds {items:?}");
+            seg.queue().push_slice(&[8, 9]).unwrap();
+            let mut out = [0; 4];
+            assert_eq!(seg.queue().pop_into(&mut out), Ok(2));
+            assert_eq!(out[..2], [8, 9]);
+        },
+    },
+    Scenario {
+        name: "queue_pop_into",
+        setup: |seg, _| (1..=5).for_each(|v| seg.queue().push(v).unwrap()),
+        op: |seg, _| {
+            let mut out = [0; 3];
+            assert_eq!(seg.queue().pop_into(&mut out), Ok(3));
+        },
+        check: |seg, _, _| {
+            let items = drain(seg);
+            assert!([vec![1, 2, 3, 4, 5], vec![4, 5]].contains(&items), "queue holds {items:?}");
+            seg.queue().push(9).unwrap();
+            assert_eq!(seg.queue().pop_timeout(DEADLINE), Ok(9));
+        },
+    },
+    Scenario {
         name: "queue_close",
         setup: |seg, _| (1..=2).for_each(|v| seg.queue().push(v).unwrap()),
         op: |seg, _| seg.queue().close(),

@@ -434,6 +434,24 @@ fn produce(seg: &Segment<Pipe>, n: u64) {
     seg.data().close();
 }
 
+/// Pushes `0..n` in batches of 64 (`push_slice`: one lock and one
+/// publication per batch), then closes.
+#[shmem::worker]
+fn produce_batches(seg: &Segment<Pipe>, n: u64) {
+    Gate::arrive();
+    let mut batch = [0u64; 64];
+    let mut next = 0;
+    while next < n {
+        let k = (n - next).min(64) as usize;
+        for (i, slot) in batch[..k].iter_mut().enumerate() {
+            *slot = next + i as u64;
+        }
+        seg.data().push_slice(&batch[..k]).expect("open");
+        next += k as u64;
+    }
+    seg.data().close();
+}
+
 pub fn queue(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
     const W: &str = "queue 1->1";
     let q = cfg.scale(1_000_000, 20_000);
@@ -506,6 +524,30 @@ pub fn queue(cfg: &Cfg, gate: &Gate) -> Vec<Row> {
         producer.join().unwrap();
         assert_eq!((got, sum), (q, q * (q - 1) / 2));
         rows.push(Row::new(W, "shmem Queue (blocking push/pop)", q, t.as_secs_f64()).msg_rate());
+    }
+    gate.reset();
+    {
+        // u64 items in batches of 64: push_slice / pop_into.
+        let n = q * 8;
+        let seg = Segment::<Pipe>::create_zeroed(&seg_name("queue-batch")).unwrap();
+        let producer = shmem::spawn(&seg, produce_batches, n).unwrap();
+        let t = gate.open_when_ready(1);
+        let (mut got, mut sum) = (0u64, 0u64);
+        let mut buf = [0u64; 64];
+        loop {
+            match seg.data().pop_into(&mut buf) {
+                Ok(k) => {
+                    got += k as u64;
+                    sum += buf[..k].iter().sum::<u64>();
+                }
+                Err(PopError::Closed) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let t = t.elapsed();
+        producer.join().unwrap();
+        assert_eq!((got, sum), (n, n * (n - 1) / 2));
+        rows.push(Row::new(W, "shmem Queue, batches of 64 (push_slice/pop_into)", n, t.as_secs_f64()).msg_rate());
     }
     rows
 }

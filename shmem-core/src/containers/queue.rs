@@ -436,6 +436,169 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         Ok(item)
     }
 
+    /// Pushes as many of `items` as there is room for, in order, with one
+    /// lock acquisition and one publication: consumers see all of them or
+    /// none, and a process killed in the middle pushed none.
+    fn push_slice_once(&self, items: &[T], deadline: Result<Option<Instant>, ()>) -> Result<usize, PushError<()>> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        if self.is_closed() {
+            return Err(PushError::Closed(()));
+        }
+        if !Self::lock_side(&self.producers, deadline) {
+            return Err(PushError::Timeout(()));
+        }
+        if self.flags.closed.load(Ordering::Relaxed) != 0 {
+            // SAFETY: locked just above by this process.
+            unsafe { self.producers.lock.unlock::<Os>() };
+            return Err(PushError::Closed(()));
+        }
+        let tail = self.producers.count.load(Ordering::Relaxed);
+        let mut used = tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed));
+        if used.saturating_add(items.len() as u64) > N as u64 {
+            let head = self.consumers.count.load(Ordering::Acquire);
+            self.producers.seen.store(head, Ordering::Relaxed);
+            used = tail.wrapping_sub(head);
+        }
+        let room = (N as u64).saturating_sub(used).min(items.len() as u64);
+        if room == 0 {
+            // SAFETY: locked just above by this process.
+            unsafe { self.producers.lock.unlock::<Os>() };
+            return Err(PushError::Full(()));
+        }
+        for (i, item) in items.iter().take(room as usize).enumerate() {
+            // SAFETY: as in `push_once`, for each of the `room` slots from
+            // `tail`: `tail + room - head <= N` for the `head` in `seen`, so
+            // all of them are free, and only the push-lock holder writes.
+            unsafe { self.slot(tail.wrapping_add(i as u64)).write(*item) };
+        }
+        crate::crash_point!("queue.push_slice.written");
+        self.producers.count.store(tail.wrapping_add(room), Ordering::Release);
+        crate::crash_point!("queue.push_slice.published");
+        // SAFETY: locked above by this process.
+        unsafe { self.producers.lock.unlock::<Os>() };
+        Self::wake_sleepers(&self.flags.pop_sleepers);
+        Ok(room as usize)
+    }
+
+    /// Pops up to `out.len()` of the oldest items into `out`, with one lock
+    /// acquisition and one publication; returns how many.
+    fn pop_into_once(&self, out: &mut [T], deadline: Result<Option<Instant>, ()>) -> Result<usize, PopError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if !Self::lock_side(&self.consumers, deadline) {
+            return Err(PopError::Timeout);
+        }
+        let head = self.consumers.count.load(Ordering::Relaxed);
+        let mut avail = self.consumers.seen.load(Ordering::Relaxed).wrapping_sub(head);
+        if avail < out.len() as u64 {
+            // `closed` before `tail`, as in `pop_once`.
+            let closed = self.is_closed();
+            let tail = self.producers.count.load(Ordering::Acquire);
+            self.consumers.seen.store(tail, Ordering::Relaxed);
+            avail = tail.wrapping_sub(head);
+            if avail == 0 {
+                // SAFETY: locked just above by this process.
+                unsafe { self.consumers.lock.unlock::<Os>() };
+                return Err(if closed { PopError::Closed } else { PopError::Empty });
+            }
+        }
+        let k = avail.min(out.len() as u64).min(N as u64) as usize;
+        for (i, slot) in out.iter_mut().take(k).enumerate() {
+            // SAFETY: as in `pop_once`, for each of the `k` slots from `head`:
+            // all are before the `tail` in `seen`, published with Release
+            // and loaded with Acquire; no producer writes them until `head`
+            // moves past them.
+            *slot = unsafe { self.slot(head.wrapping_add(i as u64)).read() };
+        }
+        crate::crash_point!("queue.pop_into.read");
+        self.consumers.count.store(head.wrapping_add(k as u64), Ordering::Release);
+        crate::crash_point!("queue.pop_into.published");
+        // SAFETY: locked above by this process.
+        unsafe { self.consumers.lock.unlock::<Os>() };
+        Self::wake_sleepers(&self.flags.push_sleepers);
+        Ok(k)
+    }
+
+    /// Pushes as many of `items` as there is room for now, in order, without
+    /// waiting for room: one lock acquisition and one publication for all of
+    /// them (consumers see all or none; a process killed in the middle
+    /// pushed none). Returns how many it pushed (at least one).
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if there is no room at all, [`PushError::Closed`],
+    /// [`PushError::Timeout`] as for [`try_push`](Self::try_push).
+    ///
+    /// ```
+    /// use shmem::{Queue, Segment};
+    /// let q = Segment::<Queue<u64, 4>>::create_anonymous_with(|_| {})?;
+    /// assert_eq!(q.try_push_slice(&[1, 2, 3, 4, 5, 6]), Ok(4)); // room for 4
+    /// let mut out = [0; 8];
+    /// assert_eq!(q.try_pop_into(&mut out), Ok(4));
+    /// assert_eq!(out[..4], [1, 2, 3, 4]);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    pub fn try_push_slice(&self, items: &[T]) -> Result<usize, PushError<()>> {
+        self.push_slice_once(items, Err(()))
+    }
+
+    /// Pushes all of `items`, in order, sleeping while the queue is full;
+    /// each time there is room, everything that fits goes in with one lock
+    /// acquisition and one publication.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] with how many were pushed before the queue closed.
+    pub fn push_slice(&self, items: &[T]) -> Result<(), PushError<usize>> {
+        let mut done = 0;
+        while done < items.len() {
+            match self.push_slice_once(&items[done..], Ok(None)) {
+                Ok(k) => done += k,
+                Err(PushError::Full(())) => {
+                    let room = || {
+                        let tail = self.producers.count.load(Ordering::SeqCst);
+                        self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
+                    };
+                    // No deadline: sleeping cannot time out.
+                    let _ = self.sleep_on(&self.flags.push_sleepers, None, room);
+                }
+                Err(PushError::Closed(())) => return Err(PushError::Closed(done)),
+                Err(PushError::Timeout(())) => return Err(PushError::Timeout(done)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Pops up to `out.len()` of the oldest items into `out` without waiting
+    /// for items: one lock acquisition and one publication. Returns how many
+    /// (at least one).
+    ///
+    /// # Errors
+    /// As [`try_pop`](Self::try_pop).
+    pub fn try_pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
+        self.pop_into_once(out, Err(()))
+    }
+
+    /// Pops up to `out.len()` items into `out`, sleeping while the queue is
+    /// empty; returns how many (at least one, unless `out` is empty).
+    ///
+    /// # Errors
+    /// [`PopError::Closed`] once the queue is closed and drained.
+    pub fn pop_into(&self, out: &mut [T]) -> Result<usize, PopError> {
+        loop {
+            match self.pop_into_once(out, Ok(None)) {
+                Err(PopError::Empty) => {}
+                other => return other,
+            }
+            let items = || {
+                self.is_closed()
+                    || self.producers.count.load(Ordering::SeqCst) != self.consumers.count.load(Ordering::SeqCst)
+            };
+            let _ = self.sleep_on(&self.flags.pop_sleepers, None, items);
+        }
+    }
+
     /// Sleeps until `ready()` may have changed: on the `sleepers` flag word,
     /// while it holds the 1 this sleeper stored (the waker that clears it,
     /// or `close`, wakes every sleeper of the side).
