@@ -1,11 +1,13 @@
 //! shmem benchmarks: every workload in real separate processes, each figure
 //! reported as a ratio to a reference measured in the same run.
 //!
-//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [--processes N] [--runs K] [--only W,W]`
+//! `cargo run --release --manifest-path bench/Cargo.toml [-- --quick] [--processes N] [--runs K] [--only W,W] [--load [K]]`
 //! writes `bench/results/latest.md` and `bench/results/latest.svg`
 //! (`--only` runs some workloads and writes nothing; `--list` names them).
 //! Every workload runs `K` times (3; 1 with `--quick`) and each row reports
-//! its median run.
+//! its median run. `--load K` keeps K CPU-bound background processes
+//! running for the whole run (default: one per core), as on a busy server:
+//! every row, references included, is measured under the same load.
 //!
 //! References: the hardware floor (a raw `AtomicU64` in a mapped /dev/shm
 //! page), process-shared pthread mutexes (plain and robust, via libc), raw
@@ -66,6 +68,8 @@ pub struct Cfg {
     pub procs: usize,
     /// Each workload runs this many times; every row reports its median run.
     pub runs: usize,
+    /// Background CPU hogs running for the whole run.
+    pub load: usize,
 }
 
 impl Cfg {
@@ -130,6 +134,9 @@ fn main() {
         peers::child_main(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("--hog") {
+        hog();
+    }
     if args.iter().any(|a| a == "--list") {
         WORKLOADS.iter().for_each(|(name, _)| println!("{name}"));
         return;
@@ -140,7 +147,15 @@ fn main() {
         quick,
         procs: value("--processes").map_or(2, |p| p.parse().expect("--processes takes a number")),
         runs: value("--runs").map_or(if quick { 1 } else { 3 }, |r| r.parse().expect("--runs takes a number")),
+        load: if args.iter().any(|a| a == "--load") {
+            value("--load")
+                .and_then(|k| k.parse().ok())
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        } else {
+            0
+        },
     };
+    let _hogs = Hogs::start(cfg.load);
     assert!(cfg.procs > 0 && cfg.runs > 0, "--processes and --runs must be at least 1");
     let only: Option<Vec<&str>> = value("--only").map(|o| o.split(',').collect());
     if let Some(only) = &only {
@@ -163,6 +178,35 @@ fn main() {
         rows.extend(median_rows(runs));
     }
     report(&rows, &cfg, only.is_none());
+}
+
+/// A CPU-bound process: spins until killed (or its parent dies).
+fn hog() -> ! {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal; no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// The background load: `k` hog processes, killed when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start(k: usize) -> Hogs {
+        let exe = std::env::current_exe().expect("current_exe");
+        Hogs((0..k).map(|_| Command::new(&exe).arg("--hog").spawn().expect("start a hog")).collect())
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for h in &mut self.0 {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
 }
 
 /// Row by row, the run with the median time (each run yields the same rows
@@ -196,8 +240,9 @@ fn report(rows: &[Row], cfg: &Cfg, write: bool) {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Machine: {cores} cores, {cpu}. Processes per workload: {}. Each row: the median of {} runs.{}",
+        "Machine: {cores} cores, {cpu}. Processes per workload: {}. Background load: {} CPU-bound processes. Each row: the median of {} runs.{}",
         cfg.procs,
+        cfg.load,
         cfg.runs,
         if cfg.quick { " QUICK MODE (tiny N, numbers meaningless)." } else { "" }
     );
