@@ -259,6 +259,35 @@ fn a_retyped_field_is_named_in_the_mismatch() {
     assert!(differences.iter().all(|d| debug.contains(d.as_str())), "{debug}");
 }
 
+/// Sizes that cannot be mapped are typed errors, never an overflow: an
+/// array length whose size overflows, and a type aligned to more than a
+/// page (the mapping is only page-aligned).
+fn impossible_sizes_and_alignments_are_refused() {
+    let huge = SegmentOptions::new().create_anonymous_array_with::<u64>(usize::MAX / 4, |_| {});
+    assert!(matches!(huge, Err(Error::NoSpace { .. })), "{huge:?}");
+    let name = unique_name("huge");
+    assert!(matches!(
+        SegmentOptions::new().create_array_with::<u32>(&name, 1 << 40, |_| {}),
+        Err(Error::NoSpace { .. })
+    ));
+    assert!(!shm_path(&name).exists());
+
+    #[shmem::plain]
+    #[repr(align(8192))]
+    pub struct Big {
+        pub bytes: [u8; 8192],
+    }
+    #[derive(Shared)]
+    pub struct Holder {
+        #[shared(lock)]
+        pub big: Big,
+    }
+    match Segment::<Holder>::create_anonymous_with(|_| {}) {
+        Err(Error::Io { op, .. }) => assert!(op.contains("aligned to more than a page"), "{op}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 fn missing_name_is_not_found() {
     let name = unique_name("missing");
     let out = run_child_ok("attach_missing", &[&name]);
@@ -719,6 +748,7 @@ fn main() {
             ("attach_from_child_sees_parent_writes", attach_from_child_sees_parent_writes),
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
             ("a_retyped_field_is_named_in_the_mismatch", a_retyped_field_is_named_in_the_mismatch),
+            ("impossible_sizes_and_alignments_are_refused", impossible_sizes_and_alignments_are_refused),
             ("missing_name_is_not_found", missing_name_is_not_found),
             ("invalid_names_are_rejected", invalid_names_are_rejected),
             ("garbage_file_is_corrupt", garbage_file_is_corrupt),

@@ -583,7 +583,9 @@ impl RawLock {
 
     /// Releases the lock; RuntimeError if this process does not hold it.
     fn release(&self) -> PyResult<()> {
-        if self.seg.unlock_if_mine() {
+        // SAFETY: this segment holds a lock on its own (`Segment<RawMutex>`),
+        // not the lock of a Mutex, RwLock or SeqLock: no guard exists.
+        if unsafe { self.seg.unlock_if_mine() } {
             Ok(())
         } else {
             Err(pyo3::exceptions::PyRuntimeError::new_err("release unlocked lock"))

@@ -648,3 +648,10 @@ pub(crate) fn unlock_raw(fd: i32) {
     // fails with EBADF, and unlocking a description without a lock is a no-op.
     unsafe { libc::flock(fd, libc::LOCK_UN) };
 }
+
+/// The size of a memory page (what every mapping is aligned to).
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}

@@ -64,7 +64,7 @@ pub const STATE_READY: u32 = 1;
 
 const MAX_TYPE_NAME_LEN: u32 = 1024;
 const MAX_SCHEMA_LEN: u32 = 16 << 20;
-const MAX_ALIGN: u64 = 4096;
+pub(crate) const MAX_ALIGN: u64 = 4096;
 
 /// A decoded segment header. See the [module docs](self) for the format.
 ///

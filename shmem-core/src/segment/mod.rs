@@ -668,17 +668,36 @@ impl Spec {
         }
     }
 
-    /// `[T; len]`, exactly as `<[T; len] as Shared>` describes itself.
-    pub(crate) fn array<T: Shared>(len: usize) -> Spec {
-        Spec {
+    /// `[T; len]`, exactly as `<[T; len] as Shared>` describes itself;
+    /// [`Error::NoSpace`] for a length whose size does not fit a mapping
+    /// (checked before anything multiplies it).
+    pub(crate) fn array<T: Shared>(name: &str, len: usize) -> Result<Spec> {
+        let size = (size_of::<T::Layout>() as u64)
+            .checked_mul(len as u64)
+            .filter(|&s| s <= MAX_DATA_SIZE)
+            .ok_or_else(|| Error::NoSpace { name: name.to_owned(), size: u64::MAX })?;
+        if size_of::<T::Layout>() == 0 {
+            // The length could not be read back from the size on attach.
+            return Err(Error::Io {
+                name: name.to_owned(),
+                op: "create an array of zero-sized elements",
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+        Ok(Spec {
             type_name: format!("[{}; {}]", T::type_name(), len),
             schema: Schema::of_array::<T>(len),
             fingerprint: crate::layout::fingerprint::array(T::FINGERPRINT, len),
-            size: (size_of::<T::Layout>() as u64).saturating_mul(len as u64),
+            size,
             align: align_of::<T::Layout>() as u64,
-        }
+        })
     }
 }
+
+/// The largest data area a segment may have (1 TiB): far below the
+/// `isize::MAX` bytes a slice or mapping may span, so no size or offset
+/// computed from it overflows.
+const MAX_DATA_SIZE: u64 = 1 << 40;
 
 /// The pieces of an open segment handle, before it is given its type.
 pub(crate) struct Parts {
@@ -705,6 +724,15 @@ fn typed_init<T: Shared>(init: impl FnOnce(&T::Layout)) -> impl FnOnce(NonNull<u
 /// Fills a new, unnamed, empty segment file: size, header, `init` on the
 /// zeroed data, then the header's ready state. Returns the mapping.
 fn initialise(file: &File, name: &str, spec: &Spec, init: impl FnOnce(NonNull<u8>)) -> Result<(MmapRaw, Header)> {
+    // The mapping is only page-aligned: a type aligned to more than a page
+    // would sit misaligned in it (and attachers refuse such headers).
+    if spec.align > header::MAX_ALIGN.min(os::page_size()) || spec.size > MAX_DATA_SIZE {
+        return Err(Error::Io {
+            name: name.to_owned(),
+            op: "create (the type is aligned to more than a page, or larger than 1 TiB)",
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    }
     let mut header = Header::new(spec.type_name.clone(), spec.schema.clone(), spec.fingerprint, spec.size, spec.align);
     let io = |op| move |e| Error::from_io(name, op, e);
     os::reserve(file, header.file_size).map_err(|e| match e.raw_os_error() {
@@ -1268,7 +1296,7 @@ impl SegmentOptions {
         len: usize,
         init: impl FnOnce(&[T::Layout]),
     ) -> Result<ArraySegment<T>> {
-        let parts = self.create_parts(name, &Spec::array::<T>(len), slice_init::<T>(len, init))?;
+        let parts = self.create_parts(name, &Spec::array::<T>(name, len)?, slice_init::<T>(len, init))?;
         Ok(ArraySegment::from_parts(parts, len, true, false))
     }
 
@@ -1282,7 +1310,7 @@ impl SegmentOptions {
         len: usize,
         init: impl FnOnce(&[T::Layout]),
     ) -> Result<ArraySegment<T>> {
-        let parts = self.create_anonymous_parts(&Spec::array::<T>(len), slice_init::<T>(len, init))?;
+        let parts = self.create_anonymous_parts(&Spec::array::<T>(ANONYMOUS, len)?, slice_init::<T>(len, init))?;
         Ok(ArraySegment::from_parts(parts, len, true, true))
     }
 
@@ -1318,7 +1346,7 @@ fn array_len<T: Shared>(header: &Header) -> usize {
 
 /// The `[T; len]` layout a header should describe, `len` from its size.
 fn array_spec<T: Shared>(header: &Header) -> Result<Spec> {
-    Ok(Spec::array::<T>(array_len::<T>(header)))
+    Spec::array::<T>("", array_len::<T>(header))
 }
 
 /// `init` on the `len` twins of a fresh array segment.

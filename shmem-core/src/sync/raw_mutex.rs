@@ -264,26 +264,50 @@ impl RawMutex {
     }
 
     /// Releases the lock if this process holds it (any of its threads may
-    /// release it, as with Python's `Lock`); returns whether it did. For
-    /// callers that cannot prove they hold it (a lock driven from another
-    /// language), in place of the unchecked [`unlock`](Self::unlock).
+    /// release it, as with Python's `Lock`); returns whether it did. For a
+    /// lock used on its own (a `Segment<RawMutex>` driven from another
+    /// language), where the caller cannot hold a guard to prove it holds
+    /// the lock.
+    ///
+    /// The release is one compare-exchange from the exact word that names
+    /// this process, so it can never clear a word another process wrote
+    /// (two threads racing to release it: one wins, the other sees a word
+    /// that is not ours and returns false).
+    ///
+    /// # Safety
+    /// No guard of a [`Mutex`](super::mutex::Mutex), [`RwLock`](super::rwlock::RwLock)
+    /// or [`SeqLock`](super::seqlock::SeqLock) built on this lock (their
+    /// `raw()`) may be alive in this process: releasing under a live guard
+    /// would let a second holder alias the data it guards.
     ///
     /// ```
     /// use shmem::{RawMutex, Segment};
     /// let lock = Segment::<RawMutex>::create_anonymous(&RawMutex::new())?;
-    /// assert!(!lock.unlock_if_mine()); // not held
+    /// // SAFETY: a lock on its own: no guard of any data lock built on it exists.
+    /// assert!(!unsafe { lock.unlock_if_mine() }); // not held
     /// lock.lock_report::<shmem::sync::park::Os>();
-    /// assert!(lock.unlock_if_mine());
+    /// // SAFETY: as above.
+    /// assert!(unsafe { lock.unlock_if_mine() });
     /// # Ok::<(), shmem::Error>(())
     /// ```
     #[cfg(not(loom))]
-    pub fn unlock_if_mine(&self) -> bool {
-        let me = owner_of(super::park::Os::me());
-        if me.is_none() || self.owner() != me {
-            return false;
+    pub unsafe fn unlock_if_mine(&self) -> bool {
+        let Some(me) = owner_of(super::park::Os::me()) else { return false };
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if owner_of(w) != Some(me) {
+                return false;
+            }
+            match self.word.compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Only the waiters bit can change under a holder: retry.
+                Err(now) => w = now,
+            }
         }
-        // SAFETY: the lock word names this process: it holds the lock.
-        unsafe { self.unlock::<super::park::Os>() };
+        super::park::Os::crash_point("raw_mutex.unlock.released");
+        if w & WAITERS != 0 {
+            self.unlock_slow::<super::park::Os>();
+        }
         true
     }
 
