@@ -51,15 +51,32 @@ fn options() -> SegmentOptions {
     SegmentOptions::new()
 }
 
-/// A borrowed descriptor number from Python (checked to be open).
-fn borrow_fd(fd: i32) -> PyResult<BorrowedFd<'static>> {
+/// Runs `f` with descriptor number `fd` from Python (checked to be open),
+/// borrowed for the call only.
+fn with_fd<R>(fd: i32, f: impl FnOnce(BorrowedFd<'_>) -> PyResult<R>) -> PyResult<R> {
     // SAFETY: F_GETFD only queries the descriptor table.
     if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return Err(PyOSError::new_err(format!("descriptor {fd} is not open")));
     }
-    // SAFETY: `fd` is open (checked just above); the borrow is used at once,
-    // during a call in which the Python caller keeps the descriptor open.
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    // SAFETY: `fd` is open (checked just above), and the Python caller owns
+    // it and keeps it open for this call, which is as long as the borrow
+    // lives (it cannot escape `f`).
+    f(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// A deadline `timeout` seconds from now: `None` for no timeout (None, or
+/// too far to represent); ValueError for a negative or NaN timeout.
+fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    let Some(t) = timeout else { return Ok(None) };
+    if t.is_nan() || t < 0.0 {
+        return Err(PyValueError::new_err(format!("timeout must be a non-negative number of seconds, not {t}")));
+    }
+    Ok(Duration::try_from_secs_f64(t).ok().and_then(|d| Instant::now().checked_add(d)))
+}
+
+/// How long the next slice of a blocking call may sleep.
+fn slice_until(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE))
 }
 
 /// The scalar types Python type codes name (`array` module codes, as
@@ -204,6 +221,24 @@ macro_rules! each {
     };
 }
 
+/// Adds the Python number `d` to `a` in one atomic step: `fetch_add`, or
+/// `fetch_sub` of its magnitude when it is negative (an unsigned type
+/// cannot take a negative addend).
+fn add_delta<T: Code>(a: &Atomic<T>, d: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(v) = d.extract::<T>() {
+        T::fetch_add(a, v);
+        return Ok(());
+    }
+    let negative = d.lt(0)?;
+    if negative {
+        let magnitude: T = d.neg()?.extract()?;
+        T::fetch_sub(a, magnitude);
+        return Ok(());
+    }
+    // Out of range either way: the extraction's own error says so.
+    d.extract::<T>().map(|_| ())
+}
+
 /// `a + b` as the atomic addition computed it (wrapping for integers).
 fn wrapping_sum<T: Code>(a: T, b: T) -> T {
     T::sum(a, b)
@@ -229,23 +264,11 @@ fn apply<T: Code>(py: Python<'_>, a: &Atomic<T>, op: &str, v: &Bound<'_, PyAny>)
     Ok(a.load().into_py(py))
 }
 
-impl RawValue {
-    fn applied_of(&self, py: Python<'_>, v: PyObject) -> PyResult<PyObject> {
-        match &self.applied {
-            Some(cls) => Ok(cls.call1(py, (v,))?),
-            None => Ok(v),
-        }
-    }
-}
-
 /// A shared scalar: the storage of `shmem.Value`.
 #[pyclass(module = "shmem._shmem")]
 struct RawValue {
     seg: ValueSeg,
     code: char,
-    /// The Python value's own number classes (see `ValueField`).
-    bound: Option<PyObject>,
-    applied: Option<PyObject>,
 }
 
 fn value_of<T: Code>(py: Python<'_>, s: &Segment<T>) -> PyObject {
@@ -267,22 +290,22 @@ impl RawValue {
             }.map_err(to_py)?;
             T::into_value(s)
         });
-        Ok(RawValue { seg, code, bound: None, applied: None })
+        Ok(RawValue { seg, code })
     }
 
     /// Attaches to named segment `name` holding a scalar of type code `code`.
     #[staticmethod]
     fn attach(code: char, name: &str) -> PyResult<Self> {
         let seg = with_code!(code, T => T::into_value(Segment::<T>::attach(name).map_err(to_py)?));
-        Ok(RawValue { seg, code, bound: None, applied: None })
+        Ok(RawValue { seg, code })
     }
 
     /// Attaches through descriptor `fd` (an anonymous segment passed on).
     #[staticmethod]
     fn attach_fd(code: char, fd: i32) -> PyResult<Self> {
-        let fd = borrow_fd(fd)?;
-        let seg = with_code!(code, T => T::into_value(options().attach_fd::<T>(fd).map_err(to_py)?));
-        Ok(RawValue { seg, code, bound: None, applied: None })
+        let seg =
+            with_fd(fd, |fd| Ok(with_code!(code, T => T::into_value(options().attach_fd::<T>(fd).map_err(to_py)?))))?;
+        Ok(RawValue { seg, code })
     }
 
     /// The type code.
@@ -320,42 +343,9 @@ impl RawValue {
         })
     }
 
-    /// The number classes refer back to this handle (`__iadd__` is one of
-    /// its methods): the collector must see those references to free both.
-    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let Some(b) = &self.bound {
-            visit.call(b)?;
-        }
-        if let Some(a) = &self.applied {
-            visit.call(a)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&mut self) {
-        self.bound = None;
-        self.applied = None;
-    }
-
-    /// Sets the Python value's number classes: what reading `value` makes,
-    /// and what an in-place operator returns (see `ValueField`).
-    fn set_classes(&mut self, bound: PyObject, applied: PyObject) {
-        self.bound = Some(bound);
-        self.applied = Some(applied);
-    }
-
-    /// `val.value += v`: the atomic add, as an instance of the applied class
-    /// (which the store that follows recognises and skips). Installed as
-    /// the number class's `__iadd__` itself, so no Python frame runs.
-    fn iadd(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let after = self.add(py, v)?;
-        self.applied_of(py, after)
-    }
-
-    /// `val.value -= v`, as [`iadd`](Self::iadd).
-    fn isub(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let after = each!(ValueSeg, &self.seg, s => apply(py, s, "-", v))?;
-        self.applied_of(py, after)
+    /// Adds `d` atomically (a negative `d` subtracts, for unsigned types too).
+    fn add_delta(&self, d: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ValueSeg, &self.seg, s => add_delta(s, d))
     }
 
     /// Compare-and-swap: returns (swapped, value seen).
@@ -379,19 +369,24 @@ impl RawValue {
     }
 }
 
-/// The `value` attribute of `shmem.Value`, as a descriptor written in Rust
-/// (no Python frame on the hot path of `val.value += 1`): reading returns
-/// the value's own number class (`obj._bound_cls(v)`), and storing ignores
-/// the result of an in-place operator (`obj._applied_cls`), which already
-/// updated the value atomically.
+/// The `value` attribute of `shmem.Value` as a descriptor written in Rust,
+/// so that `val.value += 1` runs as little Python as possible. Reading
+/// returns `obj._number(v)` with `_cell` set (a number that remembers where
+/// it came from). Storing a Pending number that carries a plain addition
+/// for this very value (`_p == (obj._cell, delta, None)`, not stored yet)
+/// adds `delta` atomically, once; anything else goes to `store(cell, v)`,
+/// the Python function that handles the general case.
 #[pyclass(module = "shmem._shmem")]
-struct ValueField;
+struct ValueField {
+    pending: [PyObject; 2],
+    store: PyObject,
+}
 
 #[pymethods]
 impl ValueField {
     #[new]
-    fn new() -> Self {
-        ValueField
+    fn new(pending_int: PyObject, pending_float: PyObject, store: PyObject) -> Self {
+        ValueField { pending: [pending_int, pending_float], store }
     }
 
     fn __get__(
@@ -402,22 +397,32 @@ impl ValueField {
         let py = slf.py();
         let Some(obj) = obj else { return Ok(slf.into_py(py)) };
         let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
-        let raw = raw.downcast::<RawValue>()?.borrow();
-        let v = each!(ValueSeg, &raw.seg, s => value_of(py, s));
-        match &raw.bound {
-            Some(cls) => Ok(cls.call1(py, (v,))?),
-            None => Ok(v),
-        }
+        let v = {
+            let raw = raw.downcast::<RawValue>()?.borrow();
+            each!(ValueSeg, &raw.seg, s => value_of(py, s))
+        };
+        let number = obj.getattr(pyo3::intern!(py, "_number"))?.call1((v,))?;
+        number.setattr(pyo3::intern!(py, "_cell"), obj.getattr(pyo3::intern!(py, "_cell"))?)?;
+        Ok(number.unbind())
     }
 
     fn __set__(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
-        let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
-        let raw = raw.downcast::<RawValue>()?.borrow();
-        if raw.applied.as_ref().is_some_and(|cls| value.get_type().is(cls.bind(py))) {
-            return Ok(());
+        let cell = obj.getattr(pyo3::intern!(py, "_cell"))?;
+        let ty = value.get_type();
+        if self.pending.iter().any(|p| ty.is(p.bind(py))) {
+            let p = value.getattr(pyo3::intern!(py, "_p"))?;
+            if let Ok(p) = p.downcast::<pyo3::types::PyTuple>() {
+                if p.len() == 3 && p.get_item(0)?.is(&cell) && p.get_item(2)?.is_none() {
+                    value.setattr(pyo3::intern!(py, "_p"), py.None())?;
+                    let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
+                    let raw = raw.downcast::<RawValue>()?.borrow();
+                    return raw.add_delta(&p.get_item(1)?);
+                }
+            }
         }
-        raw.store(value)
+        self.store.call1(py, (cell, value))?;
+        Ok(())
     }
 }
 
@@ -455,8 +460,9 @@ impl RawArray {
 
     #[staticmethod]
     fn attach_fd(code: char, fd: i32) -> PyResult<Self> {
-        let fd = borrow_fd(fd)?;
-        let seg = with_code!(code, T => T::into_array(options().attach_array_fd::<T>(fd).map_err(to_py)?));
+        let seg = with_fd(fd, |fd| {
+            Ok(with_code!(code, T => T::into_array(options().attach_array_fd::<T>(fd).map_err(to_py)?)))
+        })?;
         Ok(RawArray { seg, code })
     }
 
@@ -484,6 +490,11 @@ impl RawArray {
 
     fn apply(&self, py: Python<'_>, i: usize, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         each!(ArraySeg, &self.seg, s => apply(py, at(s, i)?, op, v))
+    }
+
+    /// Adds `d` to element `i` atomically (a negative `d` subtracts).
+    fn add_delta(&self, i: usize, d: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ArraySeg, &self.seg, s => add_delta(at(s, i)?, d))
     }
 
     /// Compare-and-swap element `i`: returns (swapped, value seen).
@@ -543,7 +554,7 @@ impl RawLock {
 
     #[staticmethod]
     fn attach_fd(fd: i32) -> PyResult<Self> {
-        Ok(RawLock { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+        with_fd(fd, |fd| Ok(RawLock { seg: options().attach_fd(fd).map_err(to_py)? }))
     }
 
     #[getter]
@@ -553,10 +564,10 @@ impl RawLock {
 
     /// Takes the lock: returns None if it timed out, else whether the
     /// previous holder died holding it (True: the data it guards may be
-    /// half-updated). `timeout` < 0 waits as long as needed. Releases the
-    /// GIL while waiting; Ctrl-C interrupts it.
-    #[pyo3(signature = (blocking=true, timeout=-1.0))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: f64) -> PyResult<Option<bool>> {
+    /// half-updated). Releases the
+    /// GIL while waiting; Ctrl-C interrupts it. `timeout` None: no limit.
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<Option<bool>> {
         let died = |a| a == shmem::sync::raw_mutex::Acquired::OwnerDied;
         if let Some(a) = self.seg.try_lock_report::<Os>() {
             return Ok(Some(died(a)));
@@ -564,12 +575,9 @@ impl RawLock {
         if !blocking {
             return Ok(None);
         }
-        let deadline = (timeout >= 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+        let deadline = deadline_of(timeout)?;
         loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
-            };
+            let slice = slice_until(deadline);
             let seg = &self.seg;
             if let Some(a) = py.allow_threads(|| seg.lock_within::<Os>(slice)) {
                 return Ok(Some(died(a)));
@@ -627,7 +635,7 @@ impl RawEvent {
 
     #[staticmethod]
     fn attach_fd(fd: i32) -> PyResult<Self> {
-        Ok(RawEvent { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+        with_fd(fd, |fd| Ok(RawEvent { seg: options().attach_fd(fd).map_err(to_py)? }))
     }
 
     #[getter]
@@ -651,12 +659,9 @@ impl RawEvent {
     /// whether it is set. Releases the GIL; Ctrl-C interrupts it.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = deadline_of(timeout)?;
         loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
-            };
+            let slice = slice_until(deadline);
             let seg = &self.seg;
             if py.allow_threads(|| seg.wait_timeout(slice)).is_ok() {
                 return Ok(true);
@@ -687,8 +692,9 @@ const CAPACITIES: [usize; 3] = [64, 1024, 16384];
 trait Plain: bytemuck::Pod + Send + Sync + 'static {
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self>;
     fn to_py(self, py: Python<'_>) -> PyObject;
-    /// `self += v` for numbers.
-    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()>;
+    /// `self += d`, in pure Rust (it runs under a shard lock): `Err` with
+    /// the reason if it cannot (overflow, a str that would not fit).
+    fn add(&mut self, d: &Self) -> Result<(), &'static str>;
 }
 
 impl Plain for i64 {
@@ -698,8 +704,8 @@ impl Plain for i64 {
     fn to_py(self, py: Python<'_>) -> PyObject {
         self.into_py(py)
     }
-    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        *self = self.wrapping_add(v.extract::<i64>()?);
+    fn add(&mut self, d: &Self) -> Result<(), &'static str> {
+        *self = self.checked_add(*d).ok_or("the sum does not fit a 64-bit integer")?;
         Ok(())
     }
 }
@@ -711,8 +717,8 @@ impl Plain for f64 {
     fn to_py(self, py: Python<'_>) -> PyObject {
         self.into_py(py)
     }
-    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        *self += v.extract::<f64>()?;
+    fn add(&mut self, d: &Self) -> Result<(), &'static str> {
+        *self += *d;
         Ok(())
     }
 }
@@ -720,16 +726,26 @@ impl Plain for f64 {
 impl Plain for PyStr {
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
         let text: String = v.extract()?;
-        PyStr::try_from(text.as_str()).map_err(|_| {
-            PyValueError::new_err(format!("a str of at most {STR_BYTES} UTF-8 bytes, not {} bytes", text.len()))
-        })
+        PyStr::try_from(text.as_str())
+            .map_err(|e| PyValueError::new_err(format!("a str of at most {STR_BYTES} UTF-8 bytes: {e}")))
     }
     fn to_py(self, py: Python<'_>) -> PyObject {
         self.as_str().into_py(py)
     }
-    fn add(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let more: String = v.extract()?;
-        self.push_str(&more).map_err(|_| PyValueError::new_err(format!("the str would exceed {STR_BYTES} bytes")))
+    fn add(&mut self, d: &Self) -> Result<(), &'static str> {
+        self.push_str(d.as_str()).map_err(|_| "the str would exceed 64 bytes")
+    }
+}
+
+/// Runs a map operation that may wait for a shard lock in slices, with the
+/// GIL released, letting Python handle signals between slices (a peer
+/// stopped while holding a shard must not freeze every thread, nor Ctrl-C).
+fn sliced<R: Send>(py: Python<'_>, op: impl Fn(Duration) -> Result<R, shmem::TimedOut> + Send + Sync) -> PyResult<R> {
+    loop {
+        if let Ok(r) = py.allow_threads(|| op(SLICE)) {
+            return Ok(r);
+        }
+        py.check_signals()?;
     }
 }
 
@@ -738,6 +754,7 @@ trait DynDict: Send + Sync {
     fn name(&self) -> Option<String>;
     fn capacity(&self) -> usize;
     fn len(&self) -> usize;
+    fn poisoned(&self) -> bool;
     fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
     /// Returns the previous value.
     fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
@@ -767,34 +784,46 @@ impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> DynDict for Segm
     fn len(&self) -> usize {
         (**self).len()
     }
+    fn poisoned(&self) -> bool {
+        self.is_poisoned()
+    }
     fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        Ok((**self).get(&K::from_py(k)?).map(|v| v.to_py(py)))
+        let k = K::from_py(k)?;
+        Ok(sliced(py, |t| self.get_timeout(&k, t))?.map(|v| v.to_py(py)))
     }
     fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        let old = self.insert(K::from_py(k)?, V::from_py(v)?).map_err(|_| full_error(N))?;
+        let (k, v) = (K::from_py(k)?, V::from_py(v)?);
+        let old = sliced(py, |t| self.insert_timeout(k, v, t))?.map_err(|_| full_error(N))?;
         Ok(old.map(|o| o.to_py(py)))
     }
     fn remove(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        Ok((**self).remove(&K::from_py(k)?).map(|v| v.to_py(py)))
+        let k = K::from_py(k)?;
+        Ok(sliced(py, |t| self.remove_timeout(&k, t))?.map(|v| v.to_py(py)))
     }
     fn setdefault(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let got = self.get_or_insert(K::from_py(k)?, V::from_py(v)?).map_err(|_| full_error(N))?;
+        let (k, v) = (K::from_py(k)?, V::from_py(v)?);
+        let got = py.allow_threads(|| self.get_or_insert(k, v)).map_err(|_| full_error(N))?;
         Ok(got.to_py(py))
     }
     fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        let mut failed = None;
-        let after = self.update(&K::from_py(k)?, |value| {
-            if let Err(e) = value.add(v) {
-                failed = Some(e);
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
+        // Everything Python is done before the shard is locked.
+        let (k, d) = (K::from_py(k)?, V::from_py(v)?);
+        let failed = std::sync::Mutex::new(None);
+        let after = sliced(py, |t| {
+            self.update_timeout(&k, t, |value| {
+                if let Err(why) = value.add(&d) {
+                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                }
+            })
+        })?;
+        if let Some(why) = failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(pyo3::exceptions::PyOverflowError::new_err(why));
         }
         Ok(after.map(|a| a.to_py(py)))
     }
     fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)> {
-        self.to_vec().into_iter().map(|(k, v)| (k.to_py(py), v.to_py(py))).collect()
+        let all = py.allow_threads(|| self.to_vec());
+        all.into_iter().map(|(k, v)| (k.to_py(py), v.to_py(py))).collect()
     }
     fn clear(&self) {
         (**self).clear()
@@ -848,6 +877,18 @@ macro_rules! with_dict_type {
     }};
 }
 
+/// The map size from the menu for a dict that must hold `wanted` entries:
+/// twice as many slots, since a map fills shard by shard and the fullest
+/// shard decides (at half full, a shard overflowing is very unlikely).
+fn dict_capacity_for(wanted: usize) -> PyResult<usize> {
+    capacity_for(wanted.saturating_mul(2)).map_err(|_| {
+        PyValueError::new_err(format!(
+            "a dict of {wanted} entries is over the largest supported, {}",
+            CAPACITIES[2] / 2
+        ))
+    })
+}
+
 /// The capacity from the menu that holds at least `wanted` entries.
 fn capacity_for(wanted: usize) -> PyResult<usize> {
     CAPACITIES.iter().copied().find(|&c| c >= wanted).ok_or_else(|| {
@@ -868,7 +909,7 @@ impl RawDict {
     #[new]
     #[pyo3(signature = (key, value, capacity, name=None))]
     fn new(key: &str, value: &str, capacity: usize, name: Option<&str>) -> PyResult<Self> {
-        let cap = capacity_for(capacity)?;
+        let cap = dict_capacity_for(capacity)?;
         let inner: Box<dyn DynDict> = with_dict_type!(key, value, cap, K, V, N => {
             let seg = match name {
                 Some(n) => options().create_with::<shmem::Map<K, V, N>>(n, |_| {}),
@@ -890,11 +931,12 @@ impl RawDict {
 
     #[staticmethod]
     fn attach_fd(key: &str, value: &str, capacity: usize, fd: i32) -> PyResult<Self> {
-        let fd = borrow_fd(fd)?;
         let cap = capacity_for(capacity)?;
-        let inner: Box<dyn DynDict> = with_dict_type!(key, value, cap, K, V, N => {
-            Box::new(options().attach_fd::<shmem::Map<K, V, N>>(fd).map_err(to_py)?)
-        });
+        let inner = with_fd(fd, |fd| {
+            Ok(with_dict_type!(key, value, cap, K, V, N => {
+                Box::new(options().attach_fd::<shmem::Map<K, V, N>>(fd).map_err(to_py)?) as Box<dyn DynDict>
+            }))
+        })?;
         Ok(RawDict { inner, key: key.to_owned(), value: value.to_owned() })
     }
 
@@ -916,6 +958,12 @@ impl RawDict {
     }
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+    /// Whether a process died in the middle of an update (that entry may
+    /// hold a half-written value).
+    #[getter]
+    fn poisoned(&self) -> bool {
+        self.inner.poisoned()
     }
     fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
         self.inner.get(py, k)
@@ -969,10 +1017,24 @@ impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
     }
     fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>> {
         let item = T::from_py(item)?;
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = deadline_of(timeout)?;
+        let q = &**self;
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            // No waiting for room; but another pusher holding the lock for a
+            // moment is not "full": retry that for up to 10 ms.
+            let start = Instant::now();
+            loop {
+                match py.allow_threads(|| q.try_push(item)) {
+                    Ok(()) => return Ok(None),
+                    Err(shmem::PushError::Full(_)) => return Ok(Some(true)),
+                    Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
+                    Err(_) if start.elapsed() < Duration::from_millis(10) => {}
+                    Err(_) => return Ok(Some(true)),
+                }
+            }
+        }
         loop {
-            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
-            let q = &**self;
+            let slice = slice_until(deadline);
             match py.allow_threads(|| q.push_timeout(item, slice)) {
                 Ok(()) => return Ok(None),
                 Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
@@ -985,10 +1047,22 @@ impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
         }
     }
     fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = deadline_of(timeout)?;
+        let q = &**self;
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            let start = Instant::now();
+            loop {
+                match py.allow_threads(|| q.try_pop()) {
+                    Ok(item) => return Ok(Ok(item.to_py(py))),
+                    Err(shmem::PopError::Empty) => return Ok(Err(false)),
+                    Err(shmem::PopError::Closed) => return Ok(Err(true)),
+                    Err(_) if start.elapsed() < Duration::from_millis(10) => {}
+                    Err(_) => return Ok(Err(false)),
+                }
+            }
+        }
         loop {
-            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
-            let q = &**self;
+            let slice = slice_until(deadline);
             match py.allow_threads(|| q.pop_timeout(slice)) {
                 Ok(item) => return Ok(Ok(item.to_py(py))),
                 Err(shmem::PopError::Closed) => return Ok(Err(true)),
@@ -1079,11 +1153,12 @@ impl RawQueue {
 
     #[staticmethod]
     fn attach_fd(item: &str, capacity: usize, fd: i32) -> PyResult<Self> {
-        let fd = borrow_fd(fd)?;
         let cap = capacity_for(capacity)?;
-        let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
-            Box::new(options().attach_fd::<shmem::Queue<T, N>>(fd).map_err(to_py)?)
-        });
+        let inner = with_fd(fd, |fd| {
+            Ok(with_queue_type!(item, cap, T, N => {
+                Box::new(options().attach_fd::<shmem::Queue<T, N>>(fd).map_err(to_py)?) as Box<dyn DynQueue>
+            }))
+        })?;
         Ok(RawQueue { inner, item: item.to_owned() })
     }
 
@@ -1166,7 +1241,7 @@ impl RawSemaphore {
 
     #[staticmethod]
     fn attach_fd(fd: i32) -> PyResult<Self> {
-        Ok(RawSemaphore { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+        with_fd(fd, |fd| Ok(RawSemaphore { seg: options().attach_fd(fd).map_err(to_py)? }))
     }
 
     #[getter]
@@ -1174,19 +1249,19 @@ impl RawSemaphore {
         (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
-    /// Takes a permit: whether it got one (`timeout` < 0: no limit).
+    /// Takes a permit: whether it got one (`timeout` None: no limit).
     /// Releases the GIL while waiting; Ctrl-C interrupts it.
-    #[pyo3(signature = (blocking=true, timeout=-1.0))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: f64) -> PyResult<bool> {
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
         if self.seg.try_acquire() {
             return Ok(true);
         }
         if !blocking {
             return Ok(false);
         }
-        let deadline = (timeout >= 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+        let deadline = deadline_of(timeout)?;
         loop {
-            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let slice = slice_until(deadline);
             let seg = &self.seg;
             if py.allow_threads(|| seg.acquire_timeout(slice)).is_ok() {
                 return Ok(true);
@@ -1238,7 +1313,7 @@ impl RawBarrier {
 
     #[staticmethod]
     fn attach_fd(fd: i32) -> PyResult<Self> {
-        Ok(RawBarrier { seg: options().attach_fd(borrow_fd(fd)?).map_err(to_py)? })
+        with_fd(fd, |fd| Ok(RawBarrier { seg: options().attach_fd(fd).map_err(to_py)? }))
     }
 
     #[getter]
@@ -1256,9 +1331,9 @@ impl RawBarrier {
     /// Ctrl-C interrupts it (leaving the round).
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = deadline_of(timeout)?;
         loop {
-            let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
+            let slice = slice_until(deadline);
             let seg = &self.seg;
             // A slice that times out leaves the round, and the next one
             // joins it again: the round completes with us either way.

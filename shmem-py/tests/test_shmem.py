@@ -36,11 +36,17 @@ def peer(*args):
 
 def run(ctx, target, args, n):
     procs = [ctx.Process(target=target, args=args) for _ in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0, f"child exited with {p.exitcode}"
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0, f"child exited with {p.exitcode}"
+    finally:
+        for p in procs:  # a hung child fails the test instead of hanging pytest
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 # ---------------------------------------------------------------- Value
@@ -84,6 +90,40 @@ def test_value_in_place_operators_and_lock():
     x = int(b.value)  # a plain copy: its += touches nothing shared
     x += 100
     assert b.value == 0b0111
+
+
+def test_a_number_read_changes_nothing_until_stored_back():
+    val = shmem.Value("i", 10)
+    x = val.value
+    x += 5  # a local number: nothing shared changes
+    assert x == 15 and val.value == 10
+    stats = {"hits": val.value}
+    stats["hits"] += 1  # stored into a plain dict: nothing shared changes
+    assert stats["hits"] == 11 and val.value == 10
+    val.value = 20
+    val.value = x  # stored back where it was read: adds 5, atomically, to what is there
+    assert val.value == 25
+    val.value = x  # a second store of the same number is a plain store
+    assert val.value == 15
+    y = val.value
+    y *= 3
+    y += 1
+    val.value = y  # several operations, applied together in one compare-and-swap
+    assert val.value == 46
+    other = shmem.Value("i", 0)
+    other.value = y  # into another value: a plain store of the number
+    assert other.value == 46
+
+
+def test_numbers_read_from_shared_memory_pickle_as_plain_numbers():
+    import copy
+    import pickle
+
+    val, arr = shmem.Value("d", 1.5), shmem.Array("i", [7])
+    for n in (val.value, arr[0], shmem.Value("q", 3).value):
+        back = pickle.loads(pickle.dumps(n))
+        assert back == n and type(back) in (int, float)
+        assert type(copy.deepcopy(n)) in (int, float) and type(copy.copy(n)) in (int, float)
 
 
 def test_value_with_ctypes_types_and_repr():
@@ -174,6 +214,34 @@ def test_a_holder_killed_is_recovered_by_python_and_by_rust():
         else:
             assert peer("lock", name) == "poisoned"
         del lock
+
+
+def try_rlock(lock, out):
+    out.value = 1 if lock.acquire(timeout=0.2) else 2
+
+
+def test_rlock_is_not_reentered_by_a_forked_child():
+    ctx = mp.get_context("fork")
+    val = shmem.Value("i", 0)
+    out = shmem.Value("i", 0, lock=False)
+    with val.get_lock():
+        p = ctx.Process(target=try_rlock, args=(val.get_lock(), out))
+        p.start()
+        p.join(30)
+    assert out.value == 2, "the child entered a lock its parent held"
+
+
+def test_timeouts_are_checked():
+    lock = shmem.Lock()
+    assert lock.acquire(timeout=float("inf"))
+    assert not lock.acquire(timeout=1e300 * 0)  # 0.0: held, so no
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError):
+            lock.acquire(timeout=bad)
+        with pytest.raises(ValueError):
+            shmem.Event().wait(bad)
+    lock.release()
+    assert shmem.Event().wait(0) is False
 
 
 def test_lock_semantics():
@@ -338,10 +406,21 @@ def test_dict_semantics_and_errors():
         s["k"] = "x" * 65
     with pytest.raises(TypeError):
         shmem.Dict(list, int)
-    full = shmem.Dict(int, int, capacity=64)
+    held = shmem.Dict(int, int, capacity=500)
+    for i in range(500):  # the capacity asked for is available
+        held[i] = i
+    assert len(held) == 500 and not held.poisoned
+    full = shmem.Dict(int, int, capacity=32)
     with pytest.raises(OverflowError):
         for i in range(10_000):
             full[i] = i
+    gone = shmem.Dict(int, int)
+    gone[1] = 1
+    v = gone[1]
+    v += 1  # pending for key 1
+    del gone[1]
+    with pytest.raises(KeyError):
+        gone[1] = v  # stored back after the key was deleted
 
 
 def produce(q, n):
@@ -460,11 +539,15 @@ def test_semaphore_admits_at_most_its_value(method):
     assert sem.acquire() and sem.acquire() and not sem.acquire(timeout=0.05)
 
 
-def meet(barrier, arrivals, leaders):
-    for _ in range(50):
+def meet(barrier, arrivals, leaders, late):
+    for r in range(50):
+        if late and r % 10 == 0:
+            time.sleep(0.12)  # longer than a wait slice: the others leave and rejoin
         arrivals.value += 1
         if barrier.wait(timeout=60) == 0:
             leaders.value += 1
+        # Nobody passes round r before all three arrived in it.
+        assert arrivals.value >= 3 * (r + 1)
 
 
 @pytest.mark.parametrize("method", START_METHODS)
@@ -472,7 +555,12 @@ def test_barrier_rounds(method):
     ctx = mp.get_context(method)
     barrier = shmem.Barrier(3)
     arrivals, leaders = shmem.Value("i", 0), shmem.Value("i", 0)
-    run(ctx, meet, (barrier, arrivals, leaders), 3)
+    procs = [ctx.Process(target=meet, args=(barrier, arrivals, leaders, i == 0)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
     assert arrivals.value == 150 and leaders.value == 50
     import threading
 

@@ -70,6 +70,17 @@ def _code(typecode_or_type):
 
 
 # ---------------------------------------------------------------- atomic += on a field
+#
+# Python runs `val.value += 1` as: read `val.value`, call `__iadd__` on
+# what was read, store the result back into `val.value`. A number read
+# from shared memory (SharedInt / SharedFloat) remembers where it came
+# from; its in-place operators compute the result as for any number, and
+# return a Pending number that also carries the operation. Storing a
+# Pending number back into the place it was read from applies the
+# operation there, atomically (fetch_add, or a compare-and-swap loop),
+# once. Anything else is an ordinary number: `x = val.value; x += 1`
+# changes nothing shared unless `x` is stored back into `val.value` (and
+# then it adds 1, atomically, to whatever the value is by then).
 
 class _Cell:
     """Where a number came from: a Value, or an element of an Array."""
@@ -79,115 +90,196 @@ class _Cell:
     def __init__(self, raw, index):
         self.raw, self.index = raw, index
 
-    def apply(self, op, other):
-        if self.index is None:
-            return self.raw.apply(op, other)
-        return self.raw.apply(self.index, op, other)
+    def same(self, other):
+        return other is self or (other.raw is self.raw and other.index == self.index)
 
     def load(self):
         return self.raw.load() if self.index is None else self.raw.load(self.index)
+
+    def store(self, v):
+        if self.index is None:
+            self.raw.store(v)
+        else:
+            self.raw.store(self.index, v)
+
+    def add(self, delta):
+        if self.index is None:
+            self.raw.add_delta(delta)
+        else:
+            self.raw.add_delta(self.index, delta)
 
     def compare_exchange(self, current, new):
         if self.index is None:
             return self.raw.compare_exchange(current, new)
         return self.raw.compare_exchange(self.index, current, new)
 
-    def update(self, fn):
-        """Any read-modify-write, atomically (a compare-and-swap loop)."""
+    def apply(self, delta, ops):
+        """Applies a pending update atomically: `delta` added, or `ops` (a
+        list of (function, argument)) in a compare-and-swap loop."""
+        if ops is None:
+            self.add(delta)
+            return
         current = self.load()
         while True:
-            ok, seen = self.compare_exchange(current, fn(current))
+            new = current
+            for fn, arg in ops:
+                new = fn(new, arg)
+            ok, seen = self.compare_exchange(current, new)
             if ok:
-                return fn(current)
+                return
             current = seen
 
 
-def _make_bound(base):
-    """An int (or float) subclass that remembers its cell, so that
-    ``val.value += 1`` becomes one atomic update of the cell."""
+class _DictCell(_Cell):
+    """A dict entry: += and -= are one update of the entry; other operators
+    are ordinary stores (a shared dict has no compare-and-swap)."""
 
-    def atomic(op):
-        def method(self, other):
-            after = self._cell.apply(op, other)
-            if after is NotImplemented:  # a plain update instead (dict: *= etc.)
-                return NotImplemented
-            return _applied(self._cell, after)
-        return method
+    __slots__ = ()
 
-    def cas(fn):
+    def load(self):
+        return self.raw.get(self.index)
+
+    def store(self, v):
+        self.raw.set(self.index, v)
+
+    def add(self, delta):
+        if self.raw.add(self.index, delta) is None:
+            raise KeyError(self.index)
+
+    def apply(self, delta, ops):
+        if ops is not None:
+            raise _NotAtomic
+        self.add(delta)
+
+
+class _NotAtomic(Exception):
+    pass
+
+
+_OPS = {
+    "mul": lambda a, b: a * b,
+    "truediv": lambda a, b: a / b,
+    "floordiv": lambda a, b: a // b,
+    "mod": lambda a, b: a % b,
+    "pow": lambda a, b: a ** b,
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+    "lshift": lambda a, b: a << b,
+    "rshift": lambda a, b: a >> b,
+}
+_INT_ONLY = {"and", "or", "xor", "lshift", "rshift"}
+
+
+def _pending(result, cell, delta, ops):
+    p = (_PendingFloat if isinstance(result, float) else _PendingInt)(result)
+    p._p = (cell, delta, ops)  # cleared when stored: a pending update applies once
+    return p
+
+
+def _number_classes(base):
+    """SharedInt and PendingInt (or the float pair): a number read from
+    shared memory, and the result of an in-place operator on one."""
+    add, sub = base.__add__, base.__sub__
+
+    def parts(self):
+        """(cell, delta, ops) of the update this number carries so far."""
+        p = self.__dict__.get("_p")
+        return p if p is not None else (self._cell, 0, None)
+
+    def iadd(self, other):
+        r = add(self, other)
+        if r is NotImplemented:
+            r = base(self) + other
+        cell, delta, ops = parts(self)
+        if ops is None:
+            return _pending(r, cell, delta + other, None)
+        return _pending(r, cell, None, ops + [(_OPS_ADD, other)])
+
+    def isub(self, other):
+        r = sub(self, other)
+        if r is NotImplemented:
+            r = base(self) - other
+        cell, delta, ops = parts(self)
+        if ops is None:
+            return _pending(r, cell, delta - other, None)
+        return _pending(r, cell, None, ops + [(_OPS_ADD, -other)])
+
+    def make(name):
+        fn = _OPS[name]
+
         def method(self, other):
-            after = self._cell.update(lambda v: fn(v, other))
-            if after is NotImplemented:
-                return NotImplemented
-            return _applied(self._cell, after)
+            r = fn(base(self), other)
+            cell, delta, ops = parts(self)
+            ops = [(_OPS_ADD, delta)] if ops is None and delta else (ops or [])
+            return _pending(r, cell, None, ops + [(fn, other)])
         return method
 
     ns = {
-        "__iadd__": atomic("+"),
-        "__isub__": atomic("-"),
-        "__imul__": cas(lambda a, b: a * b),
-        "__itruediv__": cas(lambda a, b: a / b),
-        "__ifloordiv__": cas(lambda a, b: a // b),
-        "__imod__": cas(lambda a, b: a % b),
-        "__ipow__": cas(lambda a, b: a ** b),
+        "__iadd__": iadd,
+        "__isub__": isub,
+        "__reduce__": lambda self: (base, (base(self),)),
+        "__copy__": lambda self: base(self),
+        "__deepcopy__": lambda self, memo: base(self),
     }
-    if base is int:
-        ns.update({
-            "__iand__": atomic("&"),
-            "__ior__": atomic("|"),
-            "__ixor__": atomic("^"),
-            "__ilshift__": cas(lambda a, b: a << b),
-            "__irshift__": cas(lambda a, b: a >> b),
-        })
-    return type("Shared" + base.__name__.capitalize(), (base,), ns)
+    for name in _OPS:
+        if not (base is float and name in _INT_ONLY):
+            ns[f"__i{name}__"] = make(name)
+    pending = type("Pending" + base.__name__.capitalize(), (base,), dict(ns))
+
+    # The common case, `val.value += 1` on a number just read, with nothing
+    # pending yet: as few steps as Python allows.
+    def shared_iadd(self, other):
+        r = add(self, other)
+        if r is NotImplemented:
+            return iadd(self, other)
+        q = pending(r)
+        q._p = (self._cell, other, None)
+        return q
+
+    def shared_isub(self, other):
+        r = sub(self, other)
+        if r is NotImplemented:
+            return isub(self, other)
+        q = pending(r)
+        q._p = (self._cell, -other, None)
+        return q
+
+    shared_ns = dict(ns, __iadd__=shared_iadd, __isub__=shared_isub)
+    shared = type("Shared" + base.__name__.capitalize(), (base,), shared_ns)
+    return shared, pending
 
 
-_BoundInt = _make_bound(int)
-_BoundFloat = _make_bound(float)
+def _OPS_ADD(a, b):
+    return a + b
 
 
-def _make_fast_bound(base):
-    """The base of a Value's own number class: in-place operators through
-    the class's cell (a Value's class sets ``+=`` and ``-=`` itself)."""
-    slow = _make_bound(base)
-
-    def via_cell(name):
-        method = getattr(slow, name)
-
-        def run(self, other):
-            r = method(self, other)
-            return r if r is NotImplemented else self._applied(r)
-        return run
-
-    ns = {"__slots__": ()}
-    for name in vars(slow):
-        if name.startswith("__i") and name not in ns:
-            ns[name] = via_cell(name)
-    return type("Fast" + base.__name__, (base,), ns)
-
-
-_FAST_BOUND = {int: _make_fast_bound(int), float: _make_fast_bound(float)}
-_AppliedInt = type("AppliedInt", (int,), {})
-_AppliedFloat = type("AppliedFloat", (float,), {})
+_SharedInt, _PendingInt = _number_classes(int)
+_SharedFloat, _PendingFloat = _number_classes(float)
 
 
 def _bound(value, cell):
-    b = (_BoundFloat if isinstance(value, float) else _BoundInt)(value)
+    """A number read from `cell`."""
+    b = (_SharedFloat if type(value) is float else _SharedInt)(value)
     b._cell = cell
     return b
 
 
-def _applied(cell, value):
-    """The result of an in-place operator: the store that Python does next
-    (``val.value = <this>``) recognises it and does nothing."""
-    a = (_AppliedFloat if isinstance(value, float) else _AppliedInt)(value)
-    a._cell = cell
-    return a
-
-
-def _is_applied_to(value, raw, index):
-    cell = getattr(value, "_cell", None)
-    return type(value) in (_AppliedInt, _AppliedFloat) and cell.raw is raw and cell.index == index
+def _store(cell, v):
+    """Stores `v` into `cell`. A Pending number read from this very cell,
+    not stored yet, applies its update there instead, atomically, once."""
+    t = type(v)
+    if t is _PendingInt or t is _PendingFloat:
+        p = v._p
+        if p is not None and p[0].same(cell):
+            v._p = None
+            try:
+                cell.apply(p[1], p[2])
+                return
+            except _NotAtomic:
+                pass
+        v = float(v) if t is _PendingFloat else int(v)
+    cell.store(v)
 
 
 # ---------------------------------------------------------------- pickling
@@ -241,7 +333,7 @@ class Lock(_Shared):
         self.poisoned = False
 
     def acquire(self, block=True, timeout=None):
-        got = self._raw.acquire(block, -1.0 if timeout is None else float(timeout))
+        got = self._raw.acquire(block, None if timeout is None else float(timeout))
         if got is None:
             return False
         if got:
@@ -280,8 +372,14 @@ class RLock(Lock):
         super().__init__(name=name, _raw=_raw)
         self._owner, self._count = None, 0
 
+    @staticmethod
+    def _me():
+        # The process too: a child forked while this thread held the lock
+        # has the same thread id, but does not hold the lock.
+        return (os.getpid(), threading.get_ident())
+
     def acquire(self, block=True, timeout=None):
-        me = threading.get_ident()
+        me = self._me()
         if self._owner == me:
             self._count += 1
             return True
@@ -291,7 +389,7 @@ class RLock(Lock):
         return True
 
     def release(self):
-        if self._owner != threading.get_ident():
+        if self._owner != self._me():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if self._count == 0:
@@ -345,7 +443,7 @@ class Semaphore(_Shared):
         self._raw = _raw if _raw is not None else _shmem.RawSemaphore(value, name)
 
     def acquire(self, block=True, timeout=None):
-        return self._raw.acquire(block, -1.0 if timeout is None else float(timeout))
+        return self._raw.acquire(block, None if timeout is None else float(timeout))
 
     def release(self):
         self._raw.release()
@@ -429,33 +527,21 @@ class Value(_Shared):
     def __init__(self, typecode_or_type, *args, lock=True, name=None, _raw=None, _lock=None):
         if _raw is not None:
             self._raw, self._lock = _raw, _lock
-            self._classes()
+            self._cell = _Cell(self._raw, None)
+            self._number = _SharedFloat if _raw.code in _FLOAT_CODES else _SharedInt
             return
         code = _code(typecode_or_type)
         init = args[0] if args else (0.0 if code in _FLOAT_CODES else 0)
         self._raw = _shmem.RawValue(code, init, name)
         self._lock = _make_lock(lock, name)
-        self._classes()
+        self._cell = _Cell(self._raw, None)
+        self._number = _SharedFloat if code in _FLOAT_CODES else _SharedInt
 
-    def _classes(self):
-        """This value's own number classes: a read (``SharedInt``) and the
-        result of an in-place operator on it (``Applied``). ``+=`` and
-        ``-=`` are the Rust handle's own methods (no Python frame runs for
-        ``val.value += 1``); the other operators go through a cell."""
-        raw = self._raw
-        base = float if raw.code in _FLOAT_CODES else int
-        applied = type("Applied", (base,), {"__slots__": ()})
-        bound = type("Shared" + base.__name__.capitalize(), (_FAST_BOUND[base],), {
-            "__slots__": (), "_cell": _Cell(raw, None), "_applied": applied,
-            "__iadd__": raw.iadd, "__isub__": raw.isub,
-        })
-        raw.set_classes(bound, applied)
-        self._bound_cls, self._applied_cls = bound, applied
-
-    # Reading gives this value's own number class; storing the result of an
-    # in-place operator on it does nothing (the operator already updated
-    # the value, atomically). A descriptor written in Rust: no Python frame.
-    value = _shmem.ValueField()
+    # Reading gives a number that remembers this value; storing back the
+    # result of an in-place operator on it applies that update atomically,
+    # once (see `_store`). A descriptor written in Rust: the fast path of
+    # `val.value += 1` runs no Python frame of its own.
+    value = _shmem.ValueField(_PendingInt, _PendingFloat, _store)
 
     @property
     def typecode(self):
@@ -569,10 +655,7 @@ class Array(_Shared):
                 for j, x in zip(indices, values):
                     self._raw.store(j, x)
             return
-        i = self._index(i)
-        if _is_applied_to(v, self._raw, i):
-            return
-        self._raw.store(i, v)
+        _store(_Cell(self._raw, self._index(i)), v)
 
     def __iter__(self):
         return iter(self[:])
@@ -630,28 +713,6 @@ def _type_name(t, what):
     return name
 
 
-class _DictCell:
-    """A dict entry, for ``d[k] += 1`` in one step."""
-
-    __slots__ = ("raw", "index")
-
-    def __init__(self, raw, key):
-        self.raw, self.index = raw, key
-
-    def apply(self, op, other):
-        if op == "-":
-            other = -other
-        elif op != "+":
-            return NotImplemented
-        after = self.raw.add(self.index, other)
-        if after is None:
-            raise KeyError(self.index)
-        return after
-
-    def update(self, fn):
-        return NotImplemented
-
-
 def _dict_bound(value, raw, key):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _bound(value, _DictCell(raw, key))
@@ -664,16 +725,17 @@ class Dict(_Shared):
     shared memory.
 
     Keys are ``int`` or ``str``; values ``int``, ``float`` or ``str`` (a
-    ``str`` holds up to 64 UTF-8 bytes), declared when it is made; its
-    capacity is fixed (rounded up to 64, 1024 or 16384 entries). ``d[k] +=
-    1`` on a number is one atomic update. Iteration and ``repr`` are in key
+    ``str`` holds up to 64 UTF-8 bytes), declared when it is made. It holds
+    ``capacity`` entries (up to 8192): the shared map gets twice as many
+    slots, since it fills shard by shard. ``d[k] += 1`` on a number is one
+    atomic update of the entry (other in-place operators are plain stores). Iteration and ``repr`` are in key
     order (a shared dict has no insertion order).
 
     With ``name=...`` a Rust program attaches with
     ``Segment::<Map<i64, i64, 1024>>::attach(name)`` (``str`` is ``Str<64>``).
     """
 
-    def __init__(self, key=int, value=int, capacity=1024, *, name=None, _raw=None):
+    def __init__(self, key=int, value=int, capacity=512, *, name=None, _raw=None):
         if _raw is not None:
             self._raw = _raw
             return
@@ -686,10 +748,7 @@ class Dict(_Shared):
         return _dict_bound(v, self._raw, k)
 
     def __setitem__(self, k, v):
-        cell = getattr(v, "_cell", None)
-        if type(v) in (_AppliedInt, _AppliedFloat) and isinstance(cell, _DictCell) and cell.raw is self._raw and cell.index == k:
-            return
-        self._raw.set(k, v)
+        _store(_DictCell(self._raw, k), v)
 
     def __delitem__(self, k):
         if self._raw.remove(k) is None:
@@ -752,7 +811,13 @@ class Dict(_Shared):
 
     @property
     def capacity(self):
+        """How many slots the shared map has (twice the entries asked for)."""
         return self._raw.capacity
+
+    @property
+    def poisoned(self):
+        """Whether a process died in the middle of updating an entry."""
+        return self._raw.poisoned
 
     def __eq__(self, other):
         return self.copy() == (other.copy() if isinstance(other, Dict) else other)
@@ -854,19 +919,34 @@ def attach(name):
     program), from the type recorded in it: a scalar gives a ``Value``
     (without lock), ``[T; N]`` an ``Array``, a lock a ``Lock``, an event an
     ``Event``. Raises ``FileNotFoundError`` if there is none, and
-    ``LayoutMismatch`` for a type this module cannot open yet (a struct)."""
+    ``LayoutMismatch`` for a type this module cannot open yet (a struct).
+    A Value or Array made with ``name=`` gets the lock it was made with."""
     type_name = _shmem.type_of(name)
     if type_name in _RUST_CODES:
-        return Value(None, _raw=_shmem.RawValue.attach(_RUST_CODES[type_name], name), _lock=None)
+        return Value(None, _raw=_shmem.RawValue.attach(_RUST_CODES[type_name], name), _lock=_lock_of(name))
     if type_name.startswith("[") and ";" in type_name:
         elem = type_name[1:type_name.index(";")]
         if elem in _RUST_CODES:
-            return Array(None, None, _raw=_shmem.RawArray.attach(_RUST_CODES[elem], name), _lock=None)
+            return Array(None, None, _raw=_shmem.RawArray.attach(_RUST_CODES[elem], name), _lock=_lock_of(name))
     if type_name == "rawmutex":
         return Lock(_raw=_shmem.RawLock.attach(name))
     if type_name == "event":
         return Event(_raw=_shmem.RawEvent.attach(name))
+    if type_name == "semaphore":
+        return Semaphore(_raw=_shmem.RawSemaphore.attach(name))
+    if type_name == "barrier":
+        return Barrier(None, _raw=_shmem.RawBarrier.attach(name))
     raise LayoutMismatch(f"segment `{name}` holds `{type_name}`, which shmem for Python cannot open yet")
+
+
+def _lock_of(name):
+    """The lock a named Value or Array was made with (`NAME.lock`), if any."""
+    try:
+        if _shmem.type_of(name + ".lock") == "rawmutex":
+            return RLock(_raw=_shmem.RawLock.attach(name + ".lock"))
+    except (FileNotFoundError, ValueError):
+        pass
+    return None
 
 
 def unlink(name):
