@@ -65,13 +65,14 @@ fn with_fd<R>(fd: i32, f: impl FnOnce(BorrowedFd<'_>) -> PyResult<R>) -> PyResul
 }
 
 /// A deadline `timeout` seconds from now: `None` for no timeout (None, or
-/// too far to represent); ValueError for a negative or NaN timeout.
+/// too far to represent); a negative timeout means now; ValueError for NaN.
 fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     let Some(t) = timeout else { return Ok(None) };
-    if t.is_nan() || t < 0.0 {
-        return Err(PyValueError::new_err(format!("timeout must be a non-negative number of seconds, not {t}")));
+    if t.is_nan() {
+        return Err(PyValueError::new_err("timeout must be a number of seconds, not NaN"));
     }
-    Ok(Duration::try_from_secs_f64(t).ok().and_then(|d| Instant::now().checked_add(d)))
+    // Negative: no waiting (as multiprocessing treats it).
+    Ok(Duration::try_from_secs_f64(t.max(0.0)).ok().and_then(|d| Instant::now().checked_add(d)))
 }
 
 /// How long the next slice of a blocking call may sleep.
@@ -93,6 +94,10 @@ trait Code: shmem::Scalar + shmem::Shared<Layout = Atomic<Self>> + for<'a> FromP
     fn into_array(s: ArraySegment<Self>) -> ArraySeg;
     /// `a + b` as `fetch_add` computes it.
     fn sum(a: Self, b: Self) -> Self;
+    /// The Python number as this type, wrapping an out-of-range integer
+    /// modulo 2^bits as ctypes does (`c_ubyte(300)` is 44), so every store
+    /// and update follows one rule.
+    fn wrapping(v: &Bound<'_, PyAny>) -> PyResult<Self>;
 }
 
 macro_rules! int_code {
@@ -101,6 +106,15 @@ macro_rules! int_code {
             fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
             fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
             fn sum(a: Self, b: Self) -> Self { a.wrapping_add(b) }
+            fn wrapping(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+                if let Ok(x) = v.extract::<Self>() {
+                    return Ok(x);
+                }
+                // `v % 2**bits` is in [0, 2**bits) for any Python int.
+                let modulus = 1u128 << (8 * std::mem::size_of::<Self>());
+                let m: u128 = v.call_method1("__mod__", (modulus,))?.extract()?;
+                Ok(m as u64 as Self)
+            }
             fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
             fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
             fn fetch_bits(a: &Atomic<Self>, op: char, v: Self) -> Option<Self> {
@@ -122,6 +136,7 @@ macro_rules! float_code {
             fn into_value(s: Segment<Self>) -> ValueSeg { ValueSeg::$v(s) }
             fn into_array(s: ArraySegment<Self>) -> ArraySeg { ArraySeg::$v(s) }
             fn sum(a: Self, b: Self) -> Self { a + b }
+            fn wrapping(v: &Bound<'_, PyAny>) -> PyResult<Self> { v.extract() }
             fn fetch_add(a: &Atomic<Self>, v: Self) -> Self { a.fetch_add(v) }
             fn fetch_sub(a: &Atomic<Self>, v: Self) -> Self { a.fetch_sub(v) }
             fn fetch_bits(_: &Atomic<Self>, _: char, _: Self) -> Option<Self> { None }
@@ -221,22 +236,26 @@ macro_rules! each {
     };
 }
 
-/// Adds the Python number `d` to `a` in one atomic step: `fetch_add`, or
-/// `fetch_sub` of its magnitude when it is negative (an unsigned type
-/// cannot take a negative addend).
+/// Adds the Python number `d` to `a` in one atomic step (`fetch_add` of
+/// `d` wrapped to the type: a negative or oversized `d` works on unsigned
+/// types too, with ctypes' wrap-around).
 fn add_delta<T: Code>(a: &Atomic<T>, d: &Bound<'_, PyAny>) -> PyResult<()> {
-    if let Ok(v) = d.extract::<T>() {
-        T::fetch_add(a, v);
-        return Ok(());
+    T::fetch_add(a, T::wrapping(d)?);
+    Ok(())
+}
+
+/// Replaces `a`'s value with `f(value)` atomically: a compare-and-swap
+/// loop on the value as stored (never a round trip through a Python
+/// number, which could change a NaN's bits and never match).
+fn update_with<T: Code>(py: Python<'_>, a: &Atomic<T>, f: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut current = a.load();
+    loop {
+        let new = T::wrapping(&f.call1((current.into_py(py),))?)?;
+        match a.compare_exchange(current, new) {
+            Ok(_) => return Ok(()),
+            Err(seen) => current = seen,
+        }
     }
-    let negative = d.lt(0)?;
-    if negative {
-        let magnitude: T = d.neg()?.extract()?;
-        T::fetch_sub(a, magnitude);
-        return Ok(());
-    }
-    // Out of range either way: the extraction's own error says so.
-    d.extract::<T>().map(|_| ())
 }
 
 /// `a + b` as the atomic addition computed it (wrapping for integers).
@@ -325,7 +344,7 @@ impl RawValue {
     }
 
     fn store(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        each!(ValueSeg, &self.seg, s => { s.store(v.extract()?); Ok(()) })
+        each!(ValueSeg, &self.seg, s => { s.store(Code::wrapping(v)?); Ok(()) })
     }
 
     /// Applies `op=` (`+ - & | ^`) atomically; returns the value after.
@@ -348,6 +367,11 @@ impl RawValue {
         each!(ValueSeg, &self.seg, s => add_delta(s, d))
     }
 
+    /// Replaces the value with `f(value)` atomically (a CAS loop).
+    fn update(&self, py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ValueSeg, &self.seg, s => update_with(py, s, f))
+    }
+
     /// Compare-and-swap: returns (swapped, value seen).
     fn compare_exchange(
         &self,
@@ -356,7 +380,7 @@ impl RawValue {
         new: &Bound<'_, PyAny>,
     ) -> PyResult<(bool, PyObject)> {
         each!(ValueSeg, &self.seg, s => {
-            match s.compare_exchange(current.extract()?, new.extract()?) {
+            match s.compare_exchange(current.extract()?, Code::wrapping(new)?) {
                 Ok(v) => Ok((true, v.into_py(py))),
                 Err(v) => Ok((false, v.into_py(py))),
             }
@@ -373,9 +397,9 @@ impl RawValue {
 /// so that `val.value += 1` runs as little Python as possible. Reading
 /// returns `obj._number(v)` with `_cell` set (a number that remembers where
 /// it came from). Storing a Pending number that carries a plain addition
-/// for this very value (`_p == (obj._cell, delta, None)`, not stored yet)
-/// adds `delta` atomically, once; anything else goes to `store(cell, v)`,
-/// the Python function that handles the general case.
+/// read from this very value adds what its chain has not applied yet (see
+/// `__set__`); anything else goes to `store(cell, v)`, the Python function
+/// that handles the general case the same way.
 #[pyclass(module = "shmem._shmem")]
 struct ValueField {
     pending: [PyObject; 2],
@@ -411,13 +435,25 @@ impl ValueField {
         let cell = obj.getattr(pyo3::intern!(py, "_cell"))?;
         let ty = value.get_type();
         if self.pending.iter().any(|p| ty.is(p.bind(py))) {
+            // `_p` is (record, total, ops): `record` is `[cell, applied]`,
+            // shared by every number derived from one read; `total` is the
+            // addition this number carries since that read. Storing it adds
+            // what the chain has not applied yet, once (all of this runs
+            // under the GIL, with no Python code in between: atomic with
+            // respect to other threads).
             let p = value.getattr(pyo3::intern!(py, "_p"))?;
             if let Ok(p) = p.downcast::<pyo3::types::PyTuple>() {
-                if p.len() == 3 && p.get_item(0)?.is(&cell) && p.get_item(2)?.is_none() {
-                    value.setattr(pyo3::intern!(py, "_p"), py.None())?;
-                    let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
-                    let raw = raw.downcast::<RawValue>()?.borrow();
-                    return raw.add_delta(&p.get_item(1)?);
+                if p.len() == 3 && p.get_item(2)?.is_none() {
+                    if let Ok(rec) = p.get_item(0)?.downcast::<pyo3::types::PyList>() {
+                        if rec.len() == 2 && rec.get_item(0)?.is(&cell) && !rec.get_item(1)?.is_none() {
+                            let total = p.get_item(1)?;
+                            let delta = total.sub(rec.get_item(1)?)?;
+                            rec.set_item(1, total)?;
+                            let raw = obj.getattr(pyo3::intern!(py, "_raw"))?;
+                            let raw = raw.downcast::<RawValue>()?.borrow();
+                            return raw.add_delta(&delta);
+                        }
+                    }
                 }
             }
         }
@@ -485,7 +521,7 @@ impl RawArray {
     }
 
     fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        each!(ArraySeg, &self.seg, s => { at(s, i)?.store(v.extract()?); Ok(()) })
+        each!(ArraySeg, &self.seg, s => { at(s, i)?.store(Code::wrapping(v)?); Ok(()) })
     }
 
     fn apply(&self, py: Python<'_>, i: usize, op: &str, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
@@ -497,6 +533,11 @@ impl RawArray {
         each!(ArraySeg, &self.seg, s => add_delta(at(s, i)?, d))
     }
 
+    /// Replaces element `i` with `f(element)` atomically (a CAS loop).
+    fn update(&self, py: Python<'_>, i: usize, f: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(ArraySeg, &self.seg, s => update_with(py, at(s, i)?, f))
+    }
+
     /// Compare-and-swap element `i`: returns (swapped, value seen).
     fn compare_exchange(
         &self,
@@ -506,7 +547,7 @@ impl RawArray {
         new: &Bound<'_, PyAny>,
     ) -> PyResult<(bool, PyObject)> {
         each!(ArraySeg, &self.seg, s => {
-            match at(s, i)?.compare_exchange(current.extract()?, new.extract()?) {
+            match at(s, i)?.compare_exchange(current.extract()?, Code::wrapping(new)?) {
                 Ok(v) => Ok((true, v.into_py(py))),
                 Err(v) => Ok((false, v.into_py(py))),
             }
@@ -568,6 +609,7 @@ impl RawLock {
     /// GIL while waiting; Ctrl-C interrupts it. `timeout` None: no limit.
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        let deadline = deadline_of(timeout)?;
         let died = |a| a == shmem::sync::raw_mutex::Acquired::OwnerDied;
         if let Some(a) = self.seg.try_lock_report::<Os>() {
             return Ok(Some(died(a)));
@@ -575,7 +617,6 @@ impl RawLock {
         if !blocking {
             return Ok(None);
         }
-        let deadline = deadline_of(timeout)?;
         loop {
             let slice = slice_until(deadline);
             let seg = &self.seg;
@@ -763,7 +804,7 @@ trait DynDict: Send + Sync {
     /// `d[k] += v` in one step; the value after, or None if `k` is absent.
     fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>>;
     fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)>;
-    fn clear(&self);
+    fn clear(&self, py: Python<'_>);
     fn share_fd(&self) -> PyResult<i32>;
 }
 
@@ -825,8 +866,8 @@ impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> DynDict for Segm
         let all = py.allow_threads(|| self.to_vec());
         all.into_iter().map(|(k, v)| (k.to_py(py), v.to_py(py))).collect()
     }
-    fn clear(&self) {
-        (**self).clear()
+    fn clear(&self, py: Python<'_>) {
+        py.allow_threads(|| (**self).clear())
     }
     fn share_fd(&self) -> PyResult<i32> {
         Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
@@ -983,8 +1024,8 @@ impl RawDict {
     fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)> {
         self.inner.items(py)
     }
-    fn clear(&self) {
-        self.inner.clear()
+    fn clear(&self, py: Python<'_>) {
+        self.inner.clear(py)
     }
     fn share_fd(&self) -> PyResult<i32> {
         self.inner.share_fd()
@@ -1253,13 +1294,13 @@ impl RawSemaphore {
     /// Releases the GIL while waiting; Ctrl-C interrupts it.
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_of(timeout)?;
         if self.seg.try_acquire() {
             return Ok(true);
         }
         if !blocking {
             return Ok(false);
         }
-        let deadline = deadline_of(timeout)?;
         loop {
             let slice = slice_until(deadline);
             let seg = &self.seg;

@@ -87,9 +87,9 @@ def test_value_in_place_operators_and_lock():
     b.value &= 0b0110
     b.value ^= 0b0001
     assert b.value == 0b0111
-    x = int(b.value)  # a plain copy: its += touches nothing shared
+    x = b.value  # a number read, never stored back: its += touches nothing shared
     x += 100
-    assert b.value == 0b0111
+    assert b.value == 0b0111 and x == 0b0111 + 100
 
 
 def test_a_number_read_changes_nothing_until_stored_back():
@@ -103,16 +103,50 @@ def test_a_number_read_changes_nothing_until_stored_back():
     val.value = 20
     val.value = x  # stored back where it was read: adds 5, atomically, to what is there
     assert val.value == 25
-    val.value = x  # a second store of the same number is a plain store
-    assert val.value == 15
+    val.value = x  # the chain's +5 was applied already: nothing more
+    assert val.value == 25
     y = val.value
     y *= 3
     y += 1
     val.value = y  # several operations, applied together in one compare-and-swap
-    assert val.value == 46
+    assert val.value == 76
     other = shmem.Value("i", 0)
     other.value = y  # into another value: a plain store of the number
-    assert other.value == 46
+    assert other.value == 76
+
+
+def test_chains_of_updates_apply_each_step_once():
+    v = shmem.Value("i", 0)
+    n = v.value
+    for _ in range(3):  # reuse after a store: each += adds one
+        n += 1
+        v.value = n
+    assert v.value == 3
+    a = v.value
+    a += 1
+    b = a
+    b += 1  # b carries a's +1 and its own
+    v.value = a
+    v.value = b
+    assert v.value == 5, "a step stored twice"
+    arr = shmem.Array("i", [1, 2, 3])
+    arr[-1] += 1
+    assert arr[:] == [1, 2, 4]
+
+
+def test_integers_wrap_as_ctypes_does():
+    u = shmem.Value("B", 0)
+    u.value -= 1
+    assert u.value == 255
+    u.value += 300
+    assert u.value == 43
+    u.value = 300
+    assert u.value == 44
+    u.value *= 2
+    assert u.value == 88
+    s = shmem.Value("b", 0)
+    s.value -= -128
+    assert s.value == -128
 
 
 def test_numbers_read_from_shared_memory_pickle_as_plain_numbers():
@@ -120,7 +154,9 @@ def test_numbers_read_from_shared_memory_pickle_as_plain_numbers():
     import pickle
 
     val, arr = shmem.Value("d", 1.5), shmem.Array("i", [7])
-    for n in (val.value, arr[0], shmem.Value("q", 3).value):
+    pending = arr[0]
+    pending += 1
+    for n in (val.value, arr[0], shmem.Value("q", 3).value, pending):
         back = pickle.loads(pickle.dumps(n))
         assert back == n and type(back) in (int, float)
         assert type(copy.deepcopy(n)) in (int, float) and type(copy.copy(n)) in (int, float)
@@ -232,16 +268,19 @@ def test_rlock_is_not_reentered_by_a_forked_child():
 
 
 def test_timeouts_are_checked():
+    import threading
+
     lock = shmem.Lock()
-    assert lock.acquire(timeout=float("inf"))
-    assert not lock.acquire(timeout=1e300 * 0)  # 0.0: held, so no
-    for bad in (-1.0, float("nan")):
-        with pytest.raises(ValueError):
-            lock.acquire(timeout=bad)
-        with pytest.raises(ValueError):
-            shmem.Event().wait(bad)
+    assert lock.acquire()
+    threading.Timer(0.1, lock.release).start()
+    assert lock.acquire(timeout=float("inf"))  # waits for the release, no limit
+    assert not lock.acquire(timeout=-1)  # negative: no waiting, as multiprocessing
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=float("nan"))
     lock.release()
-    assert shmem.Event().wait(0) is False
+    with pytest.raises(ValueError):
+        shmem.Lock().acquire(timeout=float("nan"))  # checked even when free
+    assert shmem.Event().wait(0) is False and shmem.Event().wait(-1) is False
 
 
 def test_lock_semantics():

@@ -270,9 +270,10 @@ impl RawMutex {
     /// the lock.
     ///
     /// The release is one compare-exchange from the exact word that names
-    /// this process, so it can never clear a word another process wrote
-    /// (two threads racing to release it: one wins, the other sees a word
-    /// that is not ours and returns false).
+    /// this process, so it never clears a word another process wrote. The
+    /// word names a process, not a thread: a late release by one thread
+    /// can release a hold that another thread of this process took since
+    /// (as with Python's `Lock`, which any thread may release).
     ///
     /// # Safety
     /// No guard of a [`Mutex`](super::mutex::Mutex), [`RwLock`](super::rwlock::RwLock)

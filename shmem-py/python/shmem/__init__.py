@@ -75,12 +75,19 @@ def _code(typecode_or_type):
 # what was read, store the result back into `val.value`. A number read
 # from shared memory (SharedInt / SharedFloat) remembers where it came
 # from; its in-place operators compute the result as for any number, and
-# return a Pending number that also carries the operation. Storing a
-# Pending number back into the place it was read from applies the
-# operation there, atomically (fetch_add, or a compare-and-swap loop),
-# once. Anything else is an ordinary number: `x = val.value; x += 1`
-# changes nothing shared unless `x` is stored back into `val.value` (and
-# then it adds 1, atomically, to whatever the value is by then).
+# return a Pending number that also carries the update since the read.
+# Storing a Pending number back into the place it was read from applies
+# there, atomically, what its chain of updates has not applied yet (so
+# `n += 1; val.value = n` in a loop adds 1 each time, and storing two
+# numbers of one chain never applies a step twice). Anything else is an
+# ordinary number: `x = val.value; x += 1` changes nothing shared unless
+# `x` is stored back into `val.value`.
+#
+# A Pending number's `_p` is (record, total, ops). `record` is
+# `[cell, applied]`, shared by every number derived from one read:
+# `applied` is the addition already applied, or None once a general
+# update was. `total` is this number's addition since the read (`ops` is
+# None), or `ops` the list of (function, argument) steps since the read.
 
 class _Cell:
     """Where a number came from: a Value, or an element of an Array."""
@@ -92,9 +99,6 @@ class _Cell:
 
     def same(self, other):
         return other is self or (other.raw is self.raw and other.index == self.index)
-
-    def load(self):
-        return self.raw.load() if self.index is None else self.raw.load(self.index)
 
     def store(self, v):
         if self.index is None:
@@ -108,26 +112,12 @@ class _Cell:
         else:
             self.raw.add_delta(self.index, delta)
 
-    def compare_exchange(self, current, new):
+    def update(self, fn):
+        """`fn` applied atomically (a compare-and-swap loop, in Rust)."""
         if self.index is None:
-            return self.raw.compare_exchange(current, new)
-        return self.raw.compare_exchange(self.index, current, new)
-
-    def apply(self, delta, ops):
-        """Applies a pending update atomically: `delta` added, or `ops` (a
-        list of (function, argument)) in a compare-and-swap loop."""
-        if ops is None:
-            self.add(delta)
-            return
-        current = self.load()
-        while True:
-            new = current
-            for fn, arg in ops:
-                new = fn(new, arg)
-            ok, seen = self.compare_exchange(current, new)
-            if ok:
-                return
-            current = seen
+            self.raw.update(fn)
+        else:
+            self.raw.update(self.index, fn)
 
 
 class _DictCell(_Cell):
@@ -136,9 +126,6 @@ class _DictCell(_Cell):
 
     __slots__ = ()
 
-    def load(self):
-        return self.raw.get(self.index)
-
     def store(self, v):
         self.raw.set(self.index, v)
 
@@ -146,14 +133,16 @@ class _DictCell(_Cell):
         if self.raw.add(self.index, delta) is None:
             raise KeyError(self.index)
 
-    def apply(self, delta, ops):
-        if ops is not None:
-            raise _NotAtomic
-        self.add(delta)
+    def update(self, fn):
+        raise _NotAtomic
 
 
 class _NotAtomic(Exception):
     pass
+
+
+def _add(a, b):
+    return a + b
 
 
 _OPS = {
@@ -171,10 +160,10 @@ _OPS = {
 _INT_ONLY = {"and", "or", "xor", "lshift", "rshift"}
 
 
-def _pending(result, cell, delta, ops):
-    p = (_PendingFloat if isinstance(result, float) else _PendingInt)(result)
-    p._p = (cell, delta, ops)  # cleared when stored: a pending update applies once
-    return p
+def _pending(result, p):
+    q = (_PendingFloat if isinstance(result, float) else _PendingInt)(result)
+    q._p = p
+    return q
 
 
 def _number_classes(base):
@@ -182,80 +171,65 @@ def _number_classes(base):
     shared memory, and the result of an in-place operator on one."""
     add, sub = base.__add__, base.__sub__
 
-    def parts(self):
-        """(cell, delta, ops) of the update this number carries so far."""
+    def chain(self):
+        """(record, total, ops) of this number: a fresh chain for a read."""
         p = self.__dict__.get("_p")
-        return p if p is not None else (self._cell, 0, None)
+        return p if p is not None else ([self._cell, 0], 0, None)
 
-    def iadd(self, other):
-        r = add(self, other)
-        if r is NotImplemented:
-            r = base(self) + other
-        cell, delta, ops = parts(self)
-        if ops is None:
-            return _pending(r, cell, delta + other, None)
-        return _pending(r, cell, None, ops + [(_OPS_ADD, other)])
+    def additive(sign):
+        plain = add if sign > 0 else sub
 
-    def isub(self, other):
-        r = sub(self, other)
-        if r is NotImplemented:
-            r = base(self) - other
-        cell, delta, ops = parts(self)
-        if ops is None:
-            return _pending(r, cell, delta - other, None)
-        return _pending(r, cell, None, ops + [(_OPS_ADD, -other)])
+        def method(self, other):
+            r = plain(self, other)
+            if r is NotImplemented:
+                r = base(self) + other if sign > 0 else base(self) - other
+            rec, total, ops = chain(self)
+            step = other if sign > 0 else -other
+            if ops is None:
+                return _pending(r, (rec, total + step, None))
+            return _pending(r, (rec, None, ops + [(_add, step)]))
+        return method
 
-    def make(name):
+    def general(name):
         fn = _OPS[name]
 
         def method(self, other):
             r = fn(base(self), other)
-            cell, delta, ops = parts(self)
-            ops = [(_OPS_ADD, delta)] if ops is None and delta else (ops or [])
-            return _pending(r, cell, None, ops + [(fn, other)])
+            rec, total, ops = chain(self)
+            if ops is None:
+                ops = [(_add, total)] if total else []
+            return _pending(r, (rec, None, ops + [(fn, other)]))
         return method
 
     ns = {
-        "__iadd__": iadd,
-        "__isub__": isub,
+        "__iadd__": additive(+1),
+        "__isub__": additive(-1),
         "__reduce__": lambda self: (base, (base(self),)),
         "__copy__": lambda self: base(self),
         "__deepcopy__": lambda self, memo: base(self),
     }
     for name in _OPS:
         if not (base is float and name in _INT_ONLY):
-            ns[f"__i{name}__"] = make(name)
+            ns[f"__i{name}__"] = general(name)
     pending = type("Pending" + base.__name__.capitalize(), (base,), dict(ns))
 
-    # The common case, `val.value += 1` on a number just read, with nothing
-    # pending yet: as few steps as Python allows.
+    # The common case, `val.value += 1` on a number just read: as few steps
+    # as Python allows.
     def shared_iadd(self, other):
         r = add(self, other)
         if r is NotImplemented:
-            return iadd(self, other)
+            return ns["__iadd__"](self, other)
         q = pending(r)
-        q._p = (self._cell, other, None)
+        q._p = ([self._cell, 0], other, None)
         return q
 
-    def shared_isub(self, other):
-        r = sub(self, other)
-        if r is NotImplemented:
-            return isub(self, other)
-        q = pending(r)
-        q._p = (self._cell, -other, None)
-        return q
-
-    shared_ns = dict(ns, __iadd__=shared_iadd, __isub__=shared_isub)
-    shared = type("Shared" + base.__name__.capitalize(), (base,), shared_ns)
+    shared = type("Shared" + base.__name__.capitalize(), (base,), dict(ns, __iadd__=shared_iadd))
     return shared, pending
-
-
-def _OPS_ADD(a, b):
-    return a + b
 
 
 _SharedInt, _PendingInt = _number_classes(int)
 _SharedFloat, _PendingFloat = _number_classes(float)
+_STORE_LOCK = threading.Lock()
 
 
 def _bound(value, cell):
@@ -266,18 +240,31 @@ def _bound(value, cell):
 
 
 def _store(cell, v):
-    """Stores `v` into `cell`. A Pending number read from this very cell,
-    not stored yet, applies its update there instead, atomically, once."""
+    """Stores `v` into `cell`. A Pending number read from this very cell
+    applies there, atomically, what its chain has not applied yet."""
     t = type(v)
     if t is _PendingInt or t is _PendingFloat:
-        p = v._p
-        if p is not None and p[0].same(cell):
-            v._p = None
-            try:
-                cell.apply(p[1], p[2])
-                return
-            except _NotAtomic:
-                pass
+        rec, total, ops = v._p
+        with _STORE_LOCK:  # one thread at a time settles a chain's record
+            if rec[0].same(cell) and rec[1] is not None:
+                if ops is None:
+                    delta = total - rec[1]
+                    rec[1] = total
+                    if delta:
+                        cell.add(delta)
+                    return
+                if rec[1] == 0:
+                    rec[1] = None  # a general update applies once, whole
+
+                    def fn(x, steps=ops):
+                        for f, arg in steps:
+                            x = f(x, arg)
+                        return x
+                    try:
+                        cell.update(fn)
+                        return
+                    except _NotAtomic:
+                        pass
         v = float(v) if t is _PendingFloat else int(v)
     cell.store(v)
 
@@ -728,7 +715,8 @@ class Dict(_Shared):
     ``str`` holds up to 64 UTF-8 bytes), declared when it is made. It holds
     ``capacity`` entries (up to 8192): the shared map gets twice as many
     slots, since it fills shard by shard. ``d[k] += 1`` on a number is one
-    atomic update of the entry (other in-place operators are plain stores). Iteration and ``repr`` are in key
+    atomic update of the entry (other in-place operators, and ``+=`` on a
+    ``str`` value, are a read and a store, as with ``Manager().dict()``). Iteration and ``repr`` are in key
     order (a shared dict has no insertion order).
 
     With ``name=...`` a Rust program attaches with
