@@ -9,11 +9,29 @@
 //! python_peer lock NAME         Segment<RawMutex> NAME: lock, print clean|poisoned, unlock
 //! python_peer serve NAME        create NAME ([i32; 4] = [1, 2, 3, 4]) and NAME.count (i64),
 //!                               print "ready", wait until count is 3, print the array
+//! python_peer serve-struct NAME create NAME holding a `Stats` struct, print "ready",
+//!                               wait until hits is 3, print its fields
 //! ```
 
 use shmem::sync::park::Os;
 use shmem::sync::raw_mutex::Acquired;
-use shmem::{ArraySegment, RawMutex, Segment};
+use shmem::{ArraySegment, RawMutex, Segment, Shared};
+
+/// A struct a Python program opens by name, from its schema.
+#[derive(Shared, Default)]
+struct Stats {
+    hits: u64,
+    temps: [f32; 3],
+    inner: Inner,
+    #[shared(lock)]
+    log: [u8; 8],
+}
+
+#[derive(Shared, Default)]
+struct Inner {
+    count: i32,
+    on: bool,
+}
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,6 +77,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let values: Vec<i32> = arr.iter().map(|x| x.load()).collect();
             println!("{values:?}");
+        }
+        "serve-struct" => {
+            let stats = Segment::<Stats>::create(name, &Stats::default())?;
+            println!("ready");
+            let start = Instant::now();
+            while stats.hits().load() < 3 {
+                if start.elapsed() > Duration::from_secs(60) {
+                    return Err("Python never counted to 3".into());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let temps: Vec<f32> = stats.temps().iter().map(|t| t.load()).collect();
+            println!(
+                "hits={} temps={temps:?} count={} on={}",
+                stats.hits().load(),
+                stats.inner().count().load(),
+                stats.inner().on().load()
+            );
         }
         other => return Err(format!("unknown command {other:?}").into()),
     }

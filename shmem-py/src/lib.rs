@@ -1242,6 +1242,111 @@ impl RawQueue {
     }
 }
 
+// ---------------------------------------------------------------- structs by schema
+
+use shmem::segment::dynamic::{DynField, DynKind, DynSegment, DynValue};
+
+/// A segment opened from its schema (a `#[derive(Shared)]` struct made by
+/// a Rust program, say): the storage of `shmem.Struct`.
+#[pyclass(module = "shmem._shmem")]
+struct RawStruct {
+    seg: DynSegment,
+}
+
+fn dyn_to_py(py: Python<'_>, v: DynValue) -> PyObject {
+    match v {
+        DynValue::Int(i) => i.into_py(py),
+        DynValue::Float(f) => f.into_py(py),
+        DynValue::Bool(b) => b.into_py(py),
+        DynValue::Char(c) => c.into_py(py),
+    }
+}
+
+/// A Python value for a field of `kind` (integers wrap to its width).
+fn py_to_dyn(kind: DynKind, v: &Bound<'_, PyAny>) -> PyResult<DynValue> {
+    Ok(match kind {
+        DynKind::F32 | DynKind::F64 => DynValue::Float(v.extract()?),
+        DynKind::Bool => DynValue::Bool(v.is_truthy()?),
+        DynKind::Char => DynValue::Char(v.extract()?),
+        _ => match v.extract::<i128>() {
+            Ok(i) => DynValue::Int(i),
+            Err(_) => DynValue::Int(v.call_method1("__mod__", (1u128 << 64,))?.extract::<u64>()? as i128),
+        },
+    })
+}
+
+impl RawStruct {
+    fn field(&self, path: &str) -> PyResult<DynField> {
+        self.seg.field(path).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "segment `{}` ({}) has no scalar field `{path}`",
+                self.seg.name(),
+                self.seg.type_name()
+            ))
+        })
+    }
+}
+
+fn out_of_range(path: &str, i: u64) -> PyErr {
+    pyo3::exceptions::PyIndexError::new_err(format!("`{path}[{i}]` is out of range, or not of that kind"))
+}
+
+#[pymethods]
+impl RawStruct {
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawStruct { seg: options().attach_dyn(name).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.seg.name().to_owned()
+    }
+
+    #[getter]
+    fn type_name(&self) -> String {
+        self.seg.type_name().to_owned()
+    }
+
+    /// The accessible fields: (path, kind, count).
+    fn fields(&self) -> Vec<(String, String, u64)> {
+        self.seg.fields().into_iter().map(|f| (f.path, format!("{:?}", f.kind).to_lowercase(), f.count)).collect()
+    }
+
+    /// Every schema entry: (path, kind, offset, size, count).
+    fn entries(&self) -> Vec<(String, String, u64, u64, u64)> {
+        self.seg.entries().iter().map(|e| (e.path.clone(), e.kind.clone(), e.offset, e.size, e.count)).collect()
+    }
+
+    fn load(&self, py: Python<'_>, path: &str, i: u64) -> PyResult<PyObject> {
+        let f = self.field(path)?;
+        Ok(dyn_to_py(py, self.seg.load(&f, i).ok_or_else(|| out_of_range(path, i))?))
+    }
+
+    fn store(&self, path: &str, i: u64, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let f = self.field(path)?;
+        self.seg.store(&f, i, py_to_dyn(f.kind, v)?).ok_or_else(|| out_of_range(path, i))
+    }
+
+    fn add_delta(&self, path: &str, i: u64, d: &Bound<'_, PyAny>) -> PyResult<()> {
+        let f = self.field(path)?;
+        self.seg.fetch_add(&f, i, py_to_dyn(f.kind, d)?).map(|_| ()).ok_or_else(|| out_of_range(path, i))
+    }
+
+    /// Replaces element `i` of `path` with `f(value)` atomically (a CAS loop).
+    fn update(&self, py: Python<'_>, path: &str, i: u64, fun: &Bound<'_, PyAny>) -> PyResult<()> {
+        let f = self.field(path)?;
+        let mut current = self.seg.load(&f, i).ok_or_else(|| out_of_range(path, i))?;
+        loop {
+            let new = py_to_dyn(f.kind, &fun.call1((dyn_to_py(py, current),))?)?;
+            match self.seg.compare_exchange(&f, i, current, new).ok_or_else(|| out_of_range(path, i))? {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
 /// What segment `name` holds, by its recorded type name (`"i32"`,
 /// `"[f64; 3]"`, `"rawmutex"`, `"event"`, a struct's name).
 #[pyfunction]
@@ -1405,6 +1510,7 @@ fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawQueue>()?;
     m.add_class::<RawSemaphore>()?;
     m.add_class::<RawBarrier>()?;
+    m.add_class::<RawStruct>()?;
     m.add("STR_BYTES", STR_BYTES)?;
     m.add_function(wrap_pyfunction!(type_of, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;

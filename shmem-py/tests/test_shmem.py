@@ -366,6 +366,30 @@ def test_rust_creates_python_attaches():
         p.kill()
 
 
+def test_a_rust_struct_opened_by_name_from_its_schema():
+    name = unique("rust-struct")
+    p = subprocess.Popen([PEER, "serve-struct", name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        s = shmem.attach(name)
+        assert isinstance(s, shmem.Struct) and s.type_name == "Stats"
+        assert dir(s) == ["hits", "inner", "temps"]
+        assert any(path == "log" and kind == "mutex" for path, kind, *_ in s.entries())
+        s.temps[1] = 2.5
+        s.temps[2] += 1.0
+        s.inner.count -= 2
+        s.inner.on = True
+        assert (s.temps[:], s.inner.count, s.inner.on) == ([0.0, 2.5, 1.0], -2, True)
+        with pytest.raises(AttributeError):
+            s.log
+        for _ in range(3):
+            s.hits += 1  # atomic, and the Rust side waits for it
+        out, _ = p.communicate(timeout=60)
+        assert out.strip() == "hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true"
+    finally:
+        p.kill()
+
+
 def test_errors_are_python_exceptions():
     name = unique("errors")
     with pytest.raises(FileNotFoundError):

@@ -51,6 +51,7 @@
 //! attached can still make them fault: shared memory trusts the processes of
 //! its owner's user, as files do.
 
+pub mod dynamic;
 pub mod header;
 pub mod name;
 
@@ -668,6 +669,17 @@ impl Spec {
         }
     }
 
+    /// Whatever `header` describes (for callers that take any layout).
+    pub(crate) fn of_header(header: &Header) -> Spec {
+        Spec {
+            type_name: header.type_name.clone(),
+            schema: header.schema.clone(),
+            fingerprint: header.fingerprint,
+            size: header.data_size,
+            align: header.data_align,
+        }
+    }
+
     /// `[T; len]`, exactly as `<[T; len] as Shared>` describes itself;
     /// [`Error::NoSpace`] for a length whose size does not fit a mapping
     /// (checked before anything multiplies it).
@@ -1121,7 +1133,7 @@ impl<T: Shared> Drop for Segment<T> {
 /// liveness lock turns exclusive only if nobody else holds one (a process
 /// attaching right now waits for it, then finds the name gone and reports
 /// NotFound, or creates anew).
-fn release_name(name: &str, file: &File, map: &MmapRaw) {
+pub(crate) fn release_name(name: &str, file: &File, map: &MmapRaw) {
     // Relaxed (then a fence): the only load std allows on read-only pages.
     let flags = persist_flag(map).load(core::sync::atomic::Ordering::Relaxed);
     core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
@@ -1346,7 +1358,7 @@ fn array_len<T: Shared>(header: &Header) -> usize {
 
 /// The `[T; len]` layout a header should describe, `len` from its size.
 fn array_spec<T: Shared>(header: &Header) -> Result<Spec> {
-    Spec::array::<T>("", array_len::<T>(header))
+    Spec::array::<T>(&header.type_name, array_len::<T>(header))
 }
 
 /// `init` on the `len` twins of a fresh array segment.

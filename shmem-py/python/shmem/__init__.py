@@ -32,7 +32,7 @@ from . import _shmem
 from ._shmem import LayoutMismatch, StaleSegment
 
 __all__ = [
-    "Value", "Array", "Lock", "RLock", "Event", "Semaphore", "Barrier", "Dict", "Queue", "attach", "unlink", "LayoutMismatch", "StaleSegment",
+    "Value", "Array", "Lock", "RLock", "Event", "Semaphore", "Barrier", "Dict", "Queue", "Struct", "attach", "unlink", "LayoutMismatch", "StaleSegment",
 ]
 
 _CTYPES_CODES = {
@@ -900,14 +900,121 @@ def _rebuild_queue(item, capacity, maxsize, ref):
     return Queue(_raw=raw, _maxsize=maxsize)
 
 
+# ---------------------------------------------------------------- structs by schema
+
+class _StructCell(_Cell):
+    """A scalar of a Struct: `index` is (path, element)."""
+
+    __slots__ = ()
+
+    def store(self, v):
+        self.raw.store(self.index[0], self.index[1], v)
+
+    def add(self, delta):
+        self.raw.add_delta(self.index[0], self.index[1], delta)
+
+    def update(self, fn):
+        self.raw.update(self.index[0], self.index[1], fn)
+
+
+def _struct_number(raw, path, i):
+    v = raw.load(path, i)
+    if type(v) in (int, float):
+        return _bound(v, _StructCell(raw, (path, i)))
+    return v  # bool, char: plain values
+
+
+class _StructArray:
+    """An array of scalars inside a Struct: ``s.temps[1] += 0.5`` is atomic."""
+
+    def __init__(self, raw, path, count):
+        self._raw, self._path, self._count = raw, path, count
+
+    def __len__(self):
+        return self._count
+
+    def _index(self, i):
+        if i < 0:
+            i += self._count
+        if not 0 <= i < self._count:
+            raise IndexError("array index out of range")
+        return i
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._raw.load(self._path, j) for j in range(*i.indices(self._count))]
+        return _struct_number(self._raw, self._path, self._index(i))
+
+    def __setitem__(self, i, v):
+        _store(_StructCell(self._raw, (self._path, self._index(i))), v)
+
+    def __iter__(self):
+        return iter(self[:])
+
+    def __repr__(self):
+        return repr(self[:])
+
+
+class Struct:
+    """A segment opened from the schema in its header, whatever made it (a
+    Rust program's ``#[derive(Shared)]`` struct): ``shmem.attach(name)``.
+
+    Scalars are attributes (``s.hits``, ``s.inner.count``), arrays of
+    scalars are sequences (``s.temps[1]``); reads and writes are atomic, and
+    ``s.hits += 1`` is one atomic update. Fields behind locks and containers
+    are listed by ``entries()`` but not accessible yet."""
+
+    def __init__(self, raw, prefix=""):
+        fields = {path: (kind, count) for path, kind, count in raw.fields()}
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "_fields", fields)
+
+    def __getattr__(self, name):
+        path = self._prefix + name
+        field = self._fields.get(path)
+        if field is not None:
+            kind, count = field
+            if count == 1:
+                return _struct_number(self._raw, path, 0)
+            return _StructArray(self._raw, path, count)
+        if any(p.startswith(path + ".") for p in self._fields):
+            return Struct(self._raw, path + ".")
+        raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
+
+    def __setattr__(self, name, v):
+        path = self._prefix + name
+        if path not in self._fields:
+            raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no scalar field `{path}`")
+        _store(_StructCell(self._raw, (path, 0)), v)
+
+    def __dir__(self):
+        n = len(self._prefix)
+        return sorted({p[n:].split(".")[0] for p in self._fields if p.startswith(self._prefix)})
+
+    def entries(self):
+        """The segment's whole schema: (path, kind, offset, size, count)."""
+        return self._raw.entries()
+
+    @property
+    def type_name(self):
+        return self._raw.type_name
+
+    def __repr__(self):
+        shown = {name: getattr(self, name) for name in dir(self)}
+        return f"<shmem.Struct {self._raw.type_name} {shown!r}>"
+
+
 # ---------------------------------------------------------------- by name
 
 def attach(name):
     """Opens named segment ``name``, whatever created it (Python, or a Rust
-    program), from the type recorded in it: a scalar gives a ``Value``
-    (without lock), ``[T; N]`` an ``Array``, a lock a ``Lock``, an event an
-    ``Event``. Raises ``FileNotFoundError`` if there is none, and
-    ``LayoutMismatch`` for a type this module cannot open yet (a struct).
+    program), from the type recorded in it: a scalar gives a ``Value``,
+    ``[T; N]`` an ``Array``, a lock a ``Lock``, an event an ``Event``, a
+    semaphore or barrier likewise, and a struct a ``Struct`` whose scalar
+    fields are attributes. Raises ``FileNotFoundError`` if there is none,
+    and ``LayoutMismatch`` for a type this module cannot open yet (a queue or
+    map by name: open those with ``Queue``/``Dict`` and their types).
     A Value or Array made with ``name=`` gets the lock it was made with."""
     type_name = _shmem.type_of(name)
     if type_name in _RUST_CODES:
@@ -924,6 +1031,8 @@ def attach(name):
         return Semaphore(_raw=_shmem.RawSemaphore.attach(name))
     if type_name == "barrier":
         return Barrier(None, _raw=_shmem.RawBarrier.attach(name))
+    if not type_name.startswith(("[", "Queue<", "Map<")):
+        return Struct(_shmem.RawStruct.attach(name))
     raise LayoutMismatch(f"segment `{name}` holds `{type_name}`, which shmem for Python cannot open yet")
 
 

@@ -1,0 +1,444 @@
+//! Segments opened without their Rust type: fields found by name in the
+//! schema their header carries, read and written atomically.
+//!
+//! What tools and other languages use (the Python package's
+//! `shmem.attach(name)` for a `#[derive(Shared)]` struct): a
+//! [`DynSegment`] maps any valid segment and offers each scalar field (and
+//! each element of an array of scalars) as a [`DynField`] with atomic
+//! `load`, `store`, `fetch_add` and `compare_exchange`, exactly the
+//! operations the typed accessors use, on the same bytes.
+//!
+//! ```
+//! use shmem::{segment::dynamic::DynValue, Segment, SegmentOptions, Shared};
+//!
+//! #[derive(Shared, Default)]
+//! struct Stats {
+//!     hits: u64,
+//!     temps: [f32; 3],
+//! }
+//!
+//! # let name = format!("doc-dyn-{}", std::process::id());
+//! let typed = Segment::create(&name, &Stats::default())?;
+//! let seg = SegmentOptions::new().attach_dyn(&name)?; // no type needed
+//! let hits = seg.field("hits").unwrap();
+//! seg.fetch_add(&hits, 0, DynValue::Int(2));
+//! assert_eq!(typed.hits().load(), 2);
+//! let temps = seg.field("temps").unwrap();
+//! seg.store(&temps, 1, DynValue::Float(21.5));
+//! assert_eq!(typed.temps()[1].load(), 21.5);
+//! # Ok::<(), shmem::Error>(())
+//! ```
+//!
+//! The schema comes from the file, so a hostile file may describe fields
+//! that overlap or lie about kinds: every access is still an atomic of the
+//! named size, in bounds and aligned, on the mapping (never undefined
+//! behaviour), though the values read may be nonsense.
+
+use super::{Parts, Spec};
+use crate::error::Result;
+use crate::layout::SchemaEntry;
+use crate::sync::atomic::Atomic;
+use crate::sync::liveness::Member;
+use memmap2::MmapRaw;
+use std::fs::File;
+
+/// The scalar kinds a [`DynField`] can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs, reason = "each is the Rust type of the same name")]
+pub enum DynKind {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F32,
+    F64,
+    Bool,
+    Char,
+}
+
+impl DynKind {
+    /// The kind a schema entry names (`"u64"`, `"f32"`, `"bool"`, ...).
+    pub fn parse(kind: &str) -> Option<DynKind> {
+        Some(match kind {
+            "i8" => DynKind::I8,
+            "u8" => DynKind::U8,
+            "i16" => DynKind::I16,
+            "u16" => DynKind::U16,
+            "i32" => DynKind::I32,
+            "u32" => DynKind::U32,
+            "i64" | "isize" => DynKind::I64,
+            "u64" | "usize" => DynKind::U64,
+            "f32" => DynKind::F32,
+            "f64" => DynKind::F64,
+            "bool" => DynKind::Bool,
+            "char" => DynKind::Char,
+            _ => return None,
+        })
+    }
+
+    /// The size in bytes of one value.
+    pub fn size(self) -> u64 {
+        match self {
+            DynKind::I8 | DynKind::U8 | DynKind::Bool => 1,
+            DynKind::I16 | DynKind::U16 => 2,
+            DynKind::I32 | DynKind::U32 | DynKind::F32 | DynKind::Char => 4,
+            DynKind::I64 | DynKind::U64 | DynKind::F64 => 8,
+        }
+    }
+}
+
+/// A value read from or written to a [`DynField`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DynValue {
+    /// Any integer kind (stores wrap to the field's width).
+    Int(i128),
+    /// `f32` or `f64`.
+    Float(f64),
+    /// `bool`.
+    Bool(bool),
+    /// `char`.
+    Char(char),
+}
+
+/// A scalar field, or an array of scalars, found in a segment's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynField {
+    /// Its dotted path (`hits`, `inner.x`).
+    pub path: String,
+    /// What each element holds.
+    pub kind: DynKind,
+    /// Byte offset of element 0 in the data.
+    pub offset: u64,
+    /// Number of elements (1 for a single value).
+    pub count: u64,
+}
+
+/// A segment opened from its schema, without its Rust type. See the
+/// [module docs](self).
+pub struct DynSegment {
+    _member: Member,
+    name: String,
+    file: File,
+    map: MmapRaw,
+    header: super::Header,
+    opener: u32,
+}
+
+impl super::SegmentOptions {
+    /// Attaches to segment `name` whatever type it holds (checks as
+    /// [`attach`](Self::attach) does, less the layout), for access to its
+    /// fields by name. See [`dynamic`](self::super::dynamic).
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach), less [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).
+    pub fn attach_dyn(&self, name: &str) -> Result<DynSegment> {
+        let parts = self.attach_named_parts(name, |h| Ok(Spec::of_header(h)), false)?;
+        Ok(DynSegment::from_parts(parts))
+    }
+}
+
+impl DynSegment {
+    fn from_parts(p: Parts) -> DynSegment {
+        DynSegment {
+            _member: p.member,
+            name: p.name,
+            file: p.file,
+            map: p.map,
+            header: p.header,
+            opener: std::process::id(),
+        }
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The type name recorded in the segment.
+    pub fn type_name(&self) -> &str {
+        &self.header.type_name
+    }
+
+    /// Every entry of the segment's schema (fields, nested structs, locks,
+    /// containers), in field order.
+    pub fn entries(&self) -> &[SchemaEntry] {
+        &self.header.schema.entries
+    }
+
+    /// The scalar fields and arrays of scalars this handle can access (not
+    /// those inside arrays of structs, behind locks, or in containers).
+    pub fn fields(&self) -> Vec<DynField> {
+        self.entries().iter().filter_map(Self::to_field).collect()
+    }
+
+    /// The field at `path`, if it is a scalar or an array of scalars.
+    pub fn field(&self, path: &str) -> Option<DynField> {
+        self.entries().iter().find(|e| e.path == path).and_then(Self::to_field)
+    }
+
+    fn to_field(e: &SchemaEntry) -> Option<DynField> {
+        let kind = DynKind::parse(&e.kind)?;
+        if e.path.contains("[]") || e.count == 0 || e.size != kind.size().checked_mul(e.count)? {
+            return None;
+        }
+        Some(DynField { path: e.path.clone(), kind, offset: e.offset, count: e.count })
+    }
+
+    /// The address of element `i` of `f`, if it is in bounds and aligned.
+    fn addr(&self, f: &DynField, i: u64) -> Option<*mut u8> {
+        let h = &self.header;
+        let size = f.kind.size();
+        let rel = f.offset.checked_add(i.checked_mul(size)?)?;
+        if i >= f.count || rel.checked_add(size)? > h.data_size {
+            return None;
+        }
+        let at = h.data_offset.checked_add(rel)?;
+        if at % size != 0 {
+            return None;
+        }
+        Some(self.map.as_mut_ptr().wrapping_add(at as usize))
+    }
+
+    /// Reads element `i` of `f` (one atomic load). `None` if out of range.
+    pub fn load(&self, f: &DynField, i: u64) -> Option<DynValue> {
+        let p = self.addr(f, i)?;
+        Some(with_kind!(f.kind, p, a => to_value(a.load())))
+    }
+
+    /// Writes element `i` of `f` (one atomic store; an integer wraps to the
+    /// field's width). `None` if out of range or of another kind.
+    pub fn store(&self, f: &DynField, i: u64, v: DynValue) -> Option<()> {
+        let p = self.addr(f, i)?;
+        with_kind!(f.kind, p, a => a.store(from_value(v)?));
+        Some(())
+    }
+
+    /// Adds `v` to element `i` of `f` atomically (wrapping for integers);
+    /// returns the previous value. `None` for a `bool` or `char` field, out
+    /// of range, or a value of another kind.
+    pub fn fetch_add(&self, f: &DynField, i: u64, v: DynValue) -> Option<DynValue> {
+        let p = self.addr(f, i)?;
+        macro_rules! add {
+            ($t:ty) => {{
+                // SAFETY: see `atomic_at`.
+                let a = unsafe { atomic_at::<$t>(p) };
+                to_value(a.fetch_add(from_value(v)?))
+            }};
+        }
+        Some(match f.kind {
+            DynKind::I8 => add!(i8),
+            DynKind::U8 => add!(u8),
+            DynKind::I16 => add!(i16),
+            DynKind::U16 => add!(u16),
+            DynKind::I32 => add!(i32),
+            DynKind::U32 => add!(u32),
+            DynKind::I64 => add!(i64),
+            DynKind::U64 => add!(u64),
+            DynKind::F32 => add!(f32),
+            DynKind::F64 => add!(f64),
+            DynKind::Bool | DynKind::Char => return None,
+        })
+    }
+
+    /// Compare-and-swap on element `i` of `f`: `Ok(previous)` if it held
+    /// `current` (bit for bit) and now holds `new`, else `Err(seen)`.
+    /// `None` if out of range or of another kind.
+    pub fn compare_exchange(
+        &self,
+        f: &DynField,
+        i: u64,
+        current: DynValue,
+        new: DynValue,
+    ) -> Option<Result<DynValue, DynValue>> {
+        let p = self.addr(f, i)?;
+        Some(with_kind!(f.kind, p, a => match a.compare_exchange(from_value(current)?, from_value(new)?) {
+            Ok(v) => Ok(to_value(v)),
+            Err(v) => Err(to_value(v)),
+        }))
+    }
+}
+
+/// The atomic of type `T` at `p`.
+///
+/// # Safety
+/// `p` must come from [`DynSegment::addr`] for a field of `T`'s size on a
+/// live handle: in bounds of the mapping, aligned to the size (which is
+/// the alignment of every scalar atomic), and the reference must not
+/// outlive the handle. Every bit pattern is a valid `Atomic<T>` (its
+/// `from_bits` is total), and every access to the data is atomic.
+unsafe fn atomic_at<'a, T: crate::sync::atomic::Scalar>(p: *mut u8) -> &'a Atomic<T> {
+    // SAFETY: the caller's contract.
+    unsafe { &*p.cast::<Atomic<T>>() }
+}
+
+/// Runs `$body` with `$a` the atomic of `$kind` at `$p`.
+macro_rules! with_kind {
+    ($kind:expr, $p:expr, $a:ident => $body:expr) => {
+        match $kind {
+            DynKind::I8 => {
+                // SAFETY: `$p` is from `addr` for a 1-byte field (see `atomic_at`).
+                let $a = unsafe { atomic_at::<i8>($p) };
+                $body
+            }
+            DynKind::U8 => {
+                // SAFETY: as above.
+                let $a = unsafe { atomic_at::<u8>($p) };
+                $body
+            }
+            DynKind::I16 => {
+                // SAFETY: as above, 2 bytes.
+                let $a = unsafe { atomic_at::<i16>($p) };
+                $body
+            }
+            DynKind::U16 => {
+                // SAFETY: as above, 2 bytes.
+                let $a = unsafe { atomic_at::<u16>($p) };
+                $body
+            }
+            DynKind::I32 => {
+                // SAFETY: as above, 4 bytes.
+                let $a = unsafe { atomic_at::<i32>($p) };
+                $body
+            }
+            DynKind::U32 => {
+                // SAFETY: as above, 4 bytes.
+                let $a = unsafe { atomic_at::<u32>($p) };
+                $body
+            }
+            DynKind::I64 => {
+                // SAFETY: as above, 8 bytes.
+                let $a = unsafe { atomic_at::<i64>($p) };
+                $body
+            }
+            DynKind::U64 => {
+                // SAFETY: as above, 8 bytes.
+                let $a = unsafe { atomic_at::<u64>($p) };
+                $body
+            }
+            DynKind::F32 => {
+                // SAFETY: as above, 4 bytes.
+                let $a = unsafe { atomic_at::<f32>($p) };
+                $body
+            }
+            DynKind::F64 => {
+                // SAFETY: as above, 8 bytes.
+                let $a = unsafe { atomic_at::<f64>($p) };
+                $body
+            }
+            DynKind::Bool => {
+                // SAFETY: as above, 1 byte.
+                let $a = unsafe { atomic_at::<bool>($p) };
+                $body
+            }
+            DynKind::Char => {
+                // SAFETY: as above, 4 bytes.
+                let $a = unsafe { atomic_at::<char>($p) };
+                $body
+            }
+        }
+    };
+}
+use with_kind;
+
+/// A scalar as a [`DynValue`].
+trait ToDyn {
+    fn to_dyn(self) -> DynValue;
+    fn from_dyn(v: DynValue) -> Option<Self>
+    where
+        Self: Sized;
+}
+
+macro_rules! int_dyn {
+    ($($t:ty),*) => {$(
+        impl ToDyn for $t {
+            fn to_dyn(self) -> DynValue { DynValue::Int(self as i128) }
+            fn from_dyn(v: DynValue) -> Option<Self> {
+                match v { DynValue::Int(i) => Some(i as $t), _ => None }
+            }
+        }
+    )*};
+}
+int_dyn!(i8, u8, i16, u16, i32, u32, i64, u64);
+
+impl ToDyn for f32 {
+    fn to_dyn(self) -> DynValue {
+        DynValue::Float(f64::from(self))
+    }
+    fn from_dyn(v: DynValue) -> Option<Self> {
+        match v {
+            DynValue::Float(f) => Some(f as f32),
+            DynValue::Int(i) => Some(i as f32),
+            _ => None,
+        }
+    }
+}
+
+impl ToDyn for f64 {
+    fn to_dyn(self) -> DynValue {
+        DynValue::Float(self)
+    }
+    fn from_dyn(v: DynValue) -> Option<Self> {
+        match v {
+            DynValue::Float(f) => Some(f),
+            DynValue::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl ToDyn for bool {
+    fn to_dyn(self) -> DynValue {
+        DynValue::Bool(self)
+    }
+    fn from_dyn(v: DynValue) -> Option<Self> {
+        match v {
+            DynValue::Bool(b) => Some(b),
+            DynValue::Int(i) => Some(i != 0),
+            _ => None,
+        }
+    }
+}
+
+impl ToDyn for char {
+    fn to_dyn(self) -> DynValue {
+        DynValue::Char(self)
+    }
+    fn from_dyn(v: DynValue) -> Option<Self> {
+        match v {
+            DynValue::Char(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+fn to_value<T: ToDyn>(v: T) -> DynValue {
+    v.to_dyn()
+}
+
+fn from_value<T: ToDyn>(v: DynValue) -> Option<T> {
+    T::from_dyn(v)
+}
+
+impl Drop for DynSegment {
+    fn drop(&mut self) {
+        if std::process::id() == self.opener {
+            super::release_name(&self.name, &self.file, &self.map);
+        }
+    }
+}
+
+impl std::fmt::Debug for DynSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynSegment").field("name", &self.name).field("type", &self.header.type_name).finish()
+    }
+}
+
+// SAFETY: the handle owns its file and mapping; all access to the data is
+// through atomics (`atomic_at`), which are Sync.
+unsafe impl Send for DynSegment {}
+// SAFETY: as for Send.
+unsafe impl Sync for DynSegment {}
