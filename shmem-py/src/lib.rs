@@ -1347,6 +1347,77 @@ impl RawStruct {
     }
 }
 
+/// The notification side of a `shmem.Condition` (its lock is a `RawLock`).
+#[pyclass(module = "shmem._shmem")]
+struct RawCondvar {
+    seg: Segment<shmem::Condvar>,
+}
+
+#[pymethods]
+impl RawCondvar {
+    #[new]
+    #[pyo3(signature = (name=None))]
+    fn new(name: Option<&str>) -> PyResult<Self> {
+        let seg = match name {
+            Some(n) => options().create(n, &shmem::Condvar::new()),
+            None => options().create_anonymous(&shmem::Condvar::new()),
+        }
+        .map_err(to_py)?;
+        Ok(RawCondvar { seg })
+    }
+
+    #[staticmethod]
+    fn attach(name: &str) -> PyResult<Self> {
+        Ok(RawCondvar { seg: Segment::attach(name).map_err(to_py)? })
+    }
+
+    #[staticmethod]
+    fn attach_fd(fd: i32) -> PyResult<Self> {
+        with_fd(fd, |fd| Ok(RawCondvar { seg: options().attach_fd(fd).map_err(to_py)? }))
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+    }
+
+    fn sequence(&self) -> u32 {
+        self.seg.sequence()
+    }
+
+    /// Waits for a notification after `seq` (None: no time limit); whether
+    /// one came. Releases the GIL; Ctrl-C interrupts it.
+    #[pyo3(signature = (seq, timeout=None))]
+    fn wait_change(&self, py: Python<'_>, seq: u32, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline_of(timeout)?;
+        loop {
+            let slice = slice_until(deadline);
+            let seg = &self.seg;
+            if py.allow_threads(|| seg.wait_change(seq, slice)) {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn notify(&self, n: usize) {
+        for _ in 0..n {
+            self.seg.notify_one();
+        }
+    }
+
+    fn notify_all(&self) {
+        self.seg.notify_all()
+    }
+
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+    }
+}
+
 /// What segment `name` holds, by its recorded type name (`"i32"`,
 /// `"[f64; 3]"`, `"rawmutex"`, `"event"`, a struct's name).
 #[pyfunction]
@@ -1511,6 +1582,7 @@ fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawSemaphore>()?;
     m.add_class::<RawBarrier>()?;
     m.add_class::<RawStruct>()?;
+    m.add_class::<RawCondvar>()?;
     m.add("STR_BYTES", STR_BYTES)?;
     m.add_function(wrap_pyfunction!(type_of, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;

@@ -314,6 +314,37 @@ def test_event_across_processes(method):
     assert not ev.is_set()
 
 
+def consume_when_ready(cond, items, taken):
+    with cond:
+        assert cond.wait_for(lambda: items.value > 0, timeout=60)
+        items.value -= 1
+        taken.value += 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_condition_across_processes(method):
+    ctx = mp.get_context(method)
+    cond = shmem.Condition()
+    items, taken = shmem.Value("i", 0), shmem.Value("i", 0)
+    procs = [ctx.Process(target=consume_when_ready, args=(cond, items, taken)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for _ in range(3):
+        time.sleep(0.05)
+        with cond:
+            items.value += 1
+            cond.notify()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert (items.value, taken.value) == (0, 3)
+    with cond:
+        assert not cond.wait(0.05)  # no notification: times out, holding the lock again
+        assert cond._lock._owner is not None
+    with pytest.raises(RuntimeError):
+        cond.wait(0.01)
+
+
 def test_ctrl_c_interrupts_a_blocking_wait():
     code = (
         "import shmem, sys\n"

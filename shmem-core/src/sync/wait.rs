@@ -429,6 +429,36 @@ impl Condvar {
         Ok((guard, false))
     }
 
+    /// The notification count: for waiting on a condition variable without
+    /// a [`Mutex`] guard (a lock driven from another language). Read it
+    /// while holding the lock, release the lock, then
+    /// [`wait_change`](Self::wait_change) from it and take the lock again.
+    pub fn sequence(&self) -> u32 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until a notification after [`sequence`](Self::sequence)
+    /// returned `seq`, or `timeout` passes (at most 100 ms at a time, so a
+    /// spurious return is possible): whether a notification came.
+    ///
+    /// ```
+    /// use shmem::{Condvar, Segment};
+    /// use std::time::Duration;
+    /// let cv = Segment::<Condvar>::create_anonymous(&Condvar::new())?;
+    /// let seq = cv.sequence();
+    /// assert!(!cv.wait_change(seq, Duration::from_millis(5)));
+    /// cv.notify_all();
+    /// assert!(cv.wait_change(seq, Duration::from_millis(5)));
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    pub fn wait_change(&self, seq: u32, timeout: Duration) -> bool {
+        if self.seq.load(Ordering::Acquire) != seq {
+            return true;
+        }
+        Os::wait(self.seq.as_ptr(), seq, Some(timeout.min(RECHECK)));
+        self.seq.load(Ordering::Acquire) != seq
+    }
+
     /// Wakes one waiter.
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Release);

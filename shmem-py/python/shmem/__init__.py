@@ -32,7 +32,7 @@ from . import _shmem
 from ._shmem import LayoutMismatch, StaleSegment
 
 __all__ = [
-    "Value", "Array", "Lock", "RLock", "Event", "Semaphore", "Barrier", "Dict", "Queue", "Struct", "attach", "unlink", "LayoutMismatch", "StaleSegment",
+    "Value", "Array", "Lock", "RLock", "Condition", "Event", "Semaphore", "Barrier", "Dict", "Queue", "Struct", "attach", "unlink", "LayoutMismatch", "StaleSegment",
 ]
 
 _CTYPES_CODES = {
@@ -421,6 +421,83 @@ class Event(_Shared):
 
 def _rebuild_event(ref):
     return Event(_raw=_open(_shmem.RawEvent.attach, _shmem.RawEvent.attach_fd, ref))
+
+
+class Condition(_Shared):
+    """``multiprocessing.Condition(lock=None)`` on shared memory: a
+    condition variable with its lock (an ``RLock`` unless one is given)."""
+
+    def __init__(self, lock=None, *, name=None, _raw=None):
+        if _raw is not None:
+            self._raw, self._lock = _raw, lock
+            return
+        self._lock = lock if lock is not None else RLock(name=None if name is None else name + ".lock")
+        self._raw = _shmem.RawCondvar(name)
+
+    def acquire(self, block=True, timeout=None):
+        return self._lock.acquire(block, timeout)
+
+    def release(self):
+        self._lock.release()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+    def wait(self, timeout=None):
+        """Releases the lock, waits for a notification (or the timeout),
+        takes the lock again; whether it was notified."""
+        lock = self._lock
+        if isinstance(lock, RLock):
+            if lock._owner != RLock._me():
+                raise RuntimeError("cannot wait on un-acquired lock")
+            count = lock._count
+            seq = self._raw.sequence()
+            lock._owner, lock._count = None, 0
+            Lock.release(lock)
+        else:
+            seq = self._raw.sequence()
+            lock.release()
+        try:
+            return self._raw.wait_change(seq, timeout)
+        finally:
+            if isinstance(lock, RLock):
+                Lock.acquire(lock)
+                lock._owner, lock._count = RLock._me(), count
+            else:
+                lock.acquire()
+
+    def wait_for(self, predicate, timeout=None):
+        """Waits until ``predicate()`` is true (or the timeout); its last value."""
+        import time as _time
+
+        end = None if timeout is None else _time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            remaining = None if end is None else end - _time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self.wait(remaining)
+            result = predicate()
+        return result
+
+    def notify(self, n=1):
+        self._raw.notify(n)
+
+    def notify_all(self):
+        self._raw.notify_all()
+
+    def __reduce__(self):
+        return (_rebuild_condition, (self._ref(), self._lock))
+
+    def __repr__(self):
+        return "<shmem.Condition>"
+
+
+def _rebuild_condition(ref, lock):
+    return Condition(lock, _raw=_open(_shmem.RawCondvar.attach, _shmem.RawCondvar.attach_fd, ref))
 
 
 class Semaphore(_Shared):
