@@ -89,11 +89,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let temps: Vec<f32> = stats.temps().iter().map(|t| t.load()).collect();
+            let (log, poisoned) = match stats.log().lock() {
+                Ok(g) => (*g, false),
+                Err(p) => (*p.into_inner(), true),
+            };
             println!(
-                "hits={} temps={temps:?} count={} on={}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned}",
                 stats.hits().load(),
                 stats.inner().count().load(),
-                stats.inner().on().load()
+                stats.inner().on().load(),
+                String::from_utf8_lossy(&log),
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

@@ -1287,6 +1287,18 @@ impl RawStruct {
     }
 }
 
+impl RawStruct {
+    fn locked(&self, path: &str) -> PyResult<shmem::segment::dynamic::DynLocked> {
+        self.seg.locked_field(path).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "segment `{}` ({}) has no #[shared(lock)] field `{path}`",
+                self.seg.name(),
+                self.seg.type_name()
+            ))
+        })
+    }
+}
+
 fn out_of_range(path: &str, i: u64) -> PyErr {
     pyo3::exceptions::PyIndexError::new_err(format!("`{path}[{i}]` is out of range, or not of that kind"))
 }
@@ -1331,6 +1343,65 @@ impl RawStruct {
     fn add_delta(&self, path: &str, i: u64, d: &Bound<'_, PyAny>) -> PyResult<()> {
         let f = self.field(path)?;
         self.seg.fetch_add(&f, i, py_to_dyn(f.kind, d)?).map(|_| ()).ok_or_else(|| out_of_range(path, i))
+    }
+
+    /// The `#[shared(lock)]` fields: (path, value type, value size).
+    fn locked_fields(&self) -> Vec<(String, String, u64)> {
+        self.seg.locked_fields().into_iter().map(|f| (f.path, f.value_type, f.value_size)).collect()
+    }
+
+    /// Takes the lock of locked field `path`: whether its value is poisoned
+    /// (a holder died in the middle), or None if `timeout` passed. Releases
+    /// the GIL while waiting; Ctrl-C interrupts it.
+    #[pyo3(signature = (path, timeout=None))]
+    fn lock(&self, py: Python<'_>, path: &str, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        let f = self.locked(path)?;
+        let deadline = deadline_of(timeout)?;
+        loop {
+            let slice = slice_until(deadline);
+            let (seg, f) = (&self.seg, &f);
+            if let Some(poisoned) = py.allow_threads(|| seg.lock_within(f, Some(slice))) {
+                return Ok(Some(poisoned));
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Releases the lock of locked field `path`; RuntimeError if this
+    /// process does not hold it.
+    fn unlock(&self, path: &str) -> PyResult<()> {
+        let f = self.locked(path)?;
+        // SAFETY: this process opened the segment without its Rust type:
+        // it holds no typed `MutexGuard` on this field.
+        if unsafe { self.seg.unlock(&f) } {
+            Ok(())
+        } else {
+            Err(pyo3::exceptions::PyRuntimeError::new_err("release unlocked lock"))
+        }
+    }
+
+    /// The bytes of locked field `path`'s value (hold its lock).
+    fn read_value<'py>(&self, py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let f = self.locked(path)?;
+        Ok(pyo3::types::PyBytes::new_bound(py, &self.seg.read_value(&f)))
+    }
+
+    /// Writes the bytes of locked field `path`'s value (hold its lock).
+    fn write_value(&self, path: &str, bytes: &[u8]) -> PyResult<()> {
+        let f = self.locked(path)?;
+        self.seg
+            .write_value(&f, bytes)
+            .ok_or_else(|| PyValueError::new_err(format!("`{path}` holds {} bytes, not {}", f.value_size, bytes.len())))
+    }
+
+    /// Marks locked field `path`'s value as repaired.
+    fn clear_poison(&self, path: &str) -> PyResult<()> {
+        let f = self.locked(path)?;
+        self.seg.clear_poison(&f);
+        Ok(())
     }
 
     /// Replaces element `i` of `path` with `f(value)` atomically (a CAS loop).

@@ -397,6 +397,13 @@ def test_rust_creates_python_attaches():
         p.kill()
 
 
+def hold_field_and_die(name):
+    s = shmem.attach(name)
+    with s.locked("log") as buf:
+        buf[:] = b"half...."
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def test_a_rust_struct_opened_by_name_from_its_schema():
     name = unique("rust-struct")
     p = subprocess.Popen([PEER, "serve-struct", name], stdout=subprocess.PIPE, text=True)
@@ -411,12 +418,25 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         s.inner.count -= 2
         s.inner.on = True
         assert (s.temps[:], s.inner.count, s.inner.on) == ([0.0, 2.5, 1.0], -2, True)
-        with pytest.raises(AttributeError):
+        with pytest.raises(AttributeError, match="behind a lock"):
             s.log
+        # A Python process killed holding the field's lock: the next holder
+        # gets it, told that the value may be half-written.
+        ctx = mp.get_context("fork")
+        killed = ctx.Process(target=hold_field_and_die, args=(name,))
+        killed.start()
+        killed.join(30)
+        assert killed.exitcode == -signal.SIGKILL
+        cm = s.locked("log", timeout=30)
+        with cm as buf:
+            assert cm.poisoned and len(buf) == 8
+            buf[:] = b"repaired"
+            cm.clear_poison()
         for _ in range(3):
             s.hits += 1  # atomic, and the Rust side waits for it
         out, _ = p.communicate(timeout=60)
-        assert out.strip() == "hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true"
+        assert out.strip() == 'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false'
+
     finally:
         p.kill()
 

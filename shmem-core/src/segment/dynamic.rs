@@ -117,6 +117,20 @@ pub struct DynField {
     pub count: u64,
 }
 
+/// A `#[shared(lock)]` field found in a segment's schema: its lock, its
+/// poison flag and the bytes of its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynLocked {
+    /// Its dotted path.
+    pub path: String,
+    /// The value's type, as its definition spells it (`[u8; 16]`, `Config`).
+    pub value_type: String,
+    /// The value's size in bytes.
+    pub value_size: u64,
+    lock_offset: u64,
+    value_offset: u64,
+}
+
 /// A segment opened from its schema, without its Rust type. See the
 /// [module docs](self).
 pub struct DynSegment {
@@ -186,6 +200,114 @@ impl DynSegment {
             return None;
         }
         Some(DynField { path: e.path.clone(), kind, offset: e.offset, count: e.count })
+    }
+
+    /// The `#[shared(lock)]` fields (a mutex and its value).
+    pub fn locked_fields(&self) -> Vec<DynLocked> {
+        self.entries().iter().filter(|e| e.kind == "mutex").filter_map(|e| self.locked_field(&e.path)).collect()
+    }
+
+    /// The `#[shared(lock)]` field at `path`.
+    pub fn locked_field(&self, path: &str) -> Option<DynLocked> {
+        let lock = self.entries().iter().find(|e| e.path == path && e.kind == "mutex")?;
+        let value_path = format!("{path}.value");
+        let value = self.entries().iter().find(|e| e.path == value_path)?;
+        let h = &self.header;
+        // The lock word (8 bytes) and the poison flag (4 more) must lie in
+        // the data, aligned; the value too.
+        let lock_end = lock.offset.checked_add(12)?;
+        let value_end = value.offset.checked_add(value.size)?;
+        if lock_end > h.data_size || value_end > h.data_size || !(h.data_offset + lock.offset).is_multiple_of(8) {
+            return None;
+        }
+        Some(DynLocked {
+            path: path.to_owned(),
+            value_type: value.kind.clone(),
+            value_size: value.size,
+            lock_offset: lock.offset,
+            value_offset: value.offset,
+        })
+    }
+
+    fn at(&self, offset: u64) -> *mut u8 {
+        self.map.as_mut_ptr().wrapping_add((self.header.data_offset + offset) as usize)
+    }
+
+    /// The lock of `f`.
+    fn raw_lock(&self, f: &DynLocked) -> &crate::sync::raw_mutex::RawMutex {
+        // SAFETY: `locked_field` checked that the 8-byte lock word lies in
+        // the data and is 8-aligned; `RawMutex` is a `repr(C)` atomic word
+        // valid for every bit pattern (an impossible word is taken over as
+        // poison), and the mapping lives as long as `&self`.
+        unsafe { &*self.at(f.lock_offset).cast::<crate::sync::raw_mutex::RawMutex>() }
+    }
+
+    /// The poison flag of `f` (right after the lock word, as in `Mutex`).
+    fn poison(&self, f: &DynLocked) -> &core::sync::atomic::AtomicU32 {
+        // SAFETY: 4 bytes at lock + 8, checked in bounds by `locked_field`,
+        // 4-aligned (the lock word is 8-aligned); an atomic, valid for any bits.
+        unsafe { &*self.at(f.lock_offset + crate::sync::mutex::POISON_OFFSET).cast::<core::sync::atomic::AtomicU32>() }
+    }
+
+    /// Takes `f`'s lock as `Mutex::lock` does (a dead holder's lock is
+    /// taken over, and the value marked poisoned), waiting at most
+    /// `timeout` (`None`: as long as needed). `Some(poisoned)`, or `None`
+    /// if it timed out.
+    pub fn lock_within(&self, f: &DynLocked, timeout: Option<std::time::Duration>) -> Option<bool> {
+        use crate::sync::park::Os;
+        use crate::sync::raw_mutex::Acquired;
+        let raw = self.raw_lock(f);
+        let acquired = match timeout {
+            None => raw.lock_report::<Os>(),
+            Some(t) => raw.lock_within::<Os>(t)?,
+        };
+        if acquired == Acquired::OwnerDied {
+            self.poison(f).store(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        Some(self.poison(f).load(core::sync::atomic::Ordering::Relaxed) != 0)
+    }
+
+    /// Releases `f`'s lock if this process holds it; whether it did.
+    ///
+    /// # Safety
+    /// No guard of a typed handle (`MutexGuard`) on this same field may be
+    /// alive in this process (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
+    pub unsafe fn unlock(&self, f: &DynLocked) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { self.raw_lock(f).unlock_if_mine() }
+    }
+
+    /// Clears `f`'s poison flag (after repairing its value).
+    pub fn clear_poison(&self, f: &DynLocked) {
+        self.poison(f).store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A copy of `f`'s value bytes, read with single-byte atomic loads
+    /// (never a data race; consistent while this process holds the lock).
+    pub fn read_value(&self, f: &DynLocked) -> Vec<u8> {
+        (0..f.value_size)
+            .map(|i| {
+                // SAFETY: `locked_field` checked the value's bytes lie in the
+                // data; a byte is always aligned; atomics are valid for any bits.
+                let b = unsafe { &*self.at(f.value_offset + i).cast::<core::sync::atomic::AtomicU8>() };
+                b.load(core::sync::atomic::Ordering::Relaxed)
+            })
+            .collect()
+    }
+
+    /// Writes `bytes` (exactly the value's size) as `f`'s value, with
+    /// single-byte atomic stores; hold the lock while doing it. `None` for
+    /// another size.
+    pub fn write_value(&self, f: &DynLocked, bytes: &[u8]) -> Option<()> {
+        if bytes.len() as u64 != f.value_size {
+            return None;
+        }
+        for (i, byte) in bytes.iter().enumerate() {
+            // SAFETY: as in `read_value`.
+            let b = unsafe { &*self.at(f.value_offset + i as u64).cast::<core::sync::atomic::AtomicU8>() };
+            b.store(*byte, core::sync::atomic::Ordering::Relaxed);
+        }
+        Some(())
     }
 
     /// The address of element `i` of `f`, if it is in bounds and aligned.

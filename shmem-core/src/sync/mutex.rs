@@ -69,6 +69,11 @@ pub struct Mutex<T> {
     pub(crate) value: UnsafeCell<T>,
 }
 
+/// Where the poison flag sits in every `Mutex<T>` (after the lock word,
+/// before the value, whatever `T`): for readers that know only the schema.
+pub(crate) const POISON_OFFSET: u64 = core::mem::offset_of!(Mutex<u8>, poisoned) as u64;
+const _: () = assert!(POISON_OFFSET == core::mem::offset_of!(Mutex<[u64; 4]>, poisoned) as u64);
+
 // SAFETY: the value is only reached through a guard, which exists only while
 // the lock is held; `T: Send` (as for `std::sync::Mutex`) because the value
 // is handed from thread to thread (`Pod` alone admits raw pointers).

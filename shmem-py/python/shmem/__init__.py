@@ -1032,14 +1032,45 @@ class _StructArray:
         return repr(self[:])
 
 
+class _LockedValue:
+    """``with s.locked("log") as buf:``: the field's lock held for the
+    block, and its value as a bytearray, written back when the block ends
+    (unless it raised). ``poisoned`` says whether a holder died in the
+    middle of an update (``clear_poison()`` once repaired)."""
+
+    def __init__(self, raw, path, timeout):
+        self._raw, self._path, self._timeout = raw, path, timeout
+        self.poisoned = False
+
+    def __enter__(self):
+        got = self._raw.lock(self._path, self._timeout)
+        if got is None:
+            raise TimeoutError(f"the lock of `{self._path}` was not free within {self._timeout} s")
+        self.poisoned = got
+        self._buf = bytearray(self._raw.read_value(self._path))
+        return self._buf
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self._raw.write_value(self._path, bytes(self._buf))
+        finally:
+            self._raw.unlock(self._path)
+
+    def clear_poison(self):
+        self._raw.clear_poison(self._path)
+        self.poisoned = False
+
+
 class Struct:
     """A segment opened from the schema in its header, whatever made it (a
     Rust program's ``#[derive(Shared)]`` struct): ``shmem.attach(name)``.
 
     Scalars are attributes (``s.hits``, ``s.inner.count``), arrays of
     scalars are sequences (``s.temps[1]``); reads and writes are atomic, and
-    ``s.hits += 1`` is one atomic update. Fields behind locks and containers
-    are listed by ``entries()`` but not accessible yet."""
+    ``s.hits += 1`` is one atomic update. A ``#[shared(lock)]`` field is
+    reached through its lock: ``with s.locked("log") as buf:`` (its bytes).
+    Containers inside a struct are listed by ``entries()``, not accessible."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1057,6 +1088,8 @@ class Struct:
             return _StructArray(self._raw, path, count)
         if any(p.startswith(path + ".") for p in self._fields):
             return Struct(self._raw, path + ".")
+        if any(p == path for p, _, _ in self._raw.locked_fields()):
+            raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
         raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
 
     def __setattr__(self, name, v):
@@ -1072,6 +1105,11 @@ class Struct:
     def entries(self):
         """The segment's whole schema: (path, kind, offset, size, count)."""
         return self._raw.entries()
+
+    def locked(self, name, timeout=None):
+        """The ``#[shared(lock)]`` field ``name``: ``with s.locked("log") as
+        buf:`` holds its lock and gives its value's bytes."""
+        return _LockedValue(self._raw, self._prefix + name, timeout)
 
     @property
     def type_name(self):
