@@ -25,6 +25,8 @@ struct Stats {
     inner: Inner,
     #[shared(lock)]
     log: [u8; 8],
+    #[shared(lock)]
+    total: u64,
 }
 
 #[derive(Shared, Default)]

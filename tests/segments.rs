@@ -288,6 +288,44 @@ fn impossible_sizes_and_alignments_are_refused() {
     }
 }
 
+/// A field found in one segment opened by schema is refused by another
+/// (its offsets were checked against the first), and a value behind a lock
+/// is only reachable through the lock.
+fn schema_fields_belong_to_their_segment() {
+    use shmem::segment::dynamic::DynValue;
+    #[derive(Shared)]
+    pub struct Big {
+        pub x: u64,
+        pub pad: [u64; 512],
+        #[shared(lock)]
+        pub log: [u8; 1024],
+    }
+    #[derive(Shared, Default)]
+    pub struct Small {
+        pub x: u64,
+        #[shared(lock)]
+        pub n: u64,
+    }
+    let (big_name, small_name) = (unique_name("dyn-big"), unique_name("dyn-small"));
+    let _big = Segment::<Big>::create_with(&big_name, |_| {}).unwrap();
+    let small_typed = Segment::create(&small_name, &Small::default()).unwrap();
+    let big = SegmentOptions::new().attach_dyn(&big_name).unwrap();
+    let small = SegmentOptions::new().attach_dyn(&small_name).unwrap();
+    let pad = big.field("pad").unwrap();
+    assert_eq!(small.load(&pad, 500), None, "another segment's field");
+    assert_eq!(small.store(&pad, 0, DynValue::Int(1)), None);
+    let log = big.locked_field("log").unwrap();
+    assert_eq!(small.lock_within(&log, Some(Duration::from_millis(1))), None);
+    assert!(small.field("n.value").is_none(), "a locked value is not a lock-free scalar");
+    let n = small.locked_field("n").unwrap();
+    assert_eq!(small.read_value(&n), None, "not without holding the lock");
+    assert_eq!(small.lock_within(&n, Some(Duration::MAX)), Some(false));
+    small.write_value(&n, &7u64.to_ne_bytes()).unwrap();
+    // SAFETY: no typed guard of `n` exists in this process.
+    assert!(unsafe { small.unlock(&n) });
+    assert_eq!(*small_typed.n().lock().unwrap(), 7);
+}
+
 fn missing_name_is_not_found() {
     let name = unique_name("missing");
     let out = run_child_ok("attach_missing", &[&name]);
@@ -749,6 +787,7 @@ fn main() {
             ("two_types_under_one_name_mismatch", two_types_under_one_name_mismatch),
             ("a_retyped_field_is_named_in_the_mismatch", a_retyped_field_is_named_in_the_mismatch),
             ("impossible_sizes_and_alignments_are_refused", impossible_sizes_and_alignments_are_refused),
+            ("schema_fields_belong_to_their_segment", schema_fields_belong_to_their_segment),
             ("missing_name_is_not_found", missing_name_is_not_found),
             ("invalid_names_are_rejected", invalid_names_are_rejected),
             ("garbage_file_is_corrupt", garbage_file_is_corrupt),

@@ -1299,6 +1299,10 @@ impl RawStruct {
     }
 }
 
+fn not_held() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err("this process does not hold the field's lock")
+}
+
 fn out_of_range(path: &str, i: u64) -> PyErr {
     pyo3::exceptions::PyIndexError::new_err(format!("`{path}[{i}]` is out of range, or not of that kind"))
 }
@@ -1322,7 +1326,11 @@ impl RawStruct {
 
     /// The accessible fields: (path, kind, count).
     fn fields(&self) -> Vec<(String, String, u64)> {
-        self.seg.fields().into_iter().map(|f| (f.path, format!("{:?}", f.kind).to_lowercase(), f.count)).collect()
+        self.seg
+            .fields()
+            .into_iter()
+            .map(|f| (f.path().to_owned(), format!("{:?}", f.kind()).to_lowercase(), f.count()))
+            .collect()
     }
 
     /// Every schema entry: (path, kind, offset, size, count).
@@ -1337,12 +1345,12 @@ impl RawStruct {
 
     fn store(&self, path: &str, i: u64, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let f = self.field(path)?;
-        self.seg.store(&f, i, py_to_dyn(f.kind, v)?).ok_or_else(|| out_of_range(path, i))
+        self.seg.store(&f, i, py_to_dyn(f.kind(), v)?).ok_or_else(|| out_of_range(path, i))
     }
 
     fn add_delta(&self, path: &str, i: u64, d: &Bound<'_, PyAny>) -> PyResult<()> {
         let f = self.field(path)?;
-        self.seg.fetch_add(&f, i, py_to_dyn(f.kind, d)?).map(|_| ()).ok_or_else(|| out_of_range(path, i))
+        self.seg.fetch_add(&f, i, py_to_dyn(f.kind(), d)?).map(|_| ()).ok_or_else(|| out_of_range(path, i))
     }
 
     /// The `#[shared(lock)]` fields: (path, value type, value size).
@@ -1374,8 +1382,11 @@ impl RawStruct {
     /// process does not hold it.
     fn unlock(&self, path: &str) -> PyResult<()> {
         let f = self.locked(path)?;
-        // SAFETY: this process opened the segment without its Rust type:
-        // it holds no typed `MutexGuard` on this field.
+        // SAFETY: the contract is about typed guards anywhere in this
+        // process: the Python package never makes a typed handle of a
+        // segment it opened by schema, nor hands out a guard. (Another
+        // Rust extension loaded into the same interpreter that locks this
+        // very field through a typed handle would break it.)
         if unsafe { self.seg.unlock(&f) } {
             Ok(())
         } else {
@@ -1386,35 +1397,44 @@ impl RawStruct {
     /// The bytes of locked field `path`'s value (hold its lock).
     fn read_value<'py>(&self, py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let f = self.locked(path)?;
-        Ok(pyo3::types::PyBytes::new_bound(py, &self.seg.read_value(&f)))
+        let bytes = self.seg.read_value(&f).ok_or_else(not_held)?;
+        Ok(pyo3::types::PyBytes::new_bound(py, &bytes))
     }
 
     /// Writes the bytes of locked field `path`'s value (hold its lock).
     fn write_value(&self, path: &str, bytes: &[u8]) -> PyResult<()> {
         let f = self.locked(path)?;
-        self.seg
-            .write_value(&f, bytes)
-            .ok_or_else(|| PyValueError::new_err(format!("`{path}` holds {} bytes, not {}", f.value_size, bytes.len())))
+        if bytes.len() as u64 != f.value_size {
+            return Err(PyValueError::new_err(format!("`{path}` holds {} bytes, not {}", f.value_size, bytes.len())));
+        }
+        self.seg.write_value(&f, bytes).ok_or_else(not_held)
     }
 
     /// Marks locked field `path`'s value as repaired.
     fn clear_poison(&self, path: &str) -> PyResult<()> {
         let f = self.locked(path)?;
-        self.seg.clear_poison(&f);
-        Ok(())
+        self.seg.clear_poison(&f).ok_or_else(not_held)
     }
 
-    /// Replaces element `i` of `path` with `f(value)` atomically (a CAS loop).
+    /// Replaces element `i` of `path` with `f(value)` atomically (a CAS loop
+    /// on the stored bits).
     fn update(&self, py: Python<'_>, path: &str, i: u64, fun: &Bound<'_, PyAny>) -> PyResult<()> {
         let f = self.field(path)?;
-        let mut current = self.seg.load(&f, i).ok_or_else(|| out_of_range(path, i))?;
-        loop {
-            let new = py_to_dyn(f.kind, &fun.call1((dyn_to_py(py, current),))?)?;
-            match self.seg.compare_exchange(&f, i, current, new).ok_or_else(|| out_of_range(path, i))? {
-                Ok(_) => return Ok(()),
-                Err(seen) => current = seen,
+        let mut failed = None;
+        let done = self.seg.update(&f, i, |current| {
+            let result = fun.call1((dyn_to_py(py, current),)).and_then(|new| py_to_dyn(f.kind(), &new));
+            match result {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
             }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        done.ok_or_else(|| out_of_range(path, i))
     }
 }
 

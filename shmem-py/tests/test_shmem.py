@@ -411,7 +411,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert p.stdout.readline().strip() == "ready"
         s = shmem.attach(name)
         assert isinstance(s, shmem.Struct) and s.type_name == "Stats"
-        assert dir(s) == ["hits", "inner", "temps"]
+        assert dir(s) == ["hits", "inner", "temps"], dir(s)
         assert any(path == "log" and kind == "mutex" for path, kind, *_ in s.entries())
         s.temps[1] = 2.5
         s.temps[2] += 1.0
@@ -420,6 +420,11 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert (s.temps[:], s.inner.count, s.inner.on) == ([0.0, 2.5, 1.0], -2, True)
         with pytest.raises(AttributeError, match="behind a lock"):
             s.log
+        with pytest.raises(AttributeError, match="behind a lock"):
+            s.total  # a locked u64: never a lock-free scalar
+        assert "total" not in dir(s)
+        with pytest.raises(RuntimeError):
+            s._raw.read_value("log")  # not without holding its lock
         # A Python process killed holding the field's lock: the next holder
         # gets it, told that the value may be half-written.
         ctx = mp.get_context("fork")
@@ -429,7 +434,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert killed.exitcode == -signal.SIGKILL
         cm = s.locked("log", timeout=30)
         with cm as buf:
-            assert cm.poisoned and len(buf) == 8
+            assert cm.poisoned and bytes(buf) == bytes(8)  # the dead holder never wrote back
             buf[:] = b"repaired"
             cm.clear_poison()
         for _ in range(3):

@@ -29,10 +29,13 @@
 //! # Ok::<(), shmem::Error>(())
 //! ```
 //!
-//! The schema comes from the file, so a hostile file may describe fields
-//! that overlap or lie about kinds: every access is still an atomic of the
-//! named size, in bounds and aligned, on the mapping (never undefined
-//! behaviour), though the values read may be nonsense.
+//! The schema comes from the file. `attach_dyn` refuses a schema whose
+//! scalar, lock and locked-value ranges overlap (so this process never
+//! mixes atomic widths on the same bytes), and every access is an atomic of
+//! the field's size, in bounds and aligned, on the mapping. A lying schema
+//! can still make values nonsense, and what another process does with the
+//! bytes is outside this process's memory model. A value behind a lock is
+//! only reachable through that lock ([`DynSegment::locked_field`]).
 
 use super::{Parts, Spec};
 use crate::error::Result;
@@ -104,17 +107,32 @@ pub enum DynValue {
     Char(char),
 }
 
-/// A scalar field, or an array of scalars, found in a segment's schema.
+/// A scalar field, or an array of scalars, found in a segment's schema
+/// (made only by [`DynSegment::field`], for that segment).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynField {
+    path: String,
+    kind: DynKind,
+    offset: u64,
+    count: u64,
+    segment: u64,
+}
+
+impl DynField {
     /// Its dotted path (`hits`, `inner.x`).
-    pub path: String,
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// What each element holds.
-    pub kind: DynKind,
-    /// Byte offset of element 0 in the data.
-    pub offset: u64,
+    pub fn kind(&self) -> DynKind {
+        self.kind
+    }
+
     /// Number of elements (1 for a single value).
-    pub count: u64,
+    pub fn count(&self) -> u64 {
+        self.count
+    }
 }
 
 /// A `#[shared(lock)]` field found in a segment's schema: its lock, its
@@ -129,12 +147,16 @@ pub struct DynLocked {
     pub value_size: u64,
     lock_offset: u64,
     value_offset: u64,
+    segment: u64,
 }
 
 /// A segment opened from its schema, without its Rust type. See the
 /// [module docs](self).
 pub struct DynSegment {
     _member: Member,
+    /// Tells this handle's fields from another's (a field found in one
+    /// segment is refused by every other: its offsets were checked here).
+    id: u64,
     name: String,
     file: File,
     map: MmapRaw,
@@ -151,14 +173,61 @@ impl super::SegmentOptions {
     /// As [`attach`](Self::attach), less [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).
     pub fn attach_dyn(&self, name: &str) -> Result<DynSegment> {
         let parts = self.attach_named_parts(name, |h| Ok(Spec::of_header(h)), false)?;
+        check_disjoint(&parts.header.schema.entries).map_err(|reason| crate::Error::Corrupt {
+            name: parts.name.clone(),
+            reason: crate::error::Corruption::Inconsistent(reason),
+        })?;
         Ok(DynSegment::from_parts(parts))
     }
 }
 
+/// The byte ranges a handle may touch: scalars (atomics of their size),
+/// lock words with their poison flag (12 bytes) and locked values. Any
+/// partial overlap between them is refused: this process must never mix
+/// atomic widths on the same bytes. Identical scalar entries are allowed.
+fn check_disjoint(entries: &[SchemaEntry]) -> std::result::Result<(), &'static str> {
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
+    for e in entries {
+        let len = if matches!(e.kind.as_str(), "mutex" | "rwlock" | "seqlock") {
+            12
+        } else if DynKind::parse(&e.kind).is_some() || is_locked_value(entries, &e.path) {
+            e.size
+        } else {
+            continue; // nested structs, containers: not touched
+        };
+        let end = e.offset.checked_add(len).ok_or("an entry's range overflows")?;
+        ranges.push((e.offset, end, e.kind.as_str()));
+    }
+    ranges.sort_unstable();
+    ranges.dedup();
+    for pair in ranges.windows(2) {
+        let ((_, end_a, _), (start_b, _, _)) = (pair[0], pair[1]);
+        if start_b < end_a {
+            return Err("schema entries overlap");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is the value of a lock entry (`P.value` for a mutex,
+/// rwlock or seqlock `P`), or inside one.
+fn is_locked_value(entries: &[SchemaEntry], path: &str) -> bool {
+    entries.iter().any(|l| {
+        matches!(l.kind.as_str(), "mutex" | "rwlock" | "seqlock") && {
+            let value = format!("{}.value", l.path);
+            path == value || path.starts_with(&format!("{value}.")) || path.starts_with(&format!("{value}["))
+        }
+    })
+}
+
+impl DynSegment {}
+
 impl DynSegment {
     fn from_parts(p: Parts) -> DynSegment {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         DynSegment {
             _member: p.member,
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: p.name,
             file: p.file,
             map: p.map,
@@ -186,20 +255,25 @@ impl DynSegment {
     /// The scalar fields and arrays of scalars this handle can access (not
     /// those inside arrays of structs, behind locks, or in containers).
     pub fn fields(&self) -> Vec<DynField> {
-        self.entries().iter().filter_map(Self::to_field).collect()
+        self.entries().iter().filter_map(|e| self.to_field(e)).collect()
     }
 
-    /// The field at `path`, if it is a scalar or an array of scalars.
+    /// The field at `path`, if it is a scalar or an array of scalars (not
+    /// a value behind a lock: see [`locked_field`](Self::locked_field)).
     pub fn field(&self, path: &str) -> Option<DynField> {
-        self.entries().iter().find(|e| e.path == path).and_then(Self::to_field)
+        self.entries().iter().find(|e| e.path == path).and_then(|e| self.to_field(e))
     }
 
-    fn to_field(e: &SchemaEntry) -> Option<DynField> {
+    fn to_field(&self, e: &SchemaEntry) -> Option<DynField> {
         let kind = DynKind::parse(&e.kind)?;
-        if e.path.contains("[]") || e.count == 0 || e.size != kind.size().checked_mul(e.count)? {
+        if e.path.contains("[]")
+            || e.count == 0
+            || e.size != kind.size().checked_mul(e.count)?
+            || is_locked_value(self.entries(), &e.path)
+        {
             return None;
         }
-        Some(DynField { path: e.path.clone(), kind, offset: e.offset, count: e.count })
+        Some(DynField { path: e.path.clone(), kind, offset: e.offset, count: e.count, segment: self.id })
     }
 
     /// The `#[shared(lock)]` fields (a mutex and its value).
@@ -226,6 +300,7 @@ impl DynSegment {
             value_size: value.size,
             lock_offset: lock.offset,
             value_offset: value.offset,
+            segment: self.id,
         })
     }
 
@@ -233,20 +308,28 @@ impl DynSegment {
         self.map.as_mut_ptr().wrapping_add((self.header.data_offset + offset) as usize)
     }
 
-    /// The lock of `f`.
-    fn raw_lock(&self, f: &DynLocked) -> &crate::sync::raw_mutex::RawMutex {
+    /// The lock of `f` (`None` for a field of another handle).
+    fn raw_lock(&self, f: &DynLocked) -> Option<&crate::sync::raw_mutex::RawMutex> {
+        if f.segment != self.id {
+            return None;
+        }
         // SAFETY: `locked_field` checked that the 8-byte lock word lies in
         // the data and is 8-aligned; `RawMutex` is a `repr(C)` atomic word
         // valid for every bit pattern (an impossible word is taken over as
         // poison), and the mapping lives as long as `&self`.
-        unsafe { &*self.at(f.lock_offset).cast::<crate::sync::raw_mutex::RawMutex>() }
+        Some(unsafe { &*self.at(f.lock_offset).cast::<crate::sync::raw_mutex::RawMutex>() })
     }
 
     /// The poison flag of `f` (right after the lock word, as in `Mutex`).
-    fn poison(&self, f: &DynLocked) -> &core::sync::atomic::AtomicU32 {
+    fn poison(&self, f: &DynLocked) -> Option<&core::sync::atomic::AtomicU32> {
+        if f.segment != self.id {
+            return None;
+        }
         // SAFETY: 4 bytes at lock + 8, checked in bounds by `locked_field`,
         // 4-aligned (the lock word is 8-aligned); an atomic, valid for any bits.
-        unsafe { &*self.at(f.lock_offset + crate::sync::mutex::POISON_OFFSET).cast::<core::sync::atomic::AtomicU32>() }
+        Some(unsafe {
+            &*self.at(f.lock_offset + crate::sync::mutex::POISON_OFFSET).cast::<core::sync::atomic::AtomicU32>()
+        })
     }
 
     /// Takes `f`'s lock as `Mutex::lock` does (a dead holder's lock is
@@ -256,15 +339,15 @@ impl DynSegment {
     pub fn lock_within(&self, f: &DynLocked, timeout: Option<std::time::Duration>) -> Option<bool> {
         use crate::sync::park::Os;
         use crate::sync::raw_mutex::Acquired;
-        let raw = self.raw_lock(f);
+        let (raw, poison) = (self.raw_lock(f)?, self.poison(f)?);
         let acquired = match timeout {
             None => raw.lock_report::<Os>(),
-            Some(t) => raw.lock_within::<Os>(t)?,
+            Some(t) => raw.lock_until::<Os>(crate::sync::deadline_after(t))?,
         };
         if acquired == Acquired::OwnerDied {
-            self.poison(f).store(1, core::sync::atomic::Ordering::Relaxed);
+            poison.store(1, core::sync::atomic::Ordering::Relaxed);
         }
-        Some(self.poison(f).load(core::sync::atomic::Ordering::Relaxed) != 0)
+        Some(poison.load(core::sync::atomic::Ordering::Relaxed) != 0)
     }
 
     /// Releases `f`'s lock if this process holds it; whether it did.
@@ -274,31 +357,43 @@ impl DynSegment {
     /// alive in this process (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
     pub unsafe fn unlock(&self, f: &DynLocked) -> bool {
         // SAFETY: the caller's contract.
-        unsafe { self.raw_lock(f).unlock_if_mine() }
+        self.raw_lock(f).is_some_and(|raw| unsafe { raw.unlock_if_mine() })
     }
 
-    /// Clears `f`'s poison flag (after repairing its value).
-    pub fn clear_poison(&self, f: &DynLocked) {
-        self.poison(f).store(0, core::sync::atomic::Ordering::Relaxed);
+    /// Clears `f`'s poison flag (after repairing its value); `None` unless
+    /// this process holds `f`'s lock.
+    pub fn clear_poison(&self, f: &DynLocked) -> Option<()> {
+        self.held(f)?;
+        self.poison(f)?.store(0, core::sync::atomic::Ordering::Relaxed);
+        Some(())
     }
 
-    /// A copy of `f`'s value bytes, read with single-byte atomic loads
-    /// (never a data race; consistent while this process holds the lock).
-    pub fn read_value(&self, f: &DynLocked) -> Vec<u8> {
-        (0..f.value_size)
+    /// `Some` if this process holds `f`'s lock (a value is only read or
+    /// written under it: a holder in another process mutates it freely).
+    fn held(&self, f: &DynLocked) -> Option<()> {
+        self.raw_lock(f)?.is_mine().then_some(())
+    }
+
+    /// A copy of `f`'s value bytes (single-byte atomic loads); `None`
+    /// unless this process holds `f`'s lock.
+    pub fn read_value(&self, f: &DynLocked) -> Option<Vec<u8>> {
+        self.held(f)?;
+        let bytes = (0..f.value_size)
             .map(|i| {
                 // SAFETY: `locked_field` checked the value's bytes lie in the
                 // data; a byte is always aligned; atomics are valid for any bits.
                 let b = unsafe { &*self.at(f.value_offset + i).cast::<core::sync::atomic::AtomicU8>() };
                 b.load(core::sync::atomic::Ordering::Relaxed)
             })
-            .collect()
+            .collect();
+        Some(bytes)
     }
 
     /// Writes `bytes` (exactly the value's size) as `f`'s value, with
-    /// single-byte atomic stores; hold the lock while doing it. `None` for
-    /// another size.
+    /// single-byte atomic stores. `None` for another size, or unless this
+    /// process holds `f`'s lock.
     pub fn write_value(&self, f: &DynLocked, bytes: &[u8]) -> Option<()> {
+        self.held(f)?;
         if bytes.len() as u64 != f.value_size {
             return None;
         }
@@ -312,6 +407,9 @@ impl DynSegment {
 
     /// The address of element `i` of `f`, if it is in bounds and aligned.
     fn addr(&self, f: &DynField, i: u64) -> Option<*mut u8> {
+        if f.segment != self.id {
+            return None;
+        }
         let h = &self.header;
         let size = f.kind.size();
         let rel = f.offset.checked_add(i.checked_mul(size)?)?;
@@ -364,6 +462,15 @@ impl DynSegment {
             DynKind::F64 => add!(f64),
             DynKind::Bool | DynKind::Char => return None,
         })
+    }
+
+    /// Replaces element `i` of `f` with `fun(value)` atomically (a
+    /// compare-and-swap loop on the stored bits, so even a NaN whose bits a
+    /// conversion would change is matched); `fun` returning `None` stops
+    /// without a change. `None` if out of range or `fun` gave another kind.
+    pub fn update(&self, f: &DynField, i: u64, mut fun: impl FnMut(DynValue) -> Option<DynValue>) -> Option<()> {
+        let p = self.addr(f, i)?;
+        with_kind!(f.kind, p, a => a.fetch_update(|cur| from_value(fun(to_value(cur))?)).ok().map(|_| ()))
     }
 
     /// Compare-and-swap on element `i` of `f`: `Ok(previous)` if it held
@@ -559,8 +666,8 @@ impl std::fmt::Debug for DynSegment {
     }
 }
 
-// SAFETY: the handle owns its file and mapping; all access to the data is
-// through atomics (`atomic_at`), which are Sync.
+// SAFETY: the handle owns its file and mapping (MmapRaw is Send + Sync);
+// all access to the data is through atomics (`atomic_at`), which are Sync.
 unsafe impl Send for DynSegment {}
 // SAFETY: as for Send.
 unsafe impl Sync for DynSegment {}

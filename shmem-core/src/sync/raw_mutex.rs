@@ -136,6 +136,13 @@ impl RawMutex {
         owner_of(self.word.load(Ordering::Relaxed))
     }
 
+    /// Whether this process holds the lock (any of its threads).
+    #[cfg(not(loom))]
+    pub fn is_mine(&self) -> bool {
+        let me = owner_of(super::park::Os::me());
+        me.is_some() && self.owner() == me
+    }
+
     /// Whether the lock is held (by anyone, alive or dead).
     pub fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) != 0

@@ -1046,9 +1046,13 @@ class _LockedValue:
         got = self._raw.lock(self._path, self._timeout)
         if got is None:
             raise TimeoutError(f"the lock of `{self._path}` was not free within {self._timeout} s")
-        self.poisoned = got
-        self._buf = bytearray(self._raw.read_value(self._path))
-        return self._buf
+        try:
+            self.poisoned = got
+            self._buf = bytearray(self._raw.read_value(self._path))
+            return self._buf
+        except BaseException:  # Ctrl-C here must not leave the lock held for good
+            self._raw.unlock(self._path)
+            raise
 
     def __exit__(self, exc_type, *exc):
         try:
@@ -1086,10 +1090,10 @@ class Struct:
             if count == 1:
                 return _struct_number(self._raw, path, 0)
             return _StructArray(self._raw, path, count)
-        if any(p.startswith(path + ".") for p in self._fields):
-            return Struct(self._raw, path + ".")
         if any(p == path for p, _, _ in self._raw.locked_fields()):
             raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
+        if any(p.startswith(path + ".") for p in self._fields):
+            return Struct(self._raw, path + ".")
         raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
 
     def __setattr__(self, name, v):
