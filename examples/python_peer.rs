@@ -11,6 +11,8 @@
 //!                               print "ready", wait until count is 3, print the array
 //! python_peer serve-struct NAME create NAME holding a `Stats` struct, print "ready",
 //!                               wait until hits is 3, print its fields
+//! python_peer point NAME        attach to NAME as a `Point` (Python declared it), add 1 to
+//!                               x and 5 to hist[3], print the fields
 //! ```
 
 use shmem::sync::park::Os;
@@ -27,6 +29,15 @@ struct Stats {
     log: [u8; 8],
     #[shared(lock)]
     total: u64,
+}
+
+/// A struct a Python program declares and creates (`shmem.Struct.create`).
+#[derive(Shared)]
+struct Point {
+    x: i64,
+    y: f64,
+    flag: bool,
+    hist: [u32; 4],
 }
 
 #[derive(Shared, Default)]
@@ -79,6 +90,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let values: Vec<i32> = arr.iter().map(|x| x.load()).collect();
             println!("{values:?}");
+        }
+        "point" => {
+            let p = Segment::<Point>::attach(name)?;
+            p.x().fetch_add(1);
+            p.hist()[3].fetch_add(5);
+            let hist: Vec<u32> = p.hist().iter().map(|h| h.load()).collect();
+            println!("x={} y={} flag={} hist={hist:?}", p.x().load(), p.y().load(), p.flag().load());
         }
         "serve-struct" => {
             let stats = Segment::<Stats>::create(name, &Stats::default())?;

@@ -326,6 +326,55 @@ fn schema_fields_belong_to_their_segment() {
     assert_eq!(*small_typed.n().lock().unwrap(), 7);
 }
 
+/// A struct declared at run time is the very segment the derive makes:
+/// padding, alignment, every scalar kind, arrays; the typed attach checks
+/// the fingerprint, the schema and the size.
+fn a_struct_declared_at_run_time_is_the_derived_one() {
+    use shmem::segment::dynamic::{DynDecl, DynKind, DynValue};
+    #[derive(Shared)]
+    pub struct Mixed {
+        pub a: u8,
+        pub b: f64,
+        pub c: bool,
+        pub d: [u16; 3],
+        pub e: char,
+        pub f: i32,
+        pub g: [i8; 5],
+        pub h: u64,
+    }
+    let decl = |name, kind, count| DynDecl { name, kind, count };
+    let fields = [
+        decl("a", DynKind::U8, 1),
+        decl("b", DynKind::F64, 1),
+        decl("c", DynKind::Bool, 1),
+        decl("d", DynKind::U16, 3),
+        decl("e", DynKind::Char, 1),
+        decl("f", DynKind::I32, 1),
+        decl("g", DynKind::I8, 5),
+        decl("h", DynKind::U64, 1),
+    ];
+    let name = unique_name("declared");
+    let made = SegmentOptions::new().create_dyn(&name, "Mixed", &fields).unwrap();
+    made.store(&made.field("d").unwrap(), 2, DynValue::Int(9)).unwrap();
+    made.store(&made.field("e").unwrap(), 0, DynValue::Char('z')).unwrap();
+    let typed = Segment::<Mixed>::attach(&name).unwrap();
+    assert_eq!((typed.d()[2].load(), typed.e().load()), (9, 'z'));
+    typed.h().store(77);
+    assert_eq!(made.load(&made.field("h").unwrap(), 0), Some(DynValue::Int(77)));
+    // Another order is another type: refused by the typed attach.
+    let mut swapped = fields;
+    swapped.swap(0, 1);
+    let other = unique_name("declared-other");
+    let _o = SegmentOptions::new().create_dyn(&other, "Mixed", &swapped).unwrap();
+    assert!(matches!(Segment::<Mixed>::attach(&other), Err(Error::LayoutMismatch { .. })));
+    for bad in [&fields[..0], &[decl("1x", DynKind::U8, 1)], &[decl("a", DynKind::U8, 0)], &[fields[0], fields[0]]] {
+        assert!(matches!(
+            SegmentOptions::new().create_dyn(&unique_name("bad-decl"), "Mixed", bad),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+}
+
 fn missing_name_is_not_found() {
     let name = unique_name("missing");
     let out = run_child_ok("attach_missing", &[&name]);
@@ -788,6 +837,7 @@ fn main() {
             ("a_retyped_field_is_named_in_the_mismatch", a_retyped_field_is_named_in_the_mismatch),
             ("impossible_sizes_and_alignments_are_refused", impossible_sizes_and_alignments_are_refused),
             ("schema_fields_belong_to_their_segment", schema_fields_belong_to_their_segment),
+            ("a_struct_declared_at_run_time_is_the_derived_one", a_struct_declared_at_run_time_is_the_derived_one),
             ("missing_name_is_not_found", missing_name_is_not_found),
             ("invalid_names_are_rejected", invalid_names_are_rejected),
             ("garbage_file_is_corrupt", garbage_file_is_corrupt),

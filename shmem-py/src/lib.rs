@@ -1244,7 +1244,29 @@ impl RawQueue {
 
 // ---------------------------------------------------------------- structs by schema
 
-use shmem::segment::dynamic::{DynField, DynKind, DynSegment, DynValue};
+use shmem::segment::dynamic::{DynDecl, DynField, DynKind, DynSegment, DynValue};
+
+/// The kind of a type code (`'q'`, `'d'`, `'?'` for bool, ...).
+fn kind_of_code(code: &str) -> PyResult<DynKind> {
+    Ok(match code {
+        "b" => DynKind::I8,
+        "B" => DynKind::U8,
+        "h" => DynKind::I16,
+        "H" => DynKind::U16,
+        "i" => DynKind::I32,
+        "I" => DynKind::U32,
+        "l" | "q" => DynKind::I64,
+        "L" | "Q" => DynKind::U64,
+        "f" => DynKind::F32,
+        "d" => DynKind::F64,
+        "?" => DynKind::Bool,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unsupported type code {other:?} for a struct field: use one of b B h H i I l L q Q f d ?"
+            )))
+        }
+    })
+}
 
 /// A segment opened from its schema (a `#[derive(Shared)]` struct made by
 /// a Rust program, say): the storage of `shmem.Struct`.
@@ -1312,6 +1334,20 @@ impl RawStruct {
     #[staticmethod]
     fn attach(name: &str) -> PyResult<Self> {
         Ok(RawStruct { seg: options().attach_dyn(name).map_err(to_py)? })
+    }
+
+    /// Creates segment `name` holding struct `type_name` of `fields`
+    /// ((name, type code, count)): what `#[derive(Shared)] struct
+    /// type_name { ... }` with those fields, in order, is in Rust.
+    #[staticmethod]
+    fn create(name: &str, type_name: &str, fields: Vec<(String, String, usize)>) -> PyResult<Self> {
+        let kinds: Vec<DynKind> = fields.iter().map(|(_, code, _)| kind_of_code(code)).collect::<PyResult<_>>()?;
+        let decls: Vec<DynDecl<'_>> = fields
+            .iter()
+            .zip(&kinds)
+            .map(|((n, _, count), kind)| DynDecl { name: n, kind: *kind, count: *count })
+            .collect();
+        Ok(RawStruct { seg: options().create_dyn(name, type_name, &decls).map_err(to_py)? })
     }
 
     #[getter]

@@ -446,6 +446,21 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         p.kill()
 
 
+def test_python_declares_a_struct_rust_attaches_with_its_type():
+    name = unique("py-struct")
+    p = shmem.Struct.create(name, "Point", [("x", "q"), ("y", "d"), ("flag", "?"), ("hist", "I", 4)])
+    p.y = 1.5
+    p.flag = True
+    p.hist[0] = 7
+    # The Rust program attaches as Segment::<Point> (layout-checked), updates, prints.
+    assert peer("point", name) == "x=1 y=1.5 flag=true hist=[7, 0, 0, 5]"
+    assert (p.x, p.hist[3]) == (1, 5)
+    with pytest.raises(ValueError):
+        shmem.Struct.create(unique("bad"), "Point", [("x", "z")])
+    with pytest.raises(ValueError):
+        shmem.Struct.create(unique("bad"), "Point", [("1x", "q")])
+
+
 def test_errors_are_python_exceptions():
     name = unique("errors")
     with pytest.raises(FileNotFoundError):

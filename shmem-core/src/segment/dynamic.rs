@@ -83,6 +83,24 @@ impl DynKind {
         })
     }
 
+    /// The Rust type's name (what schemas and fingerprints record).
+    pub fn rust_name(self) -> &'static str {
+        match self {
+            DynKind::I8 => "i8",
+            DynKind::U8 => "u8",
+            DynKind::I16 => "i16",
+            DynKind::U16 => "u16",
+            DynKind::I32 => "i32",
+            DynKind::U32 => "u32",
+            DynKind::I64 => "i64",
+            DynKind::U64 => "u64",
+            DynKind::F32 => "f32",
+            DynKind::F64 => "f64",
+            DynKind::Bool => "bool",
+            DynKind::Char => "char",
+        }
+    }
+
     /// The size in bytes of one value.
     pub fn size(self) -> u64 {
         match self {
@@ -221,6 +239,112 @@ fn is_locked_value(entries: &[SchemaEntry], path: &str) -> bool {
 }
 
 impl DynSegment {}
+
+/// A field of a struct declared at run time ([`SegmentOptions::create_dyn`](super::SegmentOptions::create_dyn)):
+/// a scalar (`count` 1) or an array of `count` scalars.
+#[derive(Debug, Clone, Copy)]
+pub struct DynDecl<'a> {
+    /// The field's name.
+    pub name: &'a str,
+    /// Its scalar kind.
+    pub kind: DynKind,
+    /// 1 for a scalar, N for `[kind; N]`.
+    pub count: usize,
+}
+
+impl super::SegmentOptions {
+    /// Creates segment `name` holding a struct declared at run time: the
+    /// very segment a Rust program's `#[derive(Shared)] struct TYPE_NAME`
+    /// with these fields, in this order, creates and attaches to (same
+    /// layout, schema and fingerprint), zeroed. Fields are scalars and
+    /// arrays of scalars.
+    ///
+    /// ```
+    /// use shmem::segment::dynamic::{DynDecl, DynKind, DynValue};
+    /// use shmem::{Segment, SegmentOptions, Shared};
+    ///
+    /// #[derive(Shared)]
+    /// struct Point {
+    ///     x: i64,
+    ///     hist: [u32; 4],
+    /// }
+    ///
+    /// # let name = format!("doc-create-dyn-{}", std::process::id());
+    /// let fields = [
+    ///     DynDecl { name: "x", kind: DynKind::I64, count: 1 },
+    ///     DynDecl { name: "hist", kind: DynKind::U32, count: 4 },
+    /// ];
+    /// let made = SegmentOptions::new().create_dyn(&name, "Point", &fields)?;
+    /// made.store(&made.field("x").unwrap(), 0, DynValue::Int(-3));
+    /// let typed = Segment::<Point>::attach(&name)?; // layout-checked: the same type
+    /// assert_eq!(typed.x().load(), -3);
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); [`Error::InvalidName`](crate::Error::InvalidName)
+    /// for a type or field name that is not a Rust identifier, a repeated
+    /// field, no fields, or a zero count.
+    pub fn create_dyn(&self, name: &str, type_name: &str, fields: &[DynDecl<'_>]) -> Result<DynSegment> {
+        let spec = struct_spec(type_name, fields)
+            .map_err(|reason| crate::Error::InvalidName { name: format!("{type_name} (declared struct)"), reason })?;
+        let parts = self.create_parts(name, &spec, |_| {})?;
+        Ok(DynSegment::from_parts(parts))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The layout `#[derive(Shared)]` gives a struct of these fields: a
+/// `repr(C)` twin of atomics (each aligned to its size), its schema and its
+/// fingerprint, computed with the same functions the derive calls.
+fn struct_spec(type_name: &str, fields: &[DynDecl<'_>]) -> std::result::Result<Spec, &'static str> {
+    use crate::layout::fingerprint as fp;
+    if !is_identifier(type_name) {
+        return Err("a declared struct's type name must be a Rust identifier");
+    }
+    if fields.is_empty() {
+        return Err("a declared struct needs at least one field");
+    }
+    let mut h = fp::start_struct(type_name);
+    let (mut offset, mut align) = (0usize, 1usize);
+    let mut schema = crate::layout::Schema::default();
+    for (i, f) in fields.iter().enumerate() {
+        if !is_identifier(f.name) || fields[..i].iter().any(|g| g.name == f.name) {
+            return Err("field names must be distinct Rust identifiers");
+        }
+        if f.count == 0 {
+            return Err("an array field needs at least one element");
+        }
+        let elem = f.kind.size() as usize; // the size and alignment of its atomic
+        offset = offset.checked_next_multiple_of(elem).ok_or("the struct is too large")?;
+        let size = elem.checked_mul(f.count).ok_or("the struct is too large")?;
+        let scalar = fp::scalar(f.kind.rust_name(), elem);
+        let ty = if f.count == 1 { scalar } else { fp::array(scalar, f.count) };
+        h = fp::field(h, f.name, "plain", ty, offset, size, elem);
+        schema.entries.push(SchemaEntry {
+            offset: offset as u64,
+            size: size as u64,
+            count: f.count as u64,
+            kind: f.kind.rust_name().to_owned(),
+            path: f.name.to_owned(),
+        });
+        offset = offset.checked_add(size).ok_or("the struct is too large")?;
+        align = align.max(elem);
+    }
+    let size = offset.checked_next_multiple_of(align).ok_or("the struct is too large")?;
+    Ok(Spec {
+        type_name: type_name.to_owned(),
+        schema,
+        fingerprint: fp::finish_struct(h, size, align),
+        size: size as u64,
+        align: align as u64,
+    })
+}
 
 impl DynSegment {
     fn from_parts(p: Parts) -> DynSegment {

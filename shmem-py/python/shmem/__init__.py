@@ -1106,6 +1106,17 @@ class Struct:
         n = len(self._prefix)
         return sorted({p[n:].split(".")[0] for p in self._fields if p.startswith(self._prefix)})
 
+    @classmethod
+    def create(cls, name, type_name, fields):
+        """Creates named segment ``name`` holding a struct declared here:
+        ``fields`` is a list of ``(field, typecode)`` or ``(field, typecode,
+        count)`` for an array. It is exactly the segment of the Rust type
+        ``#[derive(Shared)] struct TYPE_NAME { field: type, ... }`` (codes:
+        ``b B h H i I q Q f d`` and ``?`` for bool), which a Rust program
+        attaches to with ``Segment::<TypeName>::attach(name)``."""
+        decl = [(f[0], f[1], f[2] if len(f) > 2 else 1) for f in fields]
+        return cls(_shmem.RawStruct.create(name, type_name, decl))
+
     def entries(self):
         """The segment's whole schema: (path, kind, offset, size, count)."""
         return self._raw.entries()
