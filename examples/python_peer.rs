@@ -29,6 +29,8 @@ struct Stats {
     log: [u8; 8],
     #[shared(lock)]
     total: u64,
+    #[shared(seqlock)]
+    pos: [f64; 2],
 }
 
 /// A struct a Python program declares and creates (`shmem.Struct.create`).
@@ -100,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "serve-struct" => {
             let stats = Segment::<Stats>::create(name, &Stats::default())?;
+            stats.pos().write([1.25, -2.5]);
             println!("ready");
             let start = Instant::now();
             while stats.hits().load() < 3 {

@@ -324,6 +324,26 @@ fn schema_fields_belong_to_their_segment() {
     // SAFETY: no typed guard of `n` exists in this process.
     assert!(unsafe { small.unlock(&n) });
     assert_eq!(*small_typed.n().lock().unwrap(), 7);
+
+    // A seqlock value read as SeqLock::read reads it: never torn, and a
+    // write in progress is waited out (then a timeout, never a repair).
+    #[derive(Shared, Default)]
+    pub struct Pose {
+        pub id: u32,
+        #[shared(seqlock)]
+        pub xyz: [f64; 3],
+    }
+    let pose_name = unique_name("dyn-seq");
+    let pose = Segment::create(&pose_name, &Pose { id: 1, xyz: [1.0, 2.0, 3.0] }).unwrap();
+    let dynamic = SegmentOptions::new().attach_dyn(&pose_name).unwrap();
+    let (bytes, poisoned) = dynamic.read_seqlock("xyz", Duration::from_secs(1)).unwrap().unwrap();
+    let read: Vec<f64> = bytes.chunks(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect();
+    assert_eq!((read, poisoned), (vec![1.0, 2.0, 3.0], false));
+    let writing = pose.xyz().begin_write(&[9.0, 9.0, 9.0]);
+    assert!(dynamic.read_seqlock("xyz", Duration::from_millis(20)).unwrap().is_err(), "a write in progress");
+    drop(writing); // closes the write as an interrupted one: poisoned
+    assert!(dynamic.read_seqlock("xyz", Duration::from_secs(1)).unwrap().unwrap().1);
+    assert!(dynamic.read_seqlock("id", Duration::from_secs(1)).is_none(), "not a seqlock");
 }
 
 /// A struct declared at run time is the very segment the derive makes:

@@ -1446,6 +1446,32 @@ impl RawStruct {
         self.seg.write_value(&f, bytes).ok_or_else(not_held)
     }
 
+    /// A consistent copy of `#[shared(seqlock)]` field `path`'s value bytes
+    /// and whether it is poisoned; TimeoutError if a write stayed in
+    /// progress for `timeout` seconds (default 1). Releases the GIL.
+    #[pyo3(signature = (path, timeout=1.0))]
+    fn read_seqlock<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        timeout: f64,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, bool)> {
+        let t = deadline_of(Some(timeout))?
+            .map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        let seg = &self.seg;
+        match py.allow_threads(|| seg.read_seqlock(path, t)) {
+            None => Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "segment `{}` ({}) has no #[shared(seqlock)] field `{path}`",
+                self.seg.name(),
+                self.seg.type_name()
+            ))),
+            Some(Err(_)) => Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                "a write of `{path}` stayed in progress for {timeout} s (its writer is stopped, or died)"
+            ))),
+            Some(Ok((bytes, poisoned))) => Ok((pyo3::types::PyBytes::new_bound(py, &bytes), poisoned)),
+        }
+    }
+
     /// Marks locked field `path`'s value as repaired.
     fn clear_poison(&self, path: &str) -> PyResult<()> {
         let f = self.locked(path)?;

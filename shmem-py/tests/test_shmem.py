@@ -425,6 +425,11 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert "total" not in dir(s)
         with pytest.raises(RuntimeError):
             s._raw.read_value("log")  # not without holding its lock
+        import struct
+
+        assert struct.unpack("2d", s.read("pos")) == (1.25, -2.5)  # a seqlock read, as Rust's
+        with pytest.raises(AttributeError, match="s.read"):
+            s.pos
         # A Python process killed holding the field's lock: the next holder
         # gets it, told that the value may be half-written.
         ctx = mp.get_context("fork")

@@ -529,6 +529,69 @@ impl DynSegment {
         Some(())
     }
 
+    /// A consistent copy of `#[shared(seqlock)]` field `path`'s value bytes,
+    /// read as `SeqLock::read` reads (the same 8-byte words, then single
+    /// bytes, never a write): `Ok((bytes, poisoned))`, or `Err(TimedOut)`
+    /// if a write stayed in progress for `timeout` (a writer stopped, or
+    /// dead: only a writer repairs that). `None` if there is no such field.
+    pub fn read_seqlock(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Option<std::result::Result<(Vec<u8>, bool), crate::sync::TimedOut>> {
+        use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+        let lock = self.entries().iter().find(|e| e.path == path && e.kind == "seqlock")?;
+        let value_path = format!("{path}.value");
+        let value = self.entries().iter().find(|e| e.path == value_path)?;
+        let h = &self.header;
+        // The sequence word and poison flag (8 bytes), and the value, in the
+        // data; both 8-aligned (as every SeqLock's are).
+        if lock.offset.checked_add(8)? > h.data_size
+            || value.offset.checked_add(value.size)? > h.data_size
+            || !(h.data_offset + lock.offset).is_multiple_of(8)
+            || !(h.data_offset + value.offset).is_multiple_of(8)
+        {
+            return None;
+        }
+        // The reference casts below each point into the data area checked
+        // just above, aligned as checked (8 for the words, 4 for the flags, 1
+        // for bytes), live as long as `&self`, and are atomics (valid for any
+        // bits), accessed with the same widths the writers use (`SeqLock`'s
+        // `atomic_store`: words, then tail bytes).
+        // SAFETY: as just said, for the sequence word.
+        let seq = unsafe { &*self.at(lock.offset).cast::<AtomicU32>() };
+        // SAFETY: as above; the poison flag follows the sequence word.
+        let poisoned = unsafe { &*self.at(lock.offset + 4).cast::<AtomicU32>() };
+        let words = (value.size / 8) as usize;
+        let deadline = std::time::Instant::now() + timeout.min(std::time::Duration::from_secs(3600));
+        let mut out = vec![0u8; value.size as usize];
+        loop {
+            let s1 = seq.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                for (i, chunk) in out[..words * 8].chunks_exact_mut(8).enumerate() {
+                    // SAFETY: as above, word `i` of the value.
+                    let w = unsafe { &*self.at(value.offset + 8 * i as u64).cast::<AtomicU64>() };
+                    chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+                }
+                for (j, byte) in out[words * 8..].iter_mut().enumerate() {
+                    // SAFETY: as above, a tail byte of the value.
+                    let b = unsafe { &*self.at(value.offset + (words * 8 + j) as u64).cast::<AtomicU8>() };
+                    *byte = b.load(Ordering::Relaxed);
+                }
+                fence(Ordering::Acquire);
+                if seq.load(Ordering::Relaxed) == s1 {
+                    return Some(Ok((out, poisoned.load(Ordering::Relaxed) != 0)));
+                }
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Some(Err(crate::sync::TimedOut));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// The address of element `i` of `f`, if it is in bounds and aligned.
     fn addr(&self, f: &DynField, i: u64) -> Option<*mut u8> {
         if f.segment != self.id {

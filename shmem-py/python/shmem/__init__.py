@@ -1092,6 +1092,9 @@ class Struct:
             return _StructArray(self._raw, path, count)
         if any(p == path for p, _, _ in self._raw.locked_fields()):
             raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
+        if any(e[0] == path and e[1] in ("seqlock", "rwlock") for e in self._raw.entries()):
+            hint = f"s.read({path!r})" if any(e[0] == path and e[1] == "seqlock" for e in self._raw.entries()) else "nothing yet"
+            raise AttributeError(f"`{path}` is behind a lock: use {hint}")
         if any(p.startswith(path + ".") for p in self._fields):
             return Struct(self._raw, path + ".")
         raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
@@ -1120,6 +1123,13 @@ class Struct:
     def entries(self):
         """The segment's whole schema: (path, kind, offset, size, count)."""
         return self._raw.entries()
+
+    def read(self, name, timeout=1.0):
+        """A consistent copy of ``#[shared(seqlock)]`` field ``name``'s value
+        bytes (decode them with ``struct.unpack``), as a Rust reader sees
+        it: never torn, never blocking the writer."""
+        data, _poisoned = self._raw.read_seqlock(self._prefix + name, timeout)
+        return data
 
     def locked(self, name, timeout=None):
         """The ``#[shared(lock)]`` field ``name``: ``with s.locked("log") as
