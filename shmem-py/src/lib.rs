@@ -569,38 +569,62 @@ fn at<T: Code>(s: &ArraySegment<T>, i: usize) -> PyResult<&Atomic<T>> {
     s.get(i).ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("array index out of range"))
 }
 
+/// The `#[pymethods]` of a class holding one `Segment<$seg>` in `seg`: the
+/// methods every such class has (attach by name or descriptor, its name, a
+/// descriptor to pass on), then the class's own.
+macro_rules! segment_class {
+    ($cls:ident, $seg:ty; $($methods:tt)*) => {
+        #[pymethods]
+        impl $cls {
+            /// Attaches to named segment `name`.
+            #[staticmethod]
+            fn attach(name: &str) -> PyResult<Self> {
+                Ok($cls { seg: Segment::<$seg>::attach(name).map_err(to_py)? })
+            }
+
+            /// Attaches through descriptor `fd` (an anonymous segment passed on).
+            #[staticmethod]
+            fn attach_fd(fd: i32) -> PyResult<Self> {
+                with_fd(fd, |fd| Ok($cls { seg: options().attach_fd::<$seg>(fd).map_err(to_py)? }))
+            }
+
+            /// The segment name, or None for an anonymous segment.
+            #[getter]
+            fn name(&self) -> Option<String> {
+                (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
+            }
+
+            /// A new descriptor of the segment (the caller closes it).
+            fn share_fd(&self) -> PyResult<i32> {
+                Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
+            }
+
+            $($methods)*
+        }
+    };
+}
+
+/// A new segment holding `init`: named `name`, or anonymous.
+fn create_segment<T: shmem::Shared>(name: Option<&str>, init: &T) -> PyResult<Segment<T>> {
+    match name {
+        Some(n) => options().create(n, init),
+        None => options().create_anonymous(init),
+    }
+    .map_err(to_py)
+}
+
 /// A crash-safe cross-process lock: the storage of `shmem.Lock`.
 #[pyclass(module = "shmem._shmem")]
 struct RawLock {
     seg: Segment<RawMutex>,
 }
 
-#[pymethods]
-impl RawLock {
+segment_class! { RawLock, RawMutex;
     #[new]
     #[pyo3(signature = (name=None))]
     fn new(name: Option<&str>) -> PyResult<Self> {
-        let seg = match name {
-            Some(n) => options().create(n, &RawMutex::new()),
-            None => options().create_anonymous(&RawMutex::new()),
-        }
-        .map_err(to_py)?;
+        let seg = create_segment(name, &RawMutex::new())?;
         Ok(RawLock { seg })
-    }
-
-    #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
-        Ok(RawLock { seg: Segment::attach(name).map_err(to_py)? })
-    }
-
-    #[staticmethod]
-    fn attach_fd(fd: i32) -> PyResult<Self> {
-        with_fd(fd, |fd| Ok(RawLock { seg: options().attach_fd(fd).map_err(to_py)? }))
-    }
-
-    #[getter]
-    fn name(&self) -> Option<String> {
-        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
     /// Takes the lock: returns None if it timed out, else whether the
@@ -644,10 +668,6 @@ impl RawLock {
     fn locked(&self) -> bool {
         self.seg.is_locked()
     }
-
-    fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
-    }
 }
 
 /// A cross-process event flag: the storage of `shmem.Event`.
@@ -656,32 +676,12 @@ struct RawEvent {
     seg: Segment<Event>,
 }
 
-#[pymethods]
-impl RawEvent {
+segment_class! { RawEvent, Event;
     #[new]
     #[pyo3(signature = (name=None))]
     fn new(name: Option<&str>) -> PyResult<Self> {
-        let seg = match name {
-            Some(n) => options().create(n, &Event::new(false)),
-            None => options().create_anonymous(&Event::new(false)),
-        }
-        .map_err(to_py)?;
+        let seg = create_segment(name, &Event::new(false))?;
         Ok(RawEvent { seg })
-    }
-
-    #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
-        Ok(RawEvent { seg: Segment::attach(name).map_err(to_py)? })
-    }
-
-    #[staticmethod]
-    fn attach_fd(fd: i32) -> PyResult<Self> {
-        with_fd(fd, |fd| Ok(RawEvent { seg: options().attach_fd(fd).map_err(to_py)? }))
-    }
-
-    #[getter]
-    fn name(&self) -> Option<String> {
-        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
     fn set(&self) {
@@ -712,10 +712,6 @@ impl RawEvent {
                 return Ok(self.seg.is_set());
             }
         }
-    }
-
-    fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
     }
 }
 
@@ -1506,32 +1502,12 @@ struct RawCondvar {
     seg: Segment<shmem::Condvar>,
 }
 
-#[pymethods]
-impl RawCondvar {
+segment_class! { RawCondvar, shmem::Condvar;
     #[new]
     #[pyo3(signature = (name=None))]
     fn new(name: Option<&str>) -> PyResult<Self> {
-        let seg = match name {
-            Some(n) => options().create(n, &shmem::Condvar::new()),
-            None => options().create_anonymous(&shmem::Condvar::new()),
-        }
-        .map_err(to_py)?;
+        let seg = create_segment(name, &shmem::Condvar::new())?;
         Ok(RawCondvar { seg })
-    }
-
-    #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
-        Ok(RawCondvar { seg: Segment::attach(name).map_err(to_py)? })
-    }
-
-    #[staticmethod]
-    fn attach_fd(fd: i32) -> PyResult<Self> {
-        with_fd(fd, |fd| Ok(RawCondvar { seg: options().attach_fd(fd).map_err(to_py)? }))
-    }
-
-    #[getter]
-    fn name(&self) -> Option<String> {
-        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
     fn sequence(&self) -> u32 {
@@ -1565,10 +1541,6 @@ impl RawCondvar {
     fn notify_all(&self) {
         self.seg.notify_all()
     }
-
-    fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
-    }
 }
 
 /// What segment `name` holds, by its recorded type name (`"i32"`,
@@ -1590,33 +1562,12 @@ struct RawSemaphore {
     seg: Segment<shmem::Semaphore>,
 }
 
-#[pymethods]
-impl RawSemaphore {
+segment_class! { RawSemaphore, shmem::Semaphore;
     #[new]
     #[pyo3(signature = (value, name=None))]
     fn new(value: u32, name: Option<&str>) -> PyResult<Self> {
-        let init = shmem::Semaphore::new(value);
-        let seg = match name {
-            Some(n) => options().create(n, &init),
-            None => options().create_anonymous(&init),
-        }
-        .map_err(to_py)?;
+        let seg = create_segment(name, &shmem::Semaphore::new(value))?;
         Ok(RawSemaphore { seg })
-    }
-
-    #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
-        Ok(RawSemaphore { seg: Segment::attach(name).map_err(to_py)? })
-    }
-
-    #[staticmethod]
-    fn attach_fd(fd: i32) -> PyResult<Self> {
-        with_fd(fd, |fd| Ok(RawSemaphore { seg: options().attach_fd(fd).map_err(to_py)? }))
-    }
-
-    #[getter]
-    fn name(&self) -> Option<String> {
-        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
     /// Takes a permit: whether it got one (`timeout` None: no limit).
@@ -1650,10 +1601,6 @@ impl RawSemaphore {
     fn value(&self) -> u32 {
         self.seg.available()
     }
-
-    fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
-    }
 }
 
 /// A cross-process barrier: the storage of `shmem.Barrier`.
@@ -1662,33 +1609,12 @@ struct RawBarrier {
     seg: Segment<shmem::Barrier>,
 }
 
-#[pymethods]
-impl RawBarrier {
+segment_class! { RawBarrier, shmem::Barrier;
     #[new]
     #[pyo3(signature = (parties, name=None))]
     fn new(parties: u32, name: Option<&str>) -> PyResult<Self> {
-        let init = shmem::Barrier::new(parties);
-        let seg = match name {
-            Some(n) => options().create(n, &init),
-            None => options().create_anonymous(&init),
-        }
-        .map_err(to_py)?;
+        let seg = create_segment(name, &shmem::Barrier::new(parties))?;
         Ok(RawBarrier { seg })
-    }
-
-    #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
-        Ok(RawBarrier { seg: Segment::attach(name).map_err(to_py)? })
-    }
-
-    #[staticmethod]
-    fn attach_fd(fd: i32) -> PyResult<Self> {
-        with_fd(fd, |fd| Ok(RawBarrier { seg: options().attach_fd(fd).map_err(to_py)? }))
-    }
-
-    #[getter]
-    fn name(&self) -> Option<String> {
-        (!Segment::is_anonymous(&self.seg)).then(|| Segment::name(&self.seg).to_owned())
     }
 
     #[getter]
@@ -1715,10 +1641,6 @@ impl RawBarrier {
                 return Ok(None);
             }
         }
-    }
-
-    fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(&self.seg).map_err(to_py)?.into_raw_fd())
     }
 }
 

@@ -286,12 +286,27 @@ class _Shared:
             self._fd = raw.share_fd()  # kept open: the spawner dups it late
         return ("fd", _reduction.DupFd(self._fd))
 
+    # The Rust handle class (`attach`, `attach_fd`) of a class whose only
+    # shared state is its handle; such a class pickles through `_rebuild`.
+    _RAW = None
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self._ref()))
+
+    @classmethod
+    def _from_raw(cls, raw):
+        return cls(_raw=raw)
+
     def __del__(self):
         fd = self._fd
         if fd is not None:
             self._fd = None
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _rebuild(cls, ref):
+    return cls._from_raw(_open(cls._RAW.attach, cls._RAW.attach_fd, ref))
 
 
 def _open(cls_attach, cls_attach_fd, ref, *code):
@@ -314,6 +329,8 @@ class Lock(_Shared):
     If the previous holder died holding it, ``acquire()`` still succeeds
     and sets ``poisoned`` (the data it guards may be half-updated).
     """
+
+    _RAW = _shmem.RawLock
 
     def __init__(self, *, name=None, _raw=None):
         self._raw = _raw if _raw is not None else _shmem.RawLock(name)
@@ -339,15 +356,8 @@ class Lock(_Shared):
     def __exit__(self, *exc):
         self.release()
 
-    def __reduce__(self):
-        return (_rebuild_lock, (self._ref(),))
-
     def __repr__(self):
         return f"<shmem.Lock({'locked' if self.locked() else 'unlocked'})>"
-
-
-def _rebuild_lock(ref):
-    return Lock(_raw=_open(_shmem.RawLock.attach, _shmem.RawLock.attach_fd, ref))
 
 
 class RLock(Lock):
@@ -383,19 +393,14 @@ class RLock(Lock):
             self._owner = None
             super().release()
 
-    def __reduce__(self):
-        return (_rebuild_rlock, (self._ref(),))
-
     def __repr__(self):
         return f"<shmem.RLock({'locked' if self.locked() else 'unlocked'})>"
 
 
-def _rebuild_rlock(ref):
-    return RLock(_raw=_open(_shmem.RawLock.attach, _shmem.RawLock.attach_fd, ref))
-
-
 class Event(_Shared):
     """``multiprocessing.Event()`` on shared memory."""
+
+    _RAW = _shmem.RawEvent
 
     def __init__(self, *, name=None, _raw=None):
         self._raw = _raw if _raw is not None else _shmem.RawEvent(name)
@@ -412,15 +417,8 @@ class Event(_Shared):
     def wait(self, timeout=None):
         return self._raw.wait(timeout)
 
-    def __reduce__(self):
-        return (_rebuild_event, (self._ref(),))
-
     def __repr__(self):
         return f"<shmem.Event({'set' if self.is_set() else 'unset'})>"
-
-
-def _rebuild_event(ref):
-    return Event(_raw=_open(_shmem.RawEvent.attach, _shmem.RawEvent.attach_fd, ref))
 
 
 class Condition(_Shared):
@@ -503,6 +501,8 @@ def _rebuild_condition(ref, lock):
 class Semaphore(_Shared):
     """``multiprocessing.Semaphore(value)`` on shared memory."""
 
+    _RAW = _shmem.RawSemaphore
+
     def __init__(self, value=1, *, name=None, _raw=None):
         self._raw = _raw if _raw is not None else _shmem.RawSemaphore(value, name)
 
@@ -521,15 +521,8 @@ class Semaphore(_Shared):
     def __exit__(self, *exc):
         self.release()
 
-    def __reduce__(self):
-        return (_rebuild_semaphore, (self._ref(),))
-
     def __repr__(self):
         return f"<shmem.Semaphore(value={self.get_value()})>"
-
-
-def _rebuild_semaphore(ref):
-    return Semaphore(_raw=_open(_shmem.RawSemaphore.attach, _shmem.RawSemaphore.attach_fd, ref))
 
 
 class Barrier(_Shared):
@@ -539,8 +532,14 @@ class Barrier(_Shared):
     ``threading.BrokenBarrierError`` and leaves the round (the barrier
     stays usable)."""
 
+    _RAW = _shmem.RawBarrier
+
     def __init__(self, parties, *, name=None, _raw=None):
         self._raw = _raw if _raw is not None else _shmem.RawBarrier(parties, name)
+
+    @classmethod
+    def _from_raw(cls, raw):
+        return cls(None, _raw=raw)
 
     @property
     def parties(self):
@@ -552,15 +551,8 @@ class Barrier(_Shared):
             raise threading.BrokenBarrierError
         return 0 if r else 1
 
-    def __reduce__(self):
-        return (_rebuild_barrier, (self._ref(),))
-
     def __repr__(self):
         return f"<shmem.Barrier(parties={self.parties})>"
-
-
-def _rebuild_barrier(ref):
-    return Barrier(None, _raw=_open(_shmem.RawBarrier.attach, _shmem.RawBarrier.attach_fd, ref))
 
 
 def _make_lock(lock, name):
