@@ -41,9 +41,6 @@ use super::{Parts, Spec};
 use crate::error::Result;
 use crate::layout::SchemaEntry;
 use crate::sync::atomic::Atomic;
-use crate::sync::liveness::Member;
-use memmap2::MmapRaw;
-use std::fs::File;
 
 /// The scalar kinds a [`DynField`] can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,15 +168,11 @@ pub struct DynLocked {
 /// A segment opened from its schema, without its Rust type. See the
 /// [module docs](self).
 pub struct DynSegment {
-    _member: Member,
+    /// Membership, file, mapping, header; releases the name when dropped.
+    core: Parts,
     /// Tells this handle's fields from another's (a field found in one
     /// segment is refused by every other: its offsets were checked here).
     id: u64,
-    name: String,
-    file: File,
-    map: MmapRaw,
-    header: super::Header,
-    opener: u32,
 }
 
 impl super::SegmentOptions {
@@ -349,31 +342,23 @@ fn struct_spec(type_name: &str, fields: &[DynDecl<'_>]) -> std::result::Result<S
 impl DynSegment {
     fn from_parts(p: Parts) -> DynSegment {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        DynSegment {
-            _member: p.member,
-            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            name: p.name,
-            file: p.file,
-            map: p.map,
-            header: p.header,
-            opener: std::process::id(),
-        }
+        DynSegment { core: p, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
     }
 
     /// The segment's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     /// The type name recorded in the segment.
     pub fn type_name(&self) -> &str {
-        &self.header.type_name
+        &self.core.header.type_name
     }
 
     /// Every entry of the segment's schema (fields, nested structs, locks,
     /// containers), in field order.
     pub fn entries(&self) -> &[SchemaEntry] {
-        &self.header.schema.entries
+        &self.core.header.schema.entries
     }
 
     /// The scalar fields and arrays of scalars this handle can access (not
@@ -410,7 +395,7 @@ impl DynSegment {
         let lock = self.entries().iter().find(|e| e.path == path && e.kind == "mutex")?;
         let value_path = format!("{path}.value");
         let value = self.entries().iter().find(|e| e.path == value_path)?;
-        let h = &self.header;
+        let h = &self.core.header;
         // The lock word (8 bytes) and the poison flag (4 more) must lie in
         // the data, aligned; the value too.
         let lock_end = lock.offset.checked_add(12)?;
@@ -429,7 +414,7 @@ impl DynSegment {
     }
 
     fn at(&self, offset: u64) -> *mut u8 {
-        self.map.as_mut_ptr().wrapping_add((self.header.data_offset + offset) as usize)
+        self.core.map.as_mut_ptr().wrapping_add((self.core.header.data_offset + offset) as usize)
     }
 
     /// The lock of `f` (`None` for a field of another handle).
@@ -543,7 +528,7 @@ impl DynSegment {
         let lock = self.entries().iter().find(|e| e.path == path && e.kind == "seqlock")?;
         let value_path = format!("{path}.value");
         let value = self.entries().iter().find(|e| e.path == value_path)?;
-        let h = &self.header;
+        let h = &self.core.header;
         // The sequence word and poison flag (8 bytes), and the value, in the
         // data; both 8-aligned (as every SeqLock's are).
         if lock.offset.checked_add(8)? > h.data_size
@@ -597,7 +582,7 @@ impl DynSegment {
         if f.segment != self.id {
             return None;
         }
-        let h = &self.header;
+        let h = &self.core.header;
         let size = f.kind.size();
         let rel = f.offset.checked_add(i.checked_mul(size)?)?;
         if i >= f.count || rel.checked_add(size)? > h.data_size {
@@ -607,7 +592,7 @@ impl DynSegment {
         if at % size != 0 {
             return None;
         }
-        Some(self.map.as_mut_ptr().wrapping_add(at as usize))
+        Some(self.core.map.as_mut_ptr().wrapping_add(at as usize))
     }
 
     /// Reads element `i` of `f` (one atomic load). `None` if out of range.
@@ -839,22 +824,15 @@ fn from_value<T: ToDyn>(v: DynValue) -> Option<T> {
     T::from_dyn(v)
 }
 
-impl Drop for DynSegment {
-    fn drop(&mut self) {
-        if std::process::id() == self.opener {
-            super::release_name(&self.name, &self.file, &self.map);
-        }
-    }
-}
-
 impl std::fmt::Debug for DynSegment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynSegment").field("name", &self.name).field("type", &self.header.type_name).finish()
+        f.debug_struct("DynSegment").field("name", &self.core.name).field("type", &self.core.header.type_name).finish()
     }
 }
 
-// SAFETY: the handle owns its file and mapping (MmapRaw is Send + Sync);
-// all access to the data is through atomics (`atomic_at`), which are Sync.
-unsafe impl Send for DynSegment {}
-// SAFETY: as for Send.
-unsafe impl Sync for DynSegment {}
+// Send and Sync come from its parts (file, mapping, membership): all access
+// to the data is through atomics (`atomic_at`).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<DynSegment>()
+};

@@ -239,7 +239,7 @@ impl SegmentOptions {
         };
         let file = unnamed.map_err(io("link"))?;
         crate::crash_point!("segment.create.linked");
-        Ok(Parts { name: name.to_owned(), file, map, header, member })
+        Ok(Parts::new(name, file, map, header, member, false))
     }
 
     /// Creates an *anonymous* segment holding `initial`: shared memory with
@@ -294,7 +294,7 @@ impl SegmentOptions {
         os::seal_size(&file).map_err(io("seal"))?;
         os::hold_liveness_lock(&file).map_err(io("lock"))?;
         let member = join_liveness(&file, &map, &header, name)?;
-        Ok(Parts { name: name.to_owned(), file, map, header, member })
+        Ok(Parts::new(name, file, map, header, member, true))
     }
 
     /// Attaches to the segment in the file that `fd` refers to: an
@@ -341,7 +341,7 @@ impl SegmentOptions {
         crate::spawn::refuse_in_uninitialised_worker(ANONYMOUS)?;
         let name = ANONYMOUS;
         let file = fresh_description(name, fd)?;
-        self.attach_file_parts(name, file, spec, false)
+        self.attach_file_parts(name, file, spec, false, true)
     }
 
     /// Attaches to the segment in `file`, an open descriptor of its own
@@ -354,7 +354,7 @@ impl SegmentOptions {
         anonymous: bool,
         hold: bool,
     ) -> Result<Segment<T>> {
-        let parts = self.attach_file_parts(name, file, |_| Ok(Spec::of::<T>()), hold)?;
+        let parts = self.attach_file_parts(name, file, |_| Ok(Spec::of::<T>()), hold, anonymous)?;
         Ok(Segment::from_parts(parts, false, anonymous))
     }
 
@@ -366,6 +366,7 @@ impl SegmentOptions {
         file: File,
         spec: impl FnOnce(&Header) -> Result<Spec>,
         hold: bool,
+        anonymous: bool,
     ) -> Result<Parts> {
         let header = self.wait_ready(name, &file)?;
         check_spec(name, &header, &spec(&header)?)?;
@@ -374,7 +375,7 @@ impl SegmentOptions {
             self.hold_shared(name, &file)?;
         }
         let member = join_liveness(&file, &map, &header, name)?;
-        Ok(Parts { name: name.to_owned(), file, map, header, member })
+        Ok(Parts::new(name, file, map, header, member, anonymous))
     }
 
     /// Attaches to the existing segment `name`, checking that it holds `T`.
@@ -464,7 +465,7 @@ impl SegmentOptions {
             return Err(Error::NotFound { name: name.to_owned() });
         }
         let member = join_liveness(&file, &map, &header, name)?;
-        Ok(Parts { name: name.to_owned(), file, map, header, member })
+        Ok(Parts::new(name, file, map, header, member, false))
     }
 
     /// Attaches to segment `name` read-only: the file is opened and mapped
@@ -715,13 +716,38 @@ impl Spec {
 /// computed from it overflows.
 const MAX_DATA_SIZE: u64 = 1 << 40;
 
-/// The pieces of an open segment handle, before it is given its type.
+/// The core every read-write handle holds (`Segment`, `ArraySegment`,
+/// `DynSegment`): its liveness membership, file, mapping and header; and
+/// what dropping it does: the last handle of all removes the name (see
+/// [`release_name`]).
 pub(crate) struct Parts {
+    /// This mapping's entry in the liveness registry. Declared first so it
+    /// is dropped first (fields drop in order), before `map` is unmapped.
+    pub(crate) _member: Member,
     pub(crate) name: String,
     pub(crate) file: File,
     pub(crate) map: MmapRaw,
     pub(crate) header: Header,
-    pub(crate) member: Member,
+    /// No name (a memfd), or attached through a descriptor: never unlinks.
+    pub(crate) anonymous: bool,
+    /// The process that opened this handle: a child forked without exec
+    /// shares the handle's open file description (and its lock) with it,
+    /// so only the opener may decide that it is the last holder.
+    pub(crate) opener: u32,
+}
+
+impl Parts {
+    fn new(name: &str, file: File, map: MmapRaw, header: Header, member: Member, anonymous: bool) -> Parts {
+        Parts { _member: member, name: name.to_owned(), file, map, header, anonymous, opener: std::process::id() }
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        if !self.anonymous && std::process::id() == self.opener {
+            release_name(&self.name, &self.file, &self.map);
+        }
+    }
 }
 
 /// `init` on the twin of a fresh segment, as a function of its data's address.
@@ -868,22 +894,10 @@ fn data_ptr<T: Shared>(map: &MmapRaw, header: &Header) -> NonNull<T::Layout> {
 /// # Ok::<(), shmem::Error>(())
 /// ```
 pub struct Segment<T: Shared> {
-    /// This mapping's entry in the liveness registry. Declared first so it
-    /// is dropped first (fields drop in order), before `map` is unmapped.
-    _member: Member,
-    name: String,
-    file: File,
-    map: MmapRaw,
-    header: Header,
+    /// Membership, file, mapping, header; releases the name when dropped.
+    core: Parts,
     data: NonNull<T::Layout>,
     owner: bool,
-    /// No name (a memfd), or attached through a descriptor: never unlinks.
-    anonymous: bool,
-    persist: bool,
-    /// The process that opened this handle: a child forked without exec
-    /// shares the handle's open file description (and its lock) with it,
-    /// so only the opener may decide that it is the last holder.
-    opener: u32,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -897,21 +911,10 @@ unsafe impl<T: Shared> Sync for Segment<T> {}
 
 impl<T: Shared> Segment<T> {
     /// The handle made of `parts`, whose layout was checked to be `T`'s.
-    pub(crate) fn from_parts(parts: Parts, owner: bool, anonymous: bool) -> Self {
+    pub(crate) fn from_parts(mut parts: Parts, owner: bool, anonymous: bool) -> Self {
+        parts.anonymous = anonymous;
         let data = data_ptr::<T>(&parts.map, &parts.header);
-        Segment {
-            name: parts.name,
-            file: parts.file,
-            map: parts.map,
-            header: parts.header,
-            data,
-            owner,
-            anonymous,
-            persist: false,
-            opener: std::process::id(),
-            _member: parts.member,
-            _type: PhantomData,
-        }
+        Segment { core: parts, data, owner, _type: PhantomData }
     }
 
     /// Creates segment `name` holding `initial`, with default [`SegmentOptions`].
@@ -1015,14 +1018,14 @@ impl<T: Shared> Segment<T> {
     /// The segment's name (without a leading `/`); [`ANONYMOUS`] for an
     /// anonymous segment.
     pub fn name(this: &Self) -> &str {
-        &this.name
+        &this.core.name
     }
 
     /// Whether this handle has no name to remove: an anonymous segment
     /// ([`Segment::create_anonymous`]), or one attached through a
     /// descriptor ([`SegmentOptions::attach_fd`]).
     pub fn is_anonymous(this: &Self) -> bool {
-        this.anonymous
+        this.core.anonymous
     }
 
     /// Whether this handle created the segment.
@@ -1046,8 +1049,7 @@ impl<T: Shared> Segment<T> {
     /// # Ok::<(), shmem::Error>(())
     /// ```
     pub fn persist(this: &mut Self) {
-        this.persist = true;
-        persist_flag(&this.map).fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
+        persist_flag(&this.core.map).fetch_or(header::FLAG_PERSIST, core::sync::atomic::Ordering::AcqRel);
     }
 
     /// A new descriptor of the segment's file, for handing the segment to
@@ -1063,23 +1065,23 @@ impl<T: Shared> Segment<T> {
     /// [`Error::Io`], for example where `/proc` is not mounted.
     pub fn share_fd(this: &Self) -> Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsFd;
-        Ok(fresh_description(&this.name, this.file.as_fd())?.into())
+        Ok(fresh_description(&this.core.name, this.core.file.as_fd())?.into())
     }
 
     /// The segment's file, with this handle's liveness lock on its description.
     pub(crate) fn file(this: &Self) -> &File {
-        &this.file
+        &this.core.file
     }
 
     /// The user id owning the segment's file (`None` if it cannot be read).
     pub fn owner_uid(this: &Self) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
-        this.file.metadata().ok().map(|m| m.uid())
+        this.core.file.metadata().ok().map(|m| m.uid())
     }
 
     /// The segment's header as read when this handle was opened.
     pub fn header(this: &Self) -> &Header {
-        &this.header
+        &this.core.header
     }
 
     /// Reads the whole value, field by field (not one atomic snapshot: fields
@@ -1121,14 +1123,6 @@ impl<T: Shared> Deref for Segment<T> {
         // Only shared references are ever made; mutation goes through the
         // twin's atomics.
         unsafe { self.data.as_ref() }
-    }
-}
-
-impl<T: Shared> Drop for Segment<T> {
-    fn drop(&mut self) {
-        if !self.anonymous && !self.persist && std::process::id() == self.opener {
-            release_name(&self.name, &self.file, &self.map);
-        }
     }
 }
 
@@ -1251,11 +1245,11 @@ impl<T: Shared> fmt::Debug for ReadOnlySegment<T> {
 impl<T: Shared> fmt::Debug for Segment<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Segment")
-            .field("name", &self.name)
-            .field("type", &self.header.type_name)
-            .field("size", &self.map.len())
+            .field("name", &self.core.name)
+            .field("type", &self.core.header.type_name)
+            .field("size", &self.core.map.len())
             .field("owner", &self.owner)
-            .field("anonymous", &self.anonymous)
+            .field("anonymous", &self.core.anonymous)
             .finish_non_exhaustive()
     }
 }
@@ -1280,17 +1274,11 @@ impl<T: Shared> fmt::Debug for Segment<T> {
 /// # Ok::<(), shmem::Error>(())
 /// ```
 pub struct ArraySegment<T: Shared> {
-    /// Declared first so it is dropped first, before `map` is unmapped.
-    _member: Member,
-    name: String,
-    file: File,
-    map: MmapRaw,
-    header: Header,
+    /// Membership, file, mapping, header; releases the name when dropped.
+    core: Parts,
     data: NonNull<T::Layout>,
     len: usize,
     owner: bool,
-    anonymous: bool,
-    opener: u32,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -1377,21 +1365,10 @@ fn slice_init<T: Shared>(len: usize, init: impl FnOnce(&[T::Layout])) -> impl Fn
 }
 
 impl<T: Shared> ArraySegment<T> {
-    fn from_parts(parts: Parts, len: usize, owner: bool, anonymous: bool) -> Self {
+    fn from_parts(mut parts: Parts, len: usize, owner: bool, anonymous: bool) -> Self {
+        parts.anonymous = anonymous;
         let data = data_ptr::<T>(&parts.map, &parts.header);
-        ArraySegment {
-            _member: parts.member,
-            name: parts.name,
-            file: parts.file,
-            map: parts.map,
-            header: parts.header,
-            data,
-            len,
-            owner,
-            anonymous,
-            opener: std::process::id(),
-            _type: PhantomData,
-        }
+        ArraySegment { core: parts, data, len, owner, _type: PhantomData }
     }
 
     /// Attaches to segment `name` holding `[T; len]`, any `len`. See
@@ -1405,12 +1382,12 @@ impl<T: Shared> ArraySegment<T> {
 
     /// The segment's name; [`ANONYMOUS`] for an anonymous segment.
     pub fn name(this: &Self) -> &str {
-        &this.name
+        &this.core.name
     }
 
     /// Whether this handle has no name (see [`Segment::is_anonymous`]).
     pub fn is_anonymous(this: &Self) -> bool {
-        this.anonymous
+        this.core.anonymous
     }
 
     /// Whether this handle created the segment.
@@ -1420,7 +1397,7 @@ impl<T: Shared> ArraySegment<T> {
 
     /// The segment's header as read when this handle was opened.
     pub fn header(this: &Self) -> &Header {
-        &this.header
+        &this.core.header
     }
 
     /// A new descriptor of the segment's file (see [`Segment::share_fd`]).
@@ -1429,7 +1406,7 @@ impl<T: Shared> ArraySegment<T> {
     /// [`Error::Io`], for example where `/proc` is not mounted.
     pub fn share_fd(this: &Self) -> Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsFd;
-        Ok(fresh_description(&this.name, this.file.as_fd())?.into())
+        Ok(fresh_description(&this.core.name, this.core.file.as_fd())?.into())
     }
 }
 
@@ -1446,19 +1423,11 @@ impl<T: Shared> Deref for ArraySegment<T> {
     }
 }
 
-impl<T: Shared> Drop for ArraySegment<T> {
-    fn drop(&mut self) {
-        if !self.anonymous && std::process::id() == self.opener {
-            release_name(&self.name, &self.file, &self.map);
-        }
-    }
-}
-
 impl<T: Shared> fmt::Debug for ArraySegment<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArraySegment")
-            .field("name", &self.name)
-            .field("type", &self.header.type_name)
+            .field("name", &self.core.name)
+            .field("type", &self.core.header.type_name)
             .field("len", &self.len)
             .finish_non_exhaustive()
     }
