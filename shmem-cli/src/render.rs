@@ -2,7 +2,7 @@
 
 use comfy_table::{presets, Cell, Color, Table};
 use serde_json::{json, Value as Json};
-use shmem_core::{Error, SchemaEntry, SegmentInfo, View};
+use shmem_core::{Error, FieldState, LockState, SchemaEntry, SegmentInfo, View};
 use std::fmt::Write as _;
 
 /// `2026-11-24 19:40:05 UTC` from milliseconds since the Unix epoch.
@@ -193,25 +193,29 @@ fn hex(view: &View, offset: u64, size: u64) -> Json {
     json!({ "hex": s })
 }
 
-fn param(kind: &str, key: &str) -> Option<u64> {
-    kind.split_whitespace().find_map(|p| p.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+/// An item, key or value the decoder copied out: an unsigned integer when
+/// it is one machine word or less, else its first bytes in hex.
+fn item_json(bytes: &[u8], size: u64) -> Json {
+    if let (1 | 2 | 4 | 8, Ok(len)) = (size, usize::try_from(size)) {
+        if bytes.len() == len {
+            let mut word = [0u8; 8];
+            let at = if cfg!(target_endian = "big") { 8 - len } else { 0 };
+            word[at..at + len].copy_from_slice(bytes);
+            return json!(u64::from_ne_bytes(word));
+        }
+    }
+    let shown = &bytes[..bytes.len().min(64)];
+    let mut s: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+    if size > shown.len() as u64 {
+        s.push_str("...");
+    }
+    json!({ "hex": s })
 }
 
-fn lock_owner(view: &View, offset: u64) -> Json {
+fn token(lock: &LockState) -> Json {
     // The lock word holds the owner's token (see shmem::sync::liveness),
     // not a pid: shown as hex.
-    let word = view.read_uint(offset, 8).unwrap_or(0);
-    match word & !(1 << 30) {
-        0 => json!(null),
-        token => json!(format!("{token:#x}")),
-    }
-}
-
-fn small_uint(view: &View, offset: u64, size: u64) -> Json {
-    match size {
-        1 | 2 | 4 | 8 => view.read_uint(offset, size).map_or(Json::Null, |v| json!(v)),
-        _ => hex(view, offset, size),
-    }
+    lock.held_by.map_or(Json::Null, |t| json!(format!("{t:#x}")))
 }
 
 /// The value column of one schema entry.
@@ -220,97 +224,71 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
     if SCALARS.contains(&kind) {
         return read_scalars(view, kind, e.offset, e.size, e.count).map(shown);
     }
-    let word = |o: u64, size: u64| view.read_uint(e.offset + o, size).unwrap_or(0);
-    let lock = |owner: Json, poisoned: bool, extra: Json| {
-        let text = match (&owner, poisoned) {
-            (Json::Null, false) => "free".to_owned(),
-            (Json::Null, true) => "free, poisoned".to_owned(),
-            (Json::String(t), false) => format!("held by process {t}"),
-            (Json::String(t), true) => format!("held by process {t}, poisoned"),
-            (other, false) => format!("held by process {other}"),
-            (other, true) => format!("held by process {other}, poisoned"),
+    let lock = |l: &LockState, extra: Json| {
+        let mut text = match &l.held_by {
+            None => "free".to_owned(),
+            Some(t) => format!("held by process {t:#x}"),
         };
-        let mut json = json!({ "held_by": owner, "poisoned": poisoned });
+        if l.poisoned {
+            text.push_str(", poisoned");
+        }
+        let mut json = json!({ "held_by": token(l), "poisoned": l.poisoned });
         if let (Json::Object(map), Json::Object(more)) = (&mut json, extra) {
             map.extend(more);
         }
         Shown { text, json }
     };
-    match kind.split_whitespace().next().unwrap_or("") {
-        "mutex" => Some(lock(lock_owner(view, e.offset), word(8, 4) != 0, json!({}))),
-        "rwlock" => {
-            // 16 reader slots of (owner token, count) from offset 24.
-            let readers = (0..16u64).map(|i| word(24 + 16 * i + 8, 8)).fold(0u64, u64::wrapping_add);
-            let mut shown = lock(lock_owner(view, e.offset), word(12, 4) != 0, json!({ "readers": readers }));
+    let contents = if contents { MAX_SHOWN as usize } else { 0 };
+    let Some(state) = view.field_state(e, contents) else {
+        return if kind.starts_with("struct") { None } else { Some(shown(typed_value(view, kind, e.offset, e.size))) };
+    };
+    Some(match state {
+        FieldState::Mutex(l) => lock(&l, json!({})),
+        FieldState::RwLock { lock: l, readers } => {
+            let mut shown = lock(&l, json!({ "readers": readers }));
             if readers > 0 {
                 let _ = write!(shown.text, ", {readers} reader(s)");
             }
-            Some(shown)
+            shown
         }
-        "seqlock" => {
-            let writing = word(0, 4) & 1 == 1;
-            let mut shown = lock(lock_owner(view, e.offset + 8), word(4, 4) != 0, json!({ "writing": writing }));
+        FieldState::SeqLock { lock: l, writing } => {
+            let mut shown = lock(&l, json!({ "writing": writing }));
             if writing {
                 shown.text.push_str(", write in progress");
             }
-            Some(shown)
+            shown
         }
-        "event" => Some(shown(json!({ "set": word(0, 4) != 0 }))),
-        "semaphore" => Some(shown(json!({ "available": word(0, 4) }))),
-        "barrier" => Some(shown(json!({ "parties": word(0, 4), "arrived": word(4, 4) & 0xffff }))),
-        "condvar" => None,
-        "queue" => {
-            let (tail, head) = (word(0, 8), word(64, 8));
-            // Bounded by what the entry's own bytes can hold.
-            let item = param(kind, "item").unwrap_or(0);
-            let cap = param(kind, "cap").unwrap_or(0).min(e.size.checked_div(item).unwrap_or(0));
-            let len = tail.saturating_sub(head).min(cap);
-            let closed = word(128, 4) != 0;
-            let mut json = json!({ "len": len, "capacity": cap, "closed": closed });
-            let mut text = format!("len {len} / capacity {cap}{}", if closed { ", closed" } else { "" });
-            if contents {
-                let slots = param(kind, "slots").unwrap_or(0);
-                let items: Vec<Json> = (0..len.min(MAX_SHOWN))
-                    .map(|i| {
-                        let at = (head.wrapping_add(i) % cap.max(1))
-                            .checked_mul(item)
-                            .and_then(|o| o.checked_add(slots)?.checked_add(e.offset));
-                        at.map_or(Json::Null, |at| small_uint(view, at, item))
-                    })
-                    .collect();
+        FieldState::Event { set } => shown(json!({ "set": set })),
+        FieldState::Semaphore { available } => shown(json!({ "available": available })),
+        FieldState::Barrier { parties, arrived } => shown(json!({ "parties": parties, "arrived": arrived })),
+        FieldState::Condvar => return None,
+        FieldState::Queue(q) => {
+            let mut json = json!({ "len": q.len, "capacity": q.capacity, "closed": q.closed });
+            let mut text = format!("len {} / capacity {}{}", q.len, q.capacity, if q.closed { ", closed" } else { "" });
+            if contents > 0 {
+                let items: Vec<Json> = q.items.iter().map(|b| item_json(b, q.item_size)).collect();
                 let _ = write!(text, " {}", Json::Array(items.clone()));
                 json["items"] = Json::Array(items);
             }
-            Some(Shown { text, json })
+            Shown { text, json }
         }
-        "map" => {
-            // Bounded by what the entry's own bytes can hold (a shard header
-            // is 64 bytes, at most 16 of them; a slot `slot` bytes).
-            let slot_size = param(kind, "slot").unwrap_or(0);
-            let cap = param(kind, "cap").unwrap_or(0).min(e.size.checked_div(slot_size).unwrap_or(0));
-            let shards = param(kind, "shards").unwrap_or(1).min(16).min(e.size / 64);
-            let len: u64 = (0..shards).map(|i| word(64 * i + 8, 8).min(cap)).fold(0, u64::saturating_add).min(cap);
-            let mut json = json!({ "len": len, "capacity": cap });
-            let mut text = format!("len {len} / capacity {cap}");
-            if contents {
-                let p = |k| param(kind, k).unwrap_or(0);
-                let (key, value, slots, slot, value_at) = (p("key"), p("value"), p("slots"), p("slot"), p("value_at"));
-                // Scan a bounded number of slots too, not only of entries
-                // shown: a crafted map could claim billions of slots.
-                let entries: Vec<Json> = (0..cap.min(MAX_SHOWN * 16))
-                    .filter_map(|i| e.offset.checked_add(slots)?.checked_add(i.checked_mul(slot)?))
-                    .filter(|at| view.read_uint(*at, 8).unwrap_or(0) != 0)
-                    .take(MAX_SHOWN as usize)
-                    .map(|at| json!([small_uint(view, at + 8, key), small_uint(view, at + value_at, value)]))
+        FieldState::Map(m) => {
+            let mut json = json!({ "len": m.len, "capacity": m.capacity });
+            let mut text = format!("len {} / capacity {}", m.len, m.capacity);
+            if contents > 0 {
+                let entries: Vec<Json> = m
+                    .entries
+                    .iter()
+                    .map(|(k, v)| json!([item_json(k, m.key_size), item_json(v, m.value_size)]))
                     .collect();
                 let _ = write!(text, " {}", Json::Array(entries.clone()));
                 json["entries"] = Json::Array(entries);
             }
-            Some(Shown { text, json })
+            Shown { text, json }
         }
-        k if k.starts_with("struct") => None,
-        _ => Some(shown(typed_value(view, kind, e.offset, e.size))),
-    }
+        // Kinds newer than this tool: their bytes.
+        _ => shown(hex(view, e.offset, e.size)),
+    })
 }
 
 fn header_lines(view: &View) -> String {
@@ -433,6 +411,7 @@ mod tests {
         assert_eq!(scalar("i32", 0xFFFF_FFFE, 4), json!(-2));
         assert_eq!(scalar("f32", 1.5f32.to_bits() as u64, 4), json!(1.5));
         assert_eq!(scalar("char", 'λ' as u64, 4), json!("λ"));
-        assert_eq!(param("map key=4 value=8 cap=64", "cap"), Some(64));
+        assert_eq!(item_json(&7u32.to_ne_bytes(), 4), json!(7));
+        assert_eq!(item_json(&[0xab; 80], 80), json!({ "hex": format!("{}...", "ab".repeat(64)) }));
     }
 }

@@ -38,6 +38,8 @@ pub use containers::{Full, Map, PopError, PushError, Queue, Str, StrError};
 pub use error::{Corruption, Error, ErrorKind, Result};
 pub use layout::{LockedField, Schema, SchemaBuilder, SchemaEntry, Shared};
 pub use read_only::{read_only, ReadOnly, ReadOnlyForm};
+#[cfg(not(loom))]
+pub use segment::decode::{FieldState, LockState, MapState, QueueState};
 pub use segment::header::Header;
 pub use segment::{
     inspect, list, remove_stale, unlink, validate_name, ArraySegment, ReadOnlySegment, Segment, SegmentInfo,

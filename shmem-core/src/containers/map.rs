@@ -77,6 +77,19 @@ use std::time::{Duration, Instant};
 /// The most shards a map has (fewer for small `N`: each has at least 8 slots).
 pub const SHARDS: usize = 16;
 
+/// Where a map's words are, whatever `K`, `V` and `N` (for the schema
+/// decoder, [`crate::segment::decode`]): the first shard, a shard's size,
+/// its entry count, a slot's "full" word and its key (`K` is at most
+/// 8-aligned, as every plain-data type here).
+#[cfg(not(loom))]
+pub(crate) const WORDS: [u64; 5] = [
+    core::mem::offset_of!(Map<u8, u8, 1>, shards) as u64,
+    size_of::<Shard>() as u64,
+    core::mem::offset_of!(Shard, len) as u64,
+    core::mem::offset_of!(Slot<u8, u8>, full) as u64,
+    core::mem::offset_of!(Slot<u64, u8>, key) as u64,
+];
+
 /// `dirty`: a structural change (insert, remove, clear, repair) is under way.
 const DIRTY_STRUCTURE: u32 = 1;
 /// `dirty`: a value is being overwritten in place (a crash may tear it).

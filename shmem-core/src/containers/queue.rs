@@ -49,8 +49,9 @@
 //! 128, the slots from offset 192 (each group on its own cache line).
 
 use crate::sync::park::{futex_of, Os, Park};
-use crate::sync::primitive::{fence, spin_hint, AtomicU32, AtomicU64, DataCell, Ordering};
+use crate::sync::primitive::{fence, AtomicU32, AtomicU64, DataCell, Ordering};
 use crate::sync::raw_mutex::RawMutex;
+use crate::sync::spin::{spin_then_yield, Site};
 use crate::sync::TimedOut;
 use bytemuck::Pod;
 use std::fmt;
@@ -58,18 +59,14 @@ use std::time::{Duration, Instant};
 
 const RECHECK: Duration = Duration::from_millis(100);
 
-/// `spin_loop` hints before sleeping (about 25 us on a current x86 CPU): a
-/// reply that arrives within that window costs no kernel round trip.
-const SPINS: u32 = if cfg!(loom) { 2 } else { 1_000 };
-
-/// `spin_loop` hints between two checks while spinning. A check reads the
-/// other side's counter, which pulls its cache line away from a process that
-/// writes it on every operation; checking at once and on every hint held a
-/// 1 -> 1 stream to ~10 M msg/s on the benchmark machine. Checking every 2,
-/// 4, 8 or 16 hints gave 18, 28, 43 and 59 M msg/s (the consumer finds more
-/// items per check), and a blocking ping-pong median of 0.22, 0.30, 0.31 and
-/// 0.51 us: 8 is the knee.
-const CHECK_EVERY: u32 = if cfg!(loom) { 1 } else { 8 };
+/// Where a queue's words are, whatever `T` and `N` (for the schema decoder,
+/// [`crate::segment::decode`]): `tail`, `head`, the closed flag.
+#[cfg(not(loom))]
+pub(crate) const WORDS: [u64; 3] = [
+    (core::mem::offset_of!(Queue<u8, 1>, producers) + core::mem::offset_of!(Side, count)) as u64,
+    (core::mem::offset_of!(Queue<u8, 1>, consumers) + core::mem::offset_of!(Side, count)) as u64,
+    (core::mem::offset_of!(Queue<u8, 1>, flags) + core::mem::offset_of!(Flags, closed)) as u64,
+];
 
 #[repr(C, align(64))]
 struct Side {
@@ -609,15 +606,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         ready: impl Fn() -> bool,
     ) -> Result<(), TimedOut> {
         let slice = crate::sync::sleep_slice(deadline, Some(RECHECK))?;
-        let mut spun = 0;
-        while spun < SPINS {
-            for _ in 0..CHECK_EVERY {
-                spin_hint();
-            }
-            spun += CHECK_EVERY;
-            if ready() {
-                return Ok(());
-            }
+        if spin_then_yield(Site::Queue, deadline, &ready) {
+            return Ok(());
         }
         sleepers.store(1, Ordering::SeqCst);
         if !ready() {

@@ -413,6 +413,23 @@ impl DynSegment {
         })
     }
 
+    /// One atomic load of `size` bytes (1, 2, 4 or 8) at `offset` into the
+    /// data, bounds- and alignment-checked (for the decoder).
+    pub(crate) fn read_uint(&self, offset: u64, size: u64) -> Option<u64> {
+        // SAFETY: the mapping is the whole file (`file_size` bytes, header
+        // validated at attach or create) and lives as long as `self`.
+        unsafe { super::load_uint(self.core.map.as_ptr(), &self.core.header, offset, size) }
+    }
+
+    /// The state of the lock, waiter or container at `path` (what
+    /// [`View::field_state`](super::View::field_state) says of it), with up
+    /// to `contents` of a container's items or entries; `None` if `path` is
+    /// not such a field.
+    pub fn field_state(&self, path: &str, contents: usize) -> Option<super::decode::FieldState> {
+        let e = self.entries().iter().find(|e| e.path == path)?;
+        super::decode::decode(self, e, contents)
+    }
+
     fn at(&self, offset: u64) -> *mut u8 {
         self.core.map.as_mut_ptr().wrapping_add((self.core.header.data_offset + offset) as usize)
     }

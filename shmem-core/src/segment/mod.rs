@@ -55,6 +55,9 @@
 // models do not.
 #[cfg(not(loom))]
 pub mod dynamic;
+// Not under loom: the containers' word offsets it reads are for the real atomics.
+#[cfg(not(loom))]
+pub mod decode;
 pub mod header;
 pub mod name;
 
@@ -1618,31 +1621,9 @@ impl View {
     /// into the data, with one atomic load. `None` if out of range or
     /// misaligned.
     pub fn read_uint(&self, offset: u64, size: u64) -> Option<u64> {
-        let h = &self.info.header;
-        let at = h.data_offset.checked_add(offset)?;
-        if !matches!(size, 1 | 2 | 4 | 8) || offset.checked_add(size)? > h.data_size || at % size != 0 {
-            return None;
-        }
-        let ptr = self.map.as_ptr().wrapping_add(at as usize);
-        macro_rules! load {
-            ($atomic:ty) => {{
-                // SAFETY: `at + size <= file_size == map.len()` (validated
-                // header), `at` is a multiple of `size` and the mapping is
-                // page-aligned, so the atomic is in bounds and aligned; the
-                // memory stays mapped for reading for the lifetime of `self`;
-                // shared scalars are only ever accessed atomically, and a
-                // load never writes (fine on read-only pages).
-                let atomic = unsafe { &*ptr.cast::<$atomic>() };
-                u64::from(atomic.load(core::sync::atomic::Ordering::Acquire))
-            }};
-        }
-        let value = match size {
-            1 => load!(core::sync::atomic::AtomicU8),
-            2 => load!(core::sync::atomic::AtomicU16),
-            4 => load!(core::sync::atomic::AtomicU32),
-            _ => load!(core::sync::atomic::AtomicU64),
-        };
-        Some(value)
+        // SAFETY: the mapping is the whole file (`file_size` bytes, header
+        // validated), readable, and lives as long as `self`.
+        unsafe { load_uint(self.map.as_ptr(), &self.info.header, offset, size) }
     }
 
     /// Copies `len` bytes at `offset` into the data, byte by byte with
@@ -1654,4 +1635,36 @@ impl View {
         }
         (offset..offset + len).map(|o| self.read_uint(o, 1).map(|b| b as u8)).collect()
     }
+}
+
+/// One atomic load of an unsigned integer of `size` bytes (1, 2, 4 or 8) at
+/// `offset` into the data of the segment mapped at `base` with header `h`.
+/// `None` if out of range or misaligned.
+///
+/// # Safety
+/// `base` is the start of a readable mapping of the whole file
+/// (`h.file_size` bytes, `h` validated), mapped for the whole call.
+pub(crate) unsafe fn load_uint(base: *const u8, h: &Header, offset: u64, size: u64) -> Option<u64> {
+    let at = h.data_offset.checked_add(offset)?;
+    if !matches!(size, 1 | 2 | 4 | 8) || offset.checked_add(size)? > h.data_size || at % size != 0 {
+        return None;
+    }
+    let ptr = base.wrapping_add(at as usize);
+    macro_rules! load {
+        ($atomic:ty) => {{
+            // SAFETY: `at + size <= data_offset + data_size <= file_size`,
+            // the length the caller promises is mapped; `at` is a multiple
+            // of `size` and the mapping is page-aligned, so the atomic is in
+            // bounds and aligned; shared scalars are only ever accessed
+            // atomically, and a load never writes (fine on read-only pages).
+            let atomic = unsafe { &*ptr.cast::<$atomic>() };
+            u64::from(atomic.load(core::sync::atomic::Ordering::Acquire))
+        }};
+    }
+    Some(match size {
+        1 => load!(core::sync::atomic::AtomicU8),
+        2 => load!(core::sync::atomic::AtomicU16),
+        4 => load!(core::sync::atomic::AtomicU32),
+        _ => load!(core::sync::atomic::AtomicU64),
+    })
 }

@@ -17,6 +17,7 @@ pub(crate) mod primitive;
 pub mod raw_mutex;
 pub mod rwlock;
 pub mod seqlock;
+pub(crate) mod spin;
 pub mod wait;
 
 /// A wait with a timeout ran out before the condition held.

@@ -9,15 +9,6 @@ pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// A hint inside a bounded spin; under loom, a yield so the model progresses.
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(not(loom))]
-    core::hint::spin_loop();
-    #[cfg(loom)]
-    loom::thread::yield_now();
-}
-
 /// Plain data that several threads or processes read and write under a
 /// protocol of their own (a lock, a published counter). Under loom the
 /// model checker verifies that protocol: an access it cannot order after

@@ -39,7 +39,8 @@
 
 use super::liveness::{Liveness, TOKEN_MASK};
 use super::park::Park;
-use super::primitive::{spin_hint, AtomicU64, Ordering};
+use super::primitive::{AtomicU64, Ordering};
+use super::spin::{spin_then_yield, Site};
 use std::time::{Duration, Instant};
 
 const WAITERS: u64 = 1 << 30;
@@ -55,10 +56,6 @@ pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// the lock for long, and the waiter asks the kernel to wake it should that
 /// holder die (see [`liveness::watch`](super::liveness::watch)).
 const FIRST_SLEEP: Duration = Duration::from_micros(200);
-
-/// Spins before sleeping (each a `spin_loop` hint), as crossbeam's `Backoff`.
-/// None under loom, where each spin is a scheduling point.
-const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// What acquiring the lock found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +93,7 @@ impl std::fmt::Debug for RawMutex {
 }
 
 /// The owner token in a locked word (flags stripped), or `None` if unlocked.
-fn owner_of(word: u64) -> Option<u64> {
+pub(crate) fn owner_of(word: u64) -> Option<u64> {
     (word != 0).then_some(word & !WAITERS)
 }
 
@@ -182,13 +179,12 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow<P: Park>(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
-        #[cfg_attr(loom, allow(clippy::reversed_empty_ranges, reason = "no spinning under loom"))]
-        for _ in 0..SPIN_LIMIT {
-            let w = self.word.load(Ordering::Relaxed);
-            if w == 0 && self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                return Some(Acquired::Clean);
-            }
-            spin_hint();
+        let take_free = || {
+            self.word.load(Ordering::Relaxed) == 0
+                && self.word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        };
+        if spin_then_yield(Site::Lock, deadline, take_free) {
+            return Some(Acquired::Clean);
         }
         let futex = self.futex_addr();
         let lock = (self as *const Self).cast::<()>();

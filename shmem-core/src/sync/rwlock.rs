@@ -55,6 +55,7 @@ use super::liveness::Liveness;
 use super::park::{futex_of, point, Os, Park};
 use super::primitive::{fence, AtomicU32, AtomicU64, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
+use super::spin::{spin_then_yield, Site};
 use super::TimedOut;
 use bytemuck::Pod;
 use std::cell::UnsafeCell;
@@ -79,6 +80,18 @@ fn dekker_fence() {
 /// How many processes can hold read guards on one [`RwLock`] at once
 /// (threads of one process share a slot).
 pub const READER_SLOTS: usize = 16;
+
+/// Where an rwlock's words are, whatever `T` (for the schema decoder,
+/// [`crate::segment::decode`]): gate lock word, poison flag, first reader
+/// slot, a slot's size, and the reader count inside a slot.
+#[cfg(not(loom))]
+pub(crate) const WORDS: [u64; 5] = [
+    core::mem::offset_of!(RwLock<u8>, gate) as u64,
+    core::mem::offset_of!(RwLock<u8>, poisoned) as u64,
+    core::mem::offset_of!(RwLock<u8>, slots) as u64,
+    size_of::<ReaderSlot>() as u64,
+    core::mem::offset_of!(ReaderSlot, count) as u64,
+];
 
 const WRITER_WAITING: u32 = 1;
 const WRITER_INSIDE: u32 = 2;
@@ -290,6 +303,7 @@ impl<T: Pod> RwLock<T> {
         let mut watching: Option<u64> = None;
         let mut check_owners = false;
         let mut judged_unwatchable = false;
+        let mut spun = cfg!(loom); // loom never spins
         let outcome = loop {
             let seen = self.departures.load(Ordering::SeqCst);
             self.state.fetch_or(WRITER_WAITING, Ordering::SeqCst);
@@ -322,6 +336,14 @@ impl<T: Pod> RwLock<T> {
                 }
             }
             let Ok(slice) = super::sleep_slice(deadline, Some(OWNER_CHECK_INTERVAL)) else { break Err(TimedOut) };
+            if !spun {
+                // Readers leave soon, as a rule: spin, then yield, for as
+                // long as waits here have lately been worth it.
+                spun = true;
+                if spin_then_yield(Site::Drain, deadline, || self.departures.load(Ordering::SeqCst) != seen) {
+                    continue;
+                }
+            }
             // Check the readers' owners after a timeout or any wake-up: a
             // wake-up is a reader leaving or, with a watch, one dying.
             let timed_out = P::wait(futex, seen, slice);

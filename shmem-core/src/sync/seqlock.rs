@@ -39,6 +39,7 @@
 use super::park::{futex_of, point, Os, Park};
 use super::primitive::{fence, AtomicU32, Ordering};
 use super::raw_mutex::{Acquired, RawMutex, OWNER_CHECK_INTERVAL};
+use super::spin::{spin_then_yield, Site};
 use super::TimedOut;
 use bytemuck::Pod;
 use std::cell::UnsafeCell;
@@ -153,6 +154,15 @@ fn model_switch() {
 
 const _: () = assert!(core::mem::offset_of!(SeqLock<u8>, value) % 8 == 0 && align_of::<SeqLock<u8>>() >= 8);
 
+/// Where a seqlock's words are, whatever `T` (for the schema decoder,
+/// [`crate::segment::decode`]): sequence, poison flag, writer lock word.
+#[cfg(not(loom))]
+pub(crate) const WORDS: [u64; 3] = [
+    core::mem::offset_of!(SeqLock<u8>, seq) as u64,
+    core::mem::offset_of!(SeqLock<u8>, poisoned) as u64,
+    core::mem::offset_of!(SeqLock<u8>, writer) as u64,
+];
+
 impl<T: Pod> SeqLock<T> {
     /// A new sequence lock holding `value` (for use outside segments).
     pub fn new(value: T) -> Self {
@@ -199,9 +209,8 @@ impl<T: Pod> SeqLock<T> {
     }
 
     fn read_loop<P: Park>(&self, deadline: Option<Instant>, repair: bool) -> Result<LockResult<T>, TimedOut> {
-        // Under loom every spin is a scheduling point: keep the model small.
-        const SPINS: u32 = if cfg!(loom) { 1 } else { 1_000 };
-        let mut spins = 0u32;
+        let mut spun = cfg!(loom); // loom never spins
+        let mut naps = 0u32;
         let mut last_check = None::<Instant>;
         loop {
             // Relaxed and a fence, not an Acquire load: the same ordering,
@@ -220,17 +229,19 @@ impl<T: Pod> SeqLock<T> {
                 }
                 continue;
             }
-            spins += 1;
-            if spins < SPINS {
-                super::primitive::spin_hint();
+            if !spun {
+                // A write in progress: spin, then yield, for as long as
+                // waits here have lately been worth it.
+                spun = true;
+                let _ = spin_then_yield(Site::SeqLock, deadline, || self.seq.load(Ordering::Relaxed) & 1 == 0);
                 continue;
             }
             // A write is taking long (the writer is descheduled, stopped, or
             // dead): sleep instead of burning the CPU the writer may need,
             // with growing naps (50 us .. 1 ms; a futex wait that returns at
             // once if `seq` moves), and check the writer now and then.
-            let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << (spins - SPINS).min(5))))?;
-            spins += 1;
+            let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << naps.min(5))))?;
+            naps += 1;
             P::wait(futex_of(&self.seq), s1, nap);
             if repair && (cfg!(loom) || last_check.is_none_or(|t| t.elapsed() >= OWNER_CHECK_INTERVAL)) {
                 last_check = Some(Instant::now());

@@ -30,6 +30,7 @@
 use super::atomic::{Atomic, Scalar};
 use super::mutex::{Mutex, MutexGuard};
 use super::park::{Os, Park};
+use super::spin::{spin_then_yield, Site};
 use super::TimedOut;
 use bytemuck::Pod;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -50,12 +51,26 @@ fn wait_on<R>(
     deadline: Option<Instant>,
     mut done: impl FnMut(u32) -> Option<R>,
 ) -> Result<R, TimedOut> {
+    let mut spun = cfg!(loom); // loom never spins
     loop {
         let v = word.load(Ordering::Acquire);
         if let Some(r) = done(v) {
             return Ok(r);
         }
-        Os::wait(word.as_ptr(), v, super::sleep_slice(deadline, Some(RECHECK))?);
+        let slice = super::sleep_slice(deadline, Some(RECHECK))?;
+        if !spun {
+            spun = true;
+            let mut got = None;
+            spin_then_yield(Site::Notify, deadline, || {
+                got = done(word.load(Ordering::Acquire));
+                got.is_some()
+            });
+            if let Some(r) = got {
+                return Ok(r);
+            }
+            continue;
+        }
+        Os::wait(word.as_ptr(), v, slice);
     }
 }
 
@@ -266,7 +281,18 @@ impl BarrierWaitResult {
     }
 }
 
-const ARRIVED: u32 = 0xFFFF;
+/// Arrivals in a barrier's state word (the rest counts generations).
+pub(crate) const ARRIVED: u32 = 0xFFFF;
+
+/// Where the words of an event, a semaphore and a barrier are (for the
+/// schema decoder, [`crate::segment::decode`]): event state, semaphore
+/// permits, barrier parties, barrier state.
+pub(crate) const WORDS: [u64; 4] = [
+    core::mem::offset_of!(Event, state) as u64,
+    core::mem::offset_of!(Semaphore, permits) as u64,
+    core::mem::offset_of!(Barrier, parties) as u64,
+    core::mem::offset_of!(Barrier, state) as u64,
+];
 
 impl Barrier {
     /// A barrier for `parties` (clamped to 1..=65535).
