@@ -31,6 +31,10 @@ struct Stats {
     total: u64,
     #[shared(seqlock)]
     pos: [f64; 2],
+    #[shared(rwlock)]
+    limits: [u32; 2],
+    jobs: shmem::Queue<u32, 8>,
+    ready: shmem::Event,
 }
 
 /// A struct a Python program declares and creates (`shmem.Struct.create`).
@@ -103,6 +107,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "serve-struct" => {
             let stats = Segment::<Stats>::create(name, &Stats::default())?;
             stats.pos().write([1.25, -2.5]);
+            stats.jobs().try_push(5)?;
+            stats.jobs().try_push(6)?;
+            stats.ready().set();
             println!("ready");
             let start = Instant::now();
             while stats.hits().load() < 3 {

@@ -1442,6 +1442,74 @@ impl RawStruct {
         self.seg.write_value(&f, bytes).ok_or_else(not_held)
     }
 
+    /// The state of lock, waiter or container field `path`, decoded from
+    /// its words by the same decoder as the `shmem` CLI: a dict with
+    /// `"kind"` and its numbers (a queue's up to `contents` oldest items and
+    /// a map's first entries as bytes). A copy read without any lock.
+    #[pyo3(signature = (path, contents=0))]
+    fn state<'py>(&self, py: Python<'py>, path: &str, contents: usize) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        use shmem::FieldState as S;
+        let state = self.seg.field_state(path, contents).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "segment `{}` ({}) has no lock, waiter or container field `{path}`",
+                self.seg.name(),
+                self.seg.type_name()
+            ))
+        })?;
+        let d = pyo3::types::PyDict::new_bound(py);
+        let lock = |l: &shmem::LockState| -> PyResult<()> {
+            d.set_item("held", l.held_by.is_some())?;
+            d.set_item("poisoned", l.poisoned)
+        };
+        let bytes = |b: &[u8]| pyo3::types::PyBytes::new_bound(py, b);
+        match &state {
+            S::Mutex(l) => {
+                d.set_item("kind", "lock")?;
+                lock(l)?;
+            }
+            S::RwLock { lock: l, readers } => {
+                d.set_item("kind", "rwlock")?;
+                lock(l)?;
+                d.set_item("readers", readers)?;
+            }
+            S::SeqLock { lock: l, writing } => {
+                d.set_item("kind", "seqlock")?;
+                lock(l)?;
+                d.set_item("writing", writing)?;
+            }
+            S::Event { set } => {
+                d.set_item("kind", "event")?;
+                d.set_item("set", set)?;
+            }
+            S::Semaphore { available } => {
+                d.set_item("kind", "semaphore")?;
+                d.set_item("available", available)?;
+            }
+            S::Barrier { parties, arrived } => {
+                d.set_item("kind", "barrier")?;
+                d.set_item("parties", parties)?;
+                d.set_item("arrived", arrived)?;
+            }
+            S::Condvar => d.set_item("kind", "condvar")?,
+            S::Queue(q) => {
+                d.set_item("kind", "queue")?;
+                d.set_item("len", q.len)?;
+                d.set_item("capacity", q.capacity)?;
+                d.set_item("closed", q.closed)?;
+                d.set_item("items", q.items.iter().map(|i| bytes(i)).collect::<Vec<_>>())?;
+            }
+            S::Map(m) => {
+                d.set_item("kind", "map")?;
+                d.set_item("len", m.len)?;
+                d.set_item("capacity", m.capacity)?;
+                let entries: Vec<_> = m.entries.iter().map(|(k, v)| (bytes(k), bytes(v))).collect();
+                d.set_item("entries", entries)?;
+            }
+            _ => d.set_item("kind", "unknown")?,
+        }
+        Ok(d)
+    }
+
     /// A consistent copy of `#[shared(seqlock)]` field `path`'s value bytes
     /// and whether it is poisoned; TimeoutError if a write stayed in
     /// progress for `timeout` seconds (default 1). Releases the GIL.

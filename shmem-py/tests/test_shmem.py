@@ -430,6 +430,23 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert struct.unpack("2d", s.read("pos")) == (1.25, -2.5)  # a seqlock read, as Rust's
         with pytest.raises(AttributeError, match="s.read"):
             s.pos
+        # Locks, waiters and containers: their state, by the CLI's decoder.
+        assert s.state("jobs", 4) == {
+            "kind": "queue",
+            "len": 2,
+            "capacity": 8,
+            "closed": False,
+            "items": [struct.pack("=I", 5), struct.pack("=I", 6)],
+        }
+        assert s.state("jobs")["items"] == []
+        assert s.state("ready") == {"kind": "event", "set": True}
+        assert s.state("limits") == {"kind": "rwlock", "held": False, "poisoned": False, "readers": 0}
+        assert s.state("pos") == {"kind": "seqlock", "held": False, "poisoned": False, "writing": False}
+        assert s.state("log") == {"kind": "lock", "held": False, "poisoned": False}
+        with pytest.raises(AttributeError, match=r"s.state\('jobs'\)"):
+            s.jobs
+        with pytest.raises(AttributeError, match="no lock, waiter or container field"):
+            s.state("hits")
         # A Python process killed holding the field's lock: the next holder
         # gets it, told that the value may be half-written.
         ctx = mp.get_context("fork")
@@ -437,11 +454,14 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         killed.start()
         killed.join(30)
         assert killed.exitcode == -signal.SIGKILL
+        assert s.state("log") == {"kind": "lock", "held": True, "poisoned": False}  # until someone takes it over
         cm = s.locked("log", timeout=30)
         with cm as buf:
             assert cm.poisoned and bytes(buf) == bytes(8)  # the dead holder never wrote back
             buf[:] = b"repaired"
+            assert s.state("log")["held"]
             cm.clear_poison()
+        assert s.state("log") == {"kind": "lock", "held": False, "poisoned": False}
         for _ in range(3):
             s.hits += 1  # atomic, and the Rust side waits for it
         out, _ = p.communicate(timeout=60)

@@ -1058,6 +1058,9 @@ class _LockedValue:
         self.poisoned = False
 
 
+_STATE_KINDS = ("mutex", "rwlock", "event", "semaphore", "barrier", "condvar", "queue", "map")
+
+
 class Struct:
     """A segment opened from the schema in its header, whatever made it (a
     Rust program's ``#[derive(Shared)]`` struct): ``shmem.attach(name)``.
@@ -1065,8 +1068,10 @@ class Struct:
     Scalars are attributes (``s.hits``, ``s.inner.count``), arrays of
     scalars are sequences (``s.temps[1]``); reads and writes are atomic, and
     ``s.hits += 1`` is one atomic update. A ``#[shared(lock)]`` field is
-    reached through its lock: ``with s.locked("log") as buf:`` (its bytes).
-    Containers inside a struct are listed by ``entries()``, not accessible."""
+    reached through its lock: ``with s.locked("log") as buf:`` (its bytes);
+    a seqlock field is read with ``s.read(name)``. The state of any lock,
+    waiter or container field (who holds it, how full a queue is) is
+    ``s.state(name)``; their operations are not available from Python yet."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1084,9 +1089,13 @@ class Struct:
             return _StructArray(self._raw, path, count)
         if any(p == path for p, _, _ in self._raw.locked_fields()):
             raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
-        if any(e[0] == path and e[1] in ("seqlock", "rwlock") for e in self._raw.entries()):
-            hint = f"s.read({path!r})" if any(e[0] == path and e[1] == "seqlock" for e in self._raw.entries()) else "nothing yet"
-            raise AttributeError(f"`{path}` is behind a lock: use {hint}")
+        kind = next((e[1].split()[0] for e in self._raw.entries() if e[0] == path), None)
+        if kind == "seqlock":
+            raise AttributeError(f"`{path}` is behind a seqlock: use `s.read({path!r})`, or `s.state({path!r})`")
+        if kind in _STATE_KINDS:
+            raise AttributeError(
+                f"`{path}` is a {kind}: Python reads its state with `s.state({path!r})`, not its operations yet"
+            )
         if any(p.startswith(path + ".") for p in self._fields):
             return Struct(self._raw, path + ".")
         raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
@@ -1115,6 +1124,15 @@ class Struct:
     def entries(self):
         """The segment's whole schema: (path, kind, offset, size, count)."""
         return self._raw.entries()
+
+    def state(self, name, contents=0):
+        """The state of lock, rwlock, seqlock, event, semaphore, barrier,
+        queue or map field ``name``, decoded by the same code as the
+        ``shmem show`` command: a dict such as ``{"kind": "queue", "len": 3,
+        "capacity": 64, "closed": False, "items": [...]}`` with up to
+        ``contents`` of a queue's oldest items (or a map's entries) as
+        bytes. A copy read without any lock, for monitoring."""
+        return self._raw.state(self._prefix + name, contents)
 
     def read(self, name, timeout=1.0):
         """A consistent copy of ``#[shared(seqlock)]`` field ``name``'s value
