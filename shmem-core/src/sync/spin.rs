@@ -157,19 +157,16 @@ fn learn(site: Site, lesson: Lesson) {
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn spin_then_yield(site: Site, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+    if site.yields() == 0 {
+        // No yields, so no busy signal to learn from: the whole ceiling,
+        // without the thread-local budget (the queue may wait once per item,
+        // at a few tens of nanoseconds an item).
+        return spin(MAX_ROUNDS, deadline, &mut ready);
+    }
     let rounds = budget(site);
-    let passed = || deadline.is_some_and(|d| Instant::now() >= d);
-    for _ in 0..rounds {
-        if passed() {
-            return false;
-        }
-        for _ in 0..HINTS_PER_ROUND {
-            core::hint::spin_loop();
-        }
-        if ready() {
-            learn(site, Lesson::Paid);
-            return true;
-        }
+    if spin(rounds, deadline, &mut ready) {
+        learn(site, Lesson::Paid);
+        return true;
     }
     let mut lesson = Lesson::Long;
     let yields = match deadline {
@@ -190,6 +187,25 @@ pub(crate) fn spin_then_yield(site: Site, deadline: Option<Instant>, mut ready: 
         }
     }
     learn(site, lesson);
+    false
+}
+
+/// Up to `rounds` rounds of spin hints, checking `ready` after each:
+/// whether it held (`false` at once if `deadline` passed).
+#[cfg(not(loom))]
+#[inline]
+fn spin(rounds: u32, deadline: Option<Instant>, ready: &mut impl FnMut() -> bool) -> bool {
+    for _ in 0..rounds {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        for _ in 0..HINTS_PER_ROUND {
+            core::hint::spin_loop();
+        }
+        if ready() {
+            return true;
+        }
+    }
     false
 }
 
@@ -228,8 +244,9 @@ mod tests {
             assert_eq!(budget(Site::Lock), MAX_ROUNDS);
             // The whole budget is spun (and, but for the queue, yielded)
             // before the caller is told to sleep.
-            for (site, yields) in [(Site::Notify, YIELDS), (Site::Queue, 0)] {
-                let (mut calls, rounds) = (0, budget(site));
+            learn(Site::Notify, Lesson::Busy);
+            for (site, rounds, yields) in [(Site::Notify, budget(Site::Notify), YIELDS), (Site::Queue, MAX_ROUNDS, 0)] {
+                let mut calls = 0;
                 assert!(!spin_then_yield(site, None, || {
                     calls += 1;
                     false
