@@ -35,6 +35,7 @@ struct Stats {
     limits: [u32; 2],
     jobs: shmem::Queue<u32, 8>,
     ready: shmem::Event,
+    slots: shmem::Semaphore,
 }
 
 /// A struct a Python program declares and creates (`shmem.Struct.create`).
@@ -124,11 +125,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(p) => (*p.into_inner(), true),
             };
             println!(
-                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={}",
                 stats.hits().load(),
                 stats.inner().count().load(),
                 stats.inner().on().load(),
                 String::from_utf8_lossy(&log),
+                stats.ready().is_set(),
+                stats.slots().available(),
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

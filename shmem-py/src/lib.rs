@@ -700,17 +700,22 @@ segment_class! { RawEvent, Event;
     /// whether it is set. Releases the GIL; Ctrl-C interrupts it.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = deadline_of(timeout)?;
-        loop {
-            let slice = slice_until(deadline);
-            let seg = &self.seg;
-            if py.allow_threads(|| seg.wait_timeout(slice)).is_ok() {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(self.seg.is_set());
-            }
+        event_wait(py, &self.seg, timeout)
+    }
+}
+
+/// `Event.wait`: until set or `timeout` seconds pass (None: no limit), in
+/// slices with the GIL released and signals checked between them.
+fn event_wait(py: Python<'_>, event: &Event, timeout: Option<f64>) -> PyResult<bool> {
+    let deadline = deadline_of(timeout)?;
+    loop {
+        let slice = slice_until(deadline);
+        if py.allow_threads(|| event.wait_timeout(slice)).is_ok() {
+            return Ok(true);
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(event.is_set());
         }
     }
 }
@@ -1642,24 +1647,7 @@ segment_class! { RawSemaphore, shmem::Semaphore;
     /// Releases the GIL while waiting; Ctrl-C interrupts it.
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = deadline_of(timeout)?;
-        if self.seg.try_acquire() {
-            return Ok(true);
-        }
-        if !blocking {
-            return Ok(false);
-        }
-        loop {
-            let slice = slice_until(deadline);
-            let seg = &self.seg;
-            if py.allow_threads(|| seg.acquire_timeout(slice)).is_ok() {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-        }
+        semaphore_acquire(py, &self.seg, blocking, timeout)
     }
 
     fn release(&self) {
@@ -1695,20 +1683,128 @@ segment_class! { RawBarrier, shmem::Barrier;
     /// Ctrl-C interrupts it (leaving the round).
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
-        let deadline = deadline_of(timeout)?;
-        loop {
-            let slice = slice_until(deadline);
-            let seg = &self.seg;
-            // A slice that times out leaves the round, and the next one
-            // joins it again: the round completes with us either way.
-            if let Ok(r) = py.allow_threads(|| seg.wait_timeout(slice)) {
-                return Ok(Some(r.is_leader()));
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
+        barrier_wait(py, &self.seg, timeout)
+    }
+}
+
+/// `Semaphore.acquire`: a permit, waiting in slices with the GIL released
+/// and signals checked between them.
+fn semaphore_acquire(py: Python<'_>, sem: &shmem::Semaphore, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+    let deadline = deadline_of(timeout)?;
+    if sem.try_acquire() {
+        return Ok(true);
+    }
+    if !blocking {
+        return Ok(false);
+    }
+    loop {
+        let slice = slice_until(deadline);
+        if py.allow_threads(|| sem.acquire_timeout(slice)).is_ok() {
+            return Ok(true);
         }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+    }
+}
+
+/// `Barrier.wait`: Some(is the leader), or None on timeout, waiting in
+/// slices with the GIL released and signals checked between them.
+fn barrier_wait(py: Python<'_>, barrier: &shmem::Barrier, timeout: Option<f64>) -> PyResult<Option<bool>> {
+    let deadline = deadline_of(timeout)?;
+    loop {
+        let slice = slice_until(deadline);
+        // A slice that times out leaves the round, and the next one joins
+        // it again: the round completes with us either way.
+        if let Ok(r) = py.allow_threads(|| barrier.wait_timeout(slice)) {
+            return Ok(Some(r.is_leader()));
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+    }
+}
+
+/// An Event, Semaphore or Barrier field of a struct segment (what
+/// `shmem.attach` finds in a `#[derive(Shared)]` struct): the same methods
+/// as `RawEvent`, `RawSemaphore` and `RawBarrier`, on the field's words.
+#[pyclass(module = "shmem._shmem")]
+struct RawWaiterField {
+    st: Py<RawStruct>,
+    path: String,
+}
+
+impl RawWaiterField {
+    fn missing(&self, kind: &str) -> PyErr {
+        pyo3::exceptions::PyAttributeError::new_err(format!("`{}` is not a {kind} field", self.path))
+    }
+}
+
+#[pymethods]
+impl RawWaiterField {
+    /// The waiter field `path` of struct segment `st`.
+    #[new]
+    fn new(st: Py<RawStruct>, path: String) -> Self {
+        RawWaiterField { st, path }
+    }
+
+    /// The struct segment's name and the field's path (for pickling).
+    #[getter]
+    fn location(&self, py: Python<'_>) -> (String, String) {
+        (self.st.borrow(py).seg.name().to_owned(), self.path.clone())
+    }
+
+    fn set(&self, py: Python<'_>) -> PyResult<()> {
+        let st = self.st.borrow(py);
+        st.seg.event(&self.path).ok_or_else(|| self.missing("event"))?.set();
+        Ok(())
+    }
+
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let st = self.st.borrow(py);
+        st.seg.event(&self.path).ok_or_else(|| self.missing("event"))?.clear();
+        Ok(())
+    }
+
+    fn is_set(&self, py: Python<'_>) -> PyResult<bool> {
+        let st = self.st.borrow(py);
+        Ok(st.seg.event(&self.path).ok_or_else(|| self.missing("event"))?.is_set())
+    }
+
+    /// As `RawEvent.wait` for an event field, `RawBarrier.wait` for a barrier.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyObject> {
+        let st = self.st.borrow(py);
+        if let Some(event) = st.seg.event(&self.path) {
+            return Ok(event_wait(py, event, timeout)?.into_py(py));
+        }
+        let barrier = st.seg.barrier(&self.path).ok_or_else(|| self.missing("event or barrier"))?;
+        Ok(barrier_wait(py, barrier, timeout)?.into_py(py))
+    }
+
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let st = self.st.borrow(py);
+        semaphore_acquire(py, st.seg.semaphore(&self.path).ok_or_else(|| self.missing("semaphore"))?, blocking, timeout)
+    }
+
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let st = self.st.borrow(py);
+        st.seg.semaphore(&self.path).ok_or_else(|| self.missing("semaphore"))?.release();
+        Ok(())
+    }
+
+    fn value(&self, py: Python<'_>) -> PyResult<u32> {
+        let st = self.st.borrow(py);
+        Ok(st.seg.semaphore(&self.path).ok_or_else(|| self.missing("semaphore"))?.available())
+    }
+
+    #[getter]
+    fn parties(&self, py: Python<'_>) -> PyResult<u32> {
+        let st = self.st.borrow(py);
+        Ok(st.seg.barrier(&self.path).ok_or_else(|| self.missing("barrier"))?.parties())
     }
 }
 
@@ -1725,6 +1821,7 @@ fn _shmem(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawSemaphore>()?;
     m.add_class::<RawBarrier>()?;
     m.add_class::<RawStruct>()?;
+    m.add_class::<RawWaiterField>()?;
     m.add_class::<RawCondvar>()?;
     m.add("STR_BYTES", STR_BYTES)?;
     m.add_function(wrap_pyfunction!(type_of, m)?)?;

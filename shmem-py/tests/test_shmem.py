@@ -397,6 +397,10 @@ def test_rust_creates_python_attaches():
         p.kill()
 
 
+def set_event(event):
+    event.set()
+
+
 def hold_field_and_die(name):
     s = shmem.attach(name)
     with s.locked("log") as buf:
@@ -445,6 +449,18 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert s.state("log") == {"kind": "lock", "held": False, "poisoned": False}
         with pytest.raises(AttributeError, match=r"s.state\('jobs'\)"):
             s.jobs
+        # Waiter fields are shmem's Event / Semaphore / Barrier, on the field's words.
+        assert isinstance(s.ready, shmem.Event) and s.ready.is_set()  # set by Rust
+        s.ready.clear()
+        child = mp.get_context("spawn").Process(target=set_event, args=(s.ready,))  # pickles as (name, path)
+        child.start()
+        assert s.ready.wait(60)
+        child.join(60)
+        assert child.exitcode == 0
+        assert s.slots.get_value() == 0 and not s.slots.acquire(timeout=0.01)
+        s.slots.release()
+        s.slots.release()
+        assert s.slots.acquire(block=False) and s.state("slots") == {"kind": "semaphore", "available": 1}
         with pytest.raises(AttributeError, match="no lock, waiter or container field"):
             s.state("hits")
         # A Python process killed holding the field's lock: the next holder
@@ -465,7 +481,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         for _ in range(3):
             s.hits += 1  # atomic, and the Rust side waits for it
         out, _ = p.communicate(timeout=60)
-        assert out.strip() == 'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false'
+        assert out.strip() == 'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
 
     finally:
         p.kill()

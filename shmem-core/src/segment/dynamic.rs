@@ -38,6 +38,13 @@
 //! only reachable through that lock ([`DynSegment::locked_field`]).
 
 use super::{Parts, Spec};
+
+/// The waiters [`DynSegment`] hands out by reference: `repr(C)` structs of
+/// 32-bit atomics, valid for every bit pattern.
+trait Waiter {}
+impl Waiter for crate::Event {}
+impl Waiter for crate::Semaphore {}
+impl Waiter for crate::Barrier {}
 use crate::error::Result;
 use crate::layout::SchemaEntry;
 use crate::sync::atomic::Atomic;
@@ -411,6 +418,42 @@ impl DynSegment {
             value_offset: value.offset,
             segment: self.id,
         })
+    }
+
+    /// The [`Event`](crate::Event) field at `path`, if there is one.
+    pub fn event(&self, path: &str) -> Option<&crate::Event> {
+        self.waiter(path, "event")
+    }
+
+    /// The [`Semaphore`](crate::Semaphore) field at `path`, if there is one.
+    pub fn semaphore(&self, path: &str) -> Option<&crate::Semaphore> {
+        self.waiter(path, "semaphore")
+    }
+
+    /// The [`Barrier`](crate::Barrier) field at `path`, if there is one.
+    pub fn barrier(&self, path: &str) -> Option<&crate::Barrier> {
+        self.waiter(path, "barrier")
+    }
+
+    /// The field at `path` of kind `kind` as a `T`: one of the waiters,
+    /// whose words are atomics valid for every bit pattern.
+    fn waiter<T: Waiter>(&self, path: &str, kind: &str) -> Option<&T> {
+        let e = self.entries().iter().find(|e| e.path == path && e.kind == kind)?;
+        let h = &self.core.header;
+        let size = core::mem::size_of::<T>() as u64;
+        if e.size != size
+            || e.count != 1
+            || e.offset.checked_add(size)? > h.data_size
+            || !(h.data_offset + e.offset).is_multiple_of(core::mem::align_of::<T>() as u64)
+        {
+            return None;
+        }
+        // SAFETY: the field lies in the data (checked above) and is aligned
+        // for `T` (the mapping is page-aligned); `T` is one of the waiters
+        // (sealed `Waiter`), `repr(C)` structs of `AtomicU32`s valid for
+        // every bit pattern and only ever accessed atomically, by this
+        // process and every other; the mapping lives as long as `&self`.
+        Some(unsafe { &*self.at(e.offset).cast::<T>() })
     }
 
     /// One atomic load of `size` bytes (1, 2, 4 or 8) at `offset` into the

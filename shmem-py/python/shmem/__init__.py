@@ -1058,7 +1058,7 @@ class _LockedValue:
         self.poisoned = False
 
 
-_STATE_KINDS = ("mutex", "rwlock", "event", "semaphore", "barrier", "condvar", "queue", "map")
+_STATE_KINDS = ("mutex", "rwlock", "condvar", "queue", "map")
 
 
 class Struct:
@@ -1069,9 +1069,12 @@ class Struct:
     scalars are sequences (``s.temps[1]``); reads and writes are atomic, and
     ``s.hits += 1`` is one atomic update. A ``#[shared(lock)]`` field is
     reached through its lock: ``with s.locked("log") as buf:`` (its bytes);
-    a seqlock field is read with ``s.read(name)``. The state of any lock,
-    waiter or container field (who holds it, how full a queue is) is
-    ``s.state(name)``; their operations are not available from Python yet."""
+    a seqlock field is read with ``s.read(name)``; an Event, Semaphore or
+    Barrier field is a ``shmem.Event``/``Semaphore``/``Barrier``
+    (``s.ready.wait(1.0)``). The state of any lock, waiter or container
+    field (who holds it, how full a queue is) is ``s.state(name)``; the
+    operations of rwlock, condvar, queue and map fields are not available
+    from Python yet."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1090,9 +1093,11 @@ class Struct:
         if any(p == path for p, _, _ in self._raw.locked_fields()):
             raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
         kind = next((e[1].split()[0] for e in self._raw.entries() if e[0] == path), None)
+        if kind in _WAITER_FIELDS:
+            return _WAITER_FIELDS[kind]._from_raw(_shmem.RawWaiterField(self._raw, path))
         if kind == "seqlock":
             raise AttributeError(f"`{path}` is behind a seqlock: use `s.read({path!r})`, or `s.state({path!r})`")
-        if kind in _STATE_KINDS:
+        if kind in _STATE_KINDS:  # no operations from Python yet
             raise AttributeError(
                 f"`{path}` is a {kind}: Python reads its state with `s.state({path!r})`, not its operations yet"
             )
@@ -1153,6 +1158,36 @@ class Struct:
     def __repr__(self):
         shown = {name: getattr(self, name) for name in dir(self)}
         return f"<shmem.Struct {self._raw.type_name} {shown!r}>"
+
+
+def _field_of(name, path):
+    """Field ``path`` of struct segment ``name`` (how waiter fields unpickle)."""
+    obj = Struct(_shmem.RawStruct.attach(name))
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _FieldPickle:
+    """Pickles a waiter field as its struct segment's name and its path."""
+
+    def __reduce__(self):
+        return (_field_of, self._raw.location)
+
+
+class _EventField(_FieldPickle, Event):
+    """An ``Event`` field of a struct segment: ``s.ready.set()``."""
+
+
+class _SemaphoreField(_FieldPickle, Semaphore):
+    """A ``Semaphore`` field of a struct segment: ``with s.slots:``."""
+
+
+class _BarrierField(_FieldPickle, Barrier):
+    """A ``Barrier`` field of a struct segment: ``s.start.wait()``."""
+
+
+_WAITER_FIELDS = {"event": _EventField, "semaphore": _SemaphoreField, "barrier": _BarrierField}
 
 
 # ---------------------------------------------------------------- by name
