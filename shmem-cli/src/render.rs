@@ -194,8 +194,12 @@ fn hex(view: &View, offset: u64, size: u64) -> Json {
 }
 
 /// An item, key or value the decoder copied out: an unsigned integer when
-/// it is one machine word or less, else its first bytes in hex.
+/// it is one machine word or less, else its first bytes in hex; `null` if
+/// it could not be read.
 fn item_json(bytes: &[u8], size: u64) -> Json {
+    if bytes.len() as u64 != size.min(shmem_core::segment::decode::MAX_ITEM_BYTES) {
+        return Json::Null;
+    }
     if let (1 | 2 | 4 | 8, Ok(len)) = (size, usize::try_from(size)) {
         if bytes.len() == len {
             let mut word = [0u8; 8];
@@ -373,7 +377,7 @@ mod tests {
         let max = u64::MAX;
         for kind in [
             format!("map key=8 value=8 cap={max} shards={max} slots=0 slot=24 value_at=16"),
-            format!("map key=8 value=8 cap={max} shards={max} slots={max} slot={max} value_at={max}"),
+            format!("map key=8 value=8 cap={max} shards={max} slots={max} slot={max} key_at={max} value_at={max}"),
             format!("queue item=8 cap={max} slots=192"),
             format!("queue item=0 cap={max} slots={max}"),
             "u64".to_owned(),
@@ -413,5 +417,6 @@ mod tests {
         assert_eq!(scalar("char", 'λ' as u64, 4), json!("λ"));
         assert_eq!(item_json(&7u32.to_ne_bytes(), 4), json!(7));
         assert_eq!(item_json(&[0xab; 80], 80), json!({ "hex": format!("{}...", "ab".repeat(64)) }));
+        assert_eq!(item_json(&[], 8), Json::Null, "unreadable");
     }
 }

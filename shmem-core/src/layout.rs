@@ -231,12 +231,13 @@ where
     }
     fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
         let kind = format!(
-            "map key={} value={} cap={N} shards={} slots={} slot={} value_at={}",
+            "map key={} value={} cap={N} shards={} slots={} slot={} key_at={} value_at={}",
             size_of::<K>(),
             size_of::<V>(),
             Self::SHARD_COUNT,
             Self::SLOTS_OFFSET,
             Self::SLOT_SIZE,
+            Self::KEY_AT,
             Self::VALUE_AT,
         );
         schema.push(path, offset, size_of::<Self>() * count, count, &kind);

@@ -28,7 +28,7 @@
 //!
 //! Layout (for tools): shard `i` at `64 * i` (its entry count, a `u64`, at
 //! `+8`), the slots after the shards, each a `u64` full mark, the key at 8
-//! and the value (see the schema's `slots=`, `slot=` and `value_at=`).
+//! and the value (see the schema's `slots=`, `slot=`, `key_at=` and `value_at=`).
 //!
 //! # Capacity, exactly
 //!
@@ -79,15 +79,14 @@ pub const SHARDS: usize = 16;
 
 /// Where a map's words are, whatever `K`, `V` and `N` (for the schema
 /// decoder, [`crate::segment::decode`]): the first shard, a shard's size,
-/// its entry count, a slot's "full" word and its key (`K` is at most
-/// 8-aligned, as every plain-data type here).
+/// its entry count, and a slot's "full" word (the key's and value's places
+/// depend on `K` and `V`: the schema records them).
 #[cfg(not(loom))]
-pub(crate) const WORDS: [u64; 5] = [
+pub(crate) const WORDS: [u64; 4] = [
     core::mem::offset_of!(Map<u8, u8, 1>, shards) as u64,
     size_of::<Shard>() as u64,
     core::mem::offset_of!(Shard, len) as u64,
     core::mem::offset_of!(Slot<u8, u8>, full) as u64,
-    core::mem::offset_of!(Slot<u64, u8>, key) as u64,
 ];
 
 /// `dirty`: a structural change (insert, remove, clear, repair) is under way.
@@ -397,10 +396,12 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         SHARDS
     };
     /// Where the slots start (for schemas): slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`,
-    /// holding a `u64` "full" mark, the key at 8 and the value at `VALUE_AT`.
+    /// holding a `u64` "full" mark, the key at `KEY_AT` and the value at `VALUE_AT`.
     pub(crate) const SLOTS_OFFSET: usize = core::mem::offset_of!(Self, slots);
     pub(crate) const SLOT_SIZE: usize = size_of::<Slot<K, V>>();
     pub(crate) const VALUE_AT: usize = core::mem::offset_of!(Slot<K, V>, value);
+    /// Where the key is in a slot (8, or 16 for a 16-aligned key).
+    pub(crate) const KEY_AT: usize = core::mem::offset_of!(Slot<K, V>, key);
 
     fn lock_shard<P: Park>(&self, index: usize) -> Locked<'_, K, V, N, P> {
         match self.lock_shard_until::<P>(index, None) {

@@ -5,9 +5,10 @@
 //! changes the decoder with it; what depends on a field's type parameters
 //! (a queue's item size, a map's slot size) comes from its schema entry.
 //!
-//! Everything here only reads, with atomic loads, and bounds every count by
-//! what the entry's own bytes can hold: a crafted segment cannot make a tool
-//! read out of range or loop for long.
+//! Everything here only reads, with atomic loads checked against the
+//! segment's data, and bounds every count by what the entry's own bytes can
+//! hold and every copy by [`MAX_ITEM_BYTES`]: a crafted segment cannot make
+//! a tool read out of range, loop or allocate for long.
 
 use super::View;
 use crate::layout::SchemaEntry;
@@ -104,7 +105,7 @@ pub enum FieldState {
 
 /// The most bytes copied of one queue item, map key or map value: a crafted
 /// schema must not make a tool copy gigabytes.
-pub const MAX_ITEM_BYTES: u64 = 4096;
+pub const MAX_ITEM_BYTES: u64 = 256;
 
 /// A number the entry's kind records as `key=value` (`"queue item=8 cap=4"`).
 pub fn kind_param(kind: &str, key: &str) -> Option<u64> {
@@ -172,7 +173,8 @@ pub(crate) fn decode<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> Optio
     {
         let word = |at: u64, size: u64| e.offset.checked_add(at).and_then(|o| w.read_uint(o, size)).unwrap_or(0);
         let lock = |word_at: u64, poison_at: u64| LockState {
-            held_by: owner_of(word(word_at, 8)),
+            // A word with no owner token (only flags, in a corrupt segment) is free.
+            held_by: owner_of(word(word_at, 8)).filter(|&token| token != 0),
             poisoned: word(poison_at, 4) != 0,
         };
         let kind = e.kind.as_str();
@@ -207,18 +209,21 @@ fn queue_state<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> QueueState 
     {
         let word = |at: u64, size: u64| e.offset.checked_add(at).and_then(|o| w.read_uint(o, size)).unwrap_or(0);
         let [tail_at, head_at, closed_at] = crate::containers::queue::WORDS;
-        let (tail, head) = (word(tail_at, 8), word(head_at, 8));
+        // `head` first: both only grow, so a `tail` read later is never
+        // behind it (a busy queue read the other way round looks full).
+        let head = word(head_at, 8);
+        let tail = word(tail_at, 8);
         let item_size = kind_param(&e.kind, "item").unwrap_or(0);
         // Bounded by what the entry's own bytes can hold.
         let capacity = kind_param(&e.kind, "cap").unwrap_or(0).min(e.size.checked_div(item_size).unwrap_or(0));
-        let len = tail.wrapping_sub(head).min(capacity);
+        let len = tail.saturating_sub(head).min(capacity);
         let slots = kind_param(&e.kind, "slots").unwrap_or(0);
         let items = (0..len.min(contents as u64))
             .map(|i| {
                 (head.wrapping_add(i) % capacity.max(1))
                     .checked_mul(item_size)
                     .and_then(|o| o.checked_add(slots)?.checked_add(e.offset))
-                    .and_then(|at| w.read_bytes(at, item_size.min(MAX_ITEM_BYTES)))
+                    .and_then(|at| copy_item(w, at, item_size))
                     .unwrap_or_default()
             })
             .collect();
@@ -232,7 +237,9 @@ fn map_state<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> MapState {
         let p = |k| kind_param(&e.kind, k).unwrap_or(0);
         let (key_size, value_size, slots, slot, value_at) =
             (p("key"), p("value"), p("slots"), p("slot"), p("value_at"));
-        let [shards_at, shard_size, len_at, full_at, key_at] = crate::containers::map::WORDS;
+        // Schemas written before `key_at` was recorded: 8, after the full mark.
+        let key_at = kind_param(&e.kind, "key_at").unwrap_or(8);
+        let [shards_at, shard_size, len_at, full_at] = crate::containers::map::WORDS;
         // Bounded by what the entry's own bytes can hold.
         let capacity = p("cap").min(e.size.checked_div(slot).unwrap_or(0));
         let shards = kind_param(&e.kind, "shards")
@@ -251,12 +258,24 @@ fn map_state<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> MapState {
             .filter(|&at| at.checked_add(full_at).and_then(|o| w.read_uint(o, 8)).unwrap_or(0) != 0)
             .take(contents)
             .map(|at| {
-                let bytes = |o: u64, n: u64| {
-                    at.checked_add(o).and_then(|o| w.read_bytes(o, n.min(MAX_ITEM_BYTES))).unwrap_or_default()
-                };
+                let bytes = |o: u64, n: u64| at.checked_add(o).and_then(|o| copy_item(w, o, n)).unwrap_or_default();
                 (bytes(key_at, key_size), bytes(value_at, value_size))
             })
             .collect();
         MapState { len, capacity, key_size, value_size, entries }
     }
+}
+
+/// A copy of the item, key or value of `size` bytes at `at`: one atomic load
+/// when it is a machine word or less (never torn), else byte by byte (a copy
+/// taken while a holder of the lock rewrites it may mix old and new bytes),
+/// at most [`MAX_ITEM_BYTES`]. `None` if out of range.
+fn copy_item<W: Words>(w: &W, at: u64, size: u64) -> Option<Vec<u8>> {
+    if let (1 | 2 | 4 | 8, Some(v)) = (size, w.read_uint(at, size)) {
+        let bytes = v.to_ne_bytes();
+        let n = size as usize;
+        // The value's own bytes: the low-order ones of the u64.
+        return Some(if cfg!(target_endian = "big") { bytes[8 - n..].to_vec() } else { bytes[..n].to_vec() });
+    }
+    w.read_bytes(at, size.min(MAX_ITEM_BYTES))
 }

@@ -1655,8 +1655,12 @@ pub(crate) unsafe fn load_uint(base: *const u8, h: &Header, offset: u64, size: u
             // SAFETY: `at + size <= data_offset + data_size <= file_size`,
             // the length the caller promises is mapped; `at` is a multiple
             // of `size` and the mapping is page-aligned, so the atomic is in
-            // bounds and aligned; shared scalars are only ever accessed
-            // atomically, and a load never writes (fine on read-only pages).
+            // bounds and aligned. The bytes are shared memory that other
+            // processes change: scalars with atomic stores, values behind a
+            // lock and container items with plain copies under the lock (an
+            // atomic load of those may see a value mid-update, which callers
+            // treat as a copy, not a snapshot, and never as a reference). A
+            // load never writes (fine on read-only pages).
             let atomic = unsafe { &*ptr.cast::<$atomic>() };
             u64::from(atomic.load(core::sync::atomic::Ordering::Acquire))
         }};

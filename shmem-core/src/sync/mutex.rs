@@ -74,6 +74,7 @@ pub struct Mutex<T> {
 pub(crate) const POISON_OFFSET: u64 = core::mem::offset_of!(Mutex<u8>, poisoned) as u64;
 const _: () = assert!(POISON_OFFSET == core::mem::offset_of!(Mutex<[u64; 4]>, poisoned) as u64);
 /// Where the lock word is (for the schema decoder, [`crate::segment::decode`]).
+#[cfg(not(loom))]
 pub(crate) const RAW_OFFSET: u64 = core::mem::offset_of!(Mutex<u8>, raw) as u64;
 
 // SAFETY: the value is only reached through a guard, which exists only while

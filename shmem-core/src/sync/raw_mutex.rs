@@ -225,7 +225,9 @@ impl RawMutex {
                 watching = Some(owner);
             }
             let cap = if held_long { OWNER_CHECK_INTERVAL } else { FIRST_SLEEP };
-            let Ok(slice) = super::sleep_slice(deadline, Some(cap)) else { break None };
+            // Out of time: judge the holder once more before giving up (the
+            // spin and yields may have used the time the first sleep had).
+            let Ok(slice) = super::sleep_slice(deadline, Some(cap)) else { break self.take_from_dead_owner::<P>(me) };
             let timed_out = P::wait(futex, (w | WAITERS) as u32, slice);
             held_long |= timed_out;
             // Judge the owner after a timeout, or after a wake-up that left

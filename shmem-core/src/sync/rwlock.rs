@@ -339,10 +339,11 @@ impl<T: Pod> RwLock<T> {
             if !spun {
                 // Readers leave soon, as a rule: spin, then yield, for as
                 // long as waits here have lately been worth it.
+                // Then look again either way: the spin took time, so the
+                // slice above is stale.
                 spun = true;
-                if spin_then_yield(Site::Drain, deadline, || self.departures.load(Ordering::SeqCst) != seen) {
-                    continue;
-                }
+                let _ = spin_then_yield(Site::Drain, deadline, || self.departures.load(Ordering::SeqCst) != seen);
+                continue;
             }
             // Check the readers' owners after a timeout or any wake-up: a
             // wake-up is a reader leaving or, with a watch, one dying.

@@ -209,7 +209,11 @@ impl<T: Pod> SeqLock<T> {
     }
 
     fn read_loop<P: Park>(&self, deadline: Option<Instant>, repair: bool) -> Result<LockResult<T>, TimedOut> {
-        let mut spun = cfg!(loom); // loom never spins
+        // Spins left in this read: one per write seen in progress, up to 8
+        // (back-to-back writes each get one; a writer that keeps writing
+        // sends the reader to its naps). None under loom, which never spins.
+        let mut spins_left = if cfg!(loom) { 0 } else { 8 };
+        let mut spun_on = None::<u32>;
         let mut naps = 0u32;
         let mut last_check = None::<Instant>;
         loop {
@@ -229,16 +233,17 @@ impl<T: Pod> SeqLock<T> {
                 }
                 continue;
             }
-            if !spun {
+            if spins_left > 0 && spun_on != Some(s1) {
                 // A write in progress: spin, then yield, for as long as
                 // waits here have lately been worth it.
-                spun = true;
-                let _ = spin_then_yield(Site::SeqLock, deadline, || self.seq.load(Ordering::Relaxed) & 1 == 0);
+                spins_left -= 1;
+                spun_on = Some(s1);
+                let _ = spin_then_yield(Site::SeqLock, deadline, || self.seq.load(Ordering::Relaxed) != s1);
                 continue;
             }
             // A write is taking long (the writer is descheduled, stopped, or
             // dead): sleep instead of burning the CPU the writer may need,
-            // with growing naps (50 us .. 1 ms; a futex wait that returns at
+            // with growing naps (50 us .. 1.6 ms; a futex wait that returns at
             // once if `seq` moves), and check the writer now and then.
             let nap = super::sleep_slice(deadline, Some(Duration::from_micros(50u64 << naps.min(5))))?;
             naps += 1;

@@ -9,22 +9,25 @@
 //! So a waiter:
 //!
 //! 1. **spins** for a budget that each thread learns per [`Site`]: it
-//!    starts at the ceiling (about 25 us), a wait that spinning served moves
-//!    it a quarter of the way back up, and a wait that showed the core busy
-//!    takes a quarter off (down to a floor of a few rounds). A wait that
-//!    outlasted the spin on an idle core leaves it: that spin cost nothing
-//!    anybody else wanted;
-//! 2. **yields** the CPU twice (`sched_yield`), timing each yield: if the
+//!    starts at the ceiling (about 25 us), a wait that spinning served (or
+//!    a quick yield right after it) moves it a quarter of the way back up,
+//!    and a wait that showed the core busy takes a quarter off (down to a
+//!    floor of a few rounds). A wait that outlasted the spin on an idle core
+//!    leaves it: that spin cost nothing anybody else wanted. The queue,
+//!    which does not yield and so never learns the core is busy, always
+//!    spins the ceiling;
+//! 2. **yields** the CPU twice (`sched_yield`, none when less than 2 ms is
+//!    left before the caller's deadline), timing each yield: if the
 //!    peer it waits for is runnable on this core, it runs now instead of at
 //!    the end of our slice (what parking_lot does before parking), and a
 //!    yield that took long is how the waiter learns the core is busy. The
 //!    queue does not yield (see [`Site::yields`]);
 //! 3. **sleeps** in the kernel (the caller's futex wait).
 //!
-//! Measured (`bench --load`, alternating runs of the old fixed spin and
-//! this policy): the contended locked update under CPU hogs went from
-//! 0.89-1.17x to 0.69-0.90x of a process-shared pthread mutex; the queue's
-//! figures did not move beyond the noise. Two variants lost and are not
+//! Measured (`bench --load --processes 4`, three alternating runs of the
+//! old fixed spin and this policy): the contended locked update under CPU
+//! hogs went from 0.89-1.17x to 0.69-0.90x of a process-shared pthread
+//! mutex; the queue's figures did not move beyond the noise. Two variants lost and are not
 //! used: halving the budget after every wait that had to sleep (idle 1 -> 1
 //! batches fell from ~1,100 to 480-990 M items/s), and yielding in the
 //! queue (below).
@@ -50,7 +53,8 @@ pub(crate) enum Site {
     SeqLock = 2,
     /// An rwlock writer waiting for readers to leave.
     Drain = 3,
-    /// Wait/notify: events, semaphores, barriers, condition variables, atomic waits.
+    /// Wait/notify: events, semaphores, barriers, atomic waits (not the
+    /// condition variable, whose waiters have nothing to spin on).
     Notify = 4,
 }
 
@@ -60,9 +64,9 @@ impl Site {
     /// Yields before sleeping. None for the queue: its waiters wait for the
     /// other side's next operation, not for a holder to leave a critical
     /// section, and measured with CPU hogs on both cores (`bench --load
-    /// --processes 4`, three alternating runs) yielding there cut 4 -> 4
+    /// --processes 4`, three alternating runs each) yielding there cut 4 -> 4
     /// throughput from 8.9-10.8 to 6.4-7.8 M msg/s, while for the lock it
-    /// helped (the contended update went from 0.91-1.28x to 0.71-0.97x of a
+    /// helped (the contended update went from 0.91-1.28x to 0.74-0.97x of a
     /// pthread mutex).
     fn yields(self) -> u32 {
         match self {
@@ -120,7 +124,8 @@ fn budget(site: Site) -> u32 {
 #[cfg(not(loom))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lesson {
-    /// Spinning paid: the peer was running and finished in time.
+    /// Spinning paid: the peer was running and finished in time (or just
+    /// after, during a yield on an idle core: the budget was a little short).
     Paid,
     /// A yield ran another thread on this core: the machine is busy, and a
     /// spin burns time its other threads (perhaps the peer) need.
@@ -130,8 +135,8 @@ enum Lesson {
 }
 
 /// Learns from one wait: spinning that paid moves the budget a quarter of
-/// the way up to the ceiling, a busy core halves it, a long wait on an idle
-/// core leaves it (the spin cost nothing anybody else wanted).
+/// the way up to the ceiling, a busy core takes a quarter off, a long wait
+/// on an idle core leaves it (the spin cost nothing anybody else wanted).
 #[cfg(not(loom))]
 fn learn(site: Site, lesson: Lesson) {
     let _ = BUDGET.try_with(|b| {
@@ -168,25 +173,24 @@ pub(crate) fn spin_then_yield(site: Site, deadline: Option<Instant>, mut ready: 
         learn(site, Lesson::Paid);
         return true;
     }
-    let mut lesson = Lesson::Long;
-    let yields = match deadline {
-        Some(d) if d.saturating_duration_since(Instant::now()) < YIELD_MARGIN => 0,
-        _ => site.yields(),
-    };
-    for _ in 0..yields {
+    let mut busy = false;
+    for _ in 0..site.yields() {
         let before = Instant::now();
+        if deadline.is_some_and(|d| d.saturating_duration_since(before) < YIELD_MARGIN) {
+            break;
+        }
         std::thread::yield_now();
         // A yield that took long ran someone else on this core; a quick one
         // found it idle.
-        if before.elapsed() >= BUSY_YIELD {
-            lesson = Lesson::Busy;
-        }
+        busy |= before.elapsed() >= BUSY_YIELD;
         if ready() {
-            learn(site, lesson);
+            // Served right after the spin on an idle core: the budget was
+            // a little short.
+            learn(site, if busy { Lesson::Busy } else { Lesson::Paid });
             return true;
         }
     }
-    learn(site, lesson);
+    learn(site, if busy { Lesson::Busy } else { Lesson::Long });
     false
 }
 
@@ -253,6 +257,22 @@ mod tests {
                 }));
                 assert_eq!(calls, rounds + yields, "{site:?}");
             }
+            // A deadline that passed: no spin at all. One closer than the
+            // yield margin: the spin, no yields.
+            let mut calls = 0;
+            let past = Instant::now();
+            assert!(!spin_then_yield(Site::Notify, Some(past), || {
+                calls += 1;
+                false
+            }));
+            assert_eq!(calls, 0);
+            let rounds = budget(Site::Notify);
+            let soon = Instant::now() + YIELD_MARGIN / 2;
+            assert!(!spin_then_yield(Site::Notify, Some(soon), || {
+                calls += 1;
+                false
+            }));
+            assert!(calls <= rounds, "{calls} calls: yields with {:?} left", YIELD_MARGIN / 2);
         })
         .join()
         .unwrap();

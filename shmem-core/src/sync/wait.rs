@@ -287,6 +287,7 @@ pub(crate) const ARRIVED: u32 = 0xFFFF;
 /// Where the words of an event, a semaphore and a barrier are (for the
 /// schema decoder, [`crate::segment::decode`]): event state, semaphore
 /// permits, barrier parties, barrier state.
+#[cfg(not(loom))]
 pub(crate) const WORDS: [u64; 4] = [
     core::mem::offset_of!(Event, state) as u64,
     core::mem::offset_of!(Semaphore, permits) as u64,
