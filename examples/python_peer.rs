@@ -124,14 +124,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(g) => (*g, false),
                 Err(p) => (*p.into_inner(), true),
             };
+            let limits = match stats.limits().read() {
+                Ok(g) => *g,
+                Err(p) => *p.into_inner(),
+            };
             println!(
-                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={}",
                 stats.hits().load(),
                 stats.inner().count().load(),
                 stats.inner().on().load(),
                 String::from_utf8_lossy(&log),
                 stats.ready().is_set(),
                 stats.slots().available(),
+                stats.limits().is_poisoned(),
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

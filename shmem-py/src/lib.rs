@@ -1314,7 +1314,7 @@ impl RawStruct {
     fn locked(&self, path: &str) -> PyResult<shmem::segment::dynamic::DynLocked> {
         self.seg.locked_field(path).ok_or_else(|| {
             pyo3::exceptions::PyAttributeError::new_err(format!(
-                "segment `{}` ({}) has no #[shared(lock)] field `{path}`",
+                "segment `{}` ({}) has no #[shared(lock)] or #[shared(rwlock)] field `{path}`",
                 self.seg.name(),
                 self.seg.type_name()
             ))
@@ -1538,6 +1538,42 @@ impl RawStruct {
                 "a write of `{path}` stayed in progress for {timeout} s (its writer is stopped, or died)"
             ))),
             Some(Ok((bytes, poisoned))) => Ok((pyo3::types::PyBytes::new_bound(py, &bytes), poisoned)),
+        }
+    }
+
+    /// A consistent copy of `#[shared(rwlock)]` field `path`'s value bytes,
+    /// taken under its read lock, and whether it is poisoned; TimeoutError
+    /// if a writer kept it for `timeout` seconds (None: no limit). Releases
+    /// the GIL; Ctrl-C interrupts the wait.
+    #[pyo3(signature = (path, timeout=None))]
+    fn read_rwlock<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, bool)> {
+        let deadline = deadline_of(timeout)?;
+        let seg = &self.seg;
+        loop {
+            let slice = slice_until(deadline);
+            match py.allow_threads(|| seg.read_rwlock(path, slice)) {
+                None => {
+                    return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                        "segment `{}` ({}) has no #[shared(rwlock)] field `{path}`",
+                        seg.name(),
+                        seg.type_name()
+                    )))
+                }
+                Some(Ok((bytes, poisoned))) => return Ok((pyo3::types::PyBytes::new_bound(py, &bytes), poisoned)),
+                Some(Err(_)) => {}
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                    "a writer kept `{path}` for {} s (this process, if it is inside `with s.locked({path:?})`)",
+                    timeout.unwrap_or(0.0)
+                )));
+            }
         }
     }
 

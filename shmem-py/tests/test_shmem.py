@@ -401,9 +401,9 @@ def set_event(event):
     event.set()
 
 
-def hold_field_and_die(name):
+def hold_field_and_die(name, path="log"):
     s = shmem.attach(name)
-    with s.locked("log") as buf:
+    with s.locked(path) as buf:
         buf[:] = b"half...."
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -445,6 +445,33 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert s.state("jobs")["items"] == []
         assert s.state("ready") == {"kind": "event", "set": True}
         assert s.state("limits") == {"kind": "rwlock", "held": False, "poisoned": False, "readers": 0}
+        # An rwlock field: written under its write side, read under its read side.
+        with pytest.raises(AttributeError, match="behind an rwlock"):
+            s.limits
+        with s.locked("limits") as buf:
+            assert bytes(buf) == bytes(8)
+            assert s.state("limits")["held"]
+            with pytest.raises(TimeoutError):
+                s.read("limits", timeout=0.05)  # our own write lock keeps readers out
+            buf[:] = struct.pack("=2I", 7, 8)
+        assert s.read("limits") == struct.pack("=2I", 7, 8)
+        with pytest.raises(ZeroDivisionError):
+            with s.locked("limits") as buf:
+                buf[:] = struct.pack("=2I", 9, 9)
+                1 / 0  # an exception: nothing written back, the lock released
+        assert s.read("limits") == struct.pack("=2I", 7, 8)
+        # A Python process killed inside its write: poison, visible to the
+        # next writer here (and to Rust, until cleared).
+        killed = mp.get_context("fork").Process(target=hold_field_and_die, args=(name, "limits"))
+        killed.start()
+        killed.join(30)
+        assert killed.exitcode == -signal.SIGKILL
+        cm = s.locked("limits", timeout=30)
+        with cm as buf:
+            assert cm.poisoned and bytes(buf) == struct.pack("=2I", 7, 8)
+            buf[:] = struct.pack("=2I", 10, 20)
+            cm.clear_poison()
+        assert s.read("limits") == struct.pack("=2I", 10, 20)
         assert s.state("pos") == {"kind": "seqlock", "held": False, "poisoned": False, "writing": False}
         assert s.state("log") == {"kind": "lock", "held": False, "poisoned": False}
         with pytest.raises(AttributeError, match=r"s.state\('jobs'\)"):
@@ -481,7 +508,10 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         for _ in range(3):
             s.hits += 1  # atomic, and the Rust side waits for it
         out, _ = p.communicate(timeout=60)
-        assert out.strip() == 'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
+        assert out.strip() == (
+            'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
+            " limits=[10, 20] limits_poisoned=false"
+        )
 
     finally:
         p.kill()

@@ -39,6 +39,9 @@
 
 use super::{Parts, Spec};
 
+/// The words of every `RwLock<T>`, whatever `T` (the value comes last).
+type RwHeader = crate::sync::rwlock::RwLock<[u8; 0]>;
+
 /// The waiters [`DynSegment`] hands out by reference: `repr(C)` structs of
 /// 32-bit atomics, valid for every bit pattern.
 trait Waiter {}
@@ -157,12 +160,16 @@ impl DynField {
     }
 }
 
-/// A `#[shared(lock)]` field found in a segment's schema: its lock, its
-/// poison flag and the bytes of its value.
+/// A `#[shared(lock)]` or `#[shared(rwlock)]` field found in a segment's
+/// schema: its lock, its poison flag and the bytes of its value. For an
+/// rwlock, [`lock_within`](DynSegment::lock_within) takes the write side
+/// (and [`read_rwlock`](DynSegment::read_rwlock) copies under the read side).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynLocked {
     /// Its dotted path.
     pub path: String,
+    /// Whether it is an rwlock (else a mutex).
+    pub rwlock: bool,
     /// The value's type, as its definition spells it (`[u8; 16]`, `Config`).
     pub value_type: String,
     /// The value's size in bytes.
@@ -392,26 +399,33 @@ impl DynSegment {
         Some(DynField { path: e.path.clone(), kind, offset: e.offset, count: e.count, segment: self.id })
     }
 
-    /// The `#[shared(lock)]` fields (a mutex and its value).
+    /// The `#[shared(lock)]` and `#[shared(rwlock)]` fields (a lock and its value).
     pub fn locked_fields(&self) -> Vec<DynLocked> {
-        self.entries().iter().filter(|e| e.kind == "mutex").filter_map(|e| self.locked_field(&e.path)).collect()
+        self.entries()
+            .iter()
+            .filter(|e| e.kind == "mutex" || e.kind == "rwlock")
+            .filter_map(|e| self.locked_field(&e.path))
+            .collect()
     }
 
-    /// The `#[shared(lock)]` field at `path`.
+    /// The `#[shared(lock)]` or `#[shared(rwlock)]` field at `path`.
     pub fn locked_field(&self, path: &str) -> Option<DynLocked> {
-        let lock = self.entries().iter().find(|e| e.path == path && e.kind == "mutex")?;
+        let lock = self.entries().iter().find(|e| e.path == path && (e.kind == "mutex" || e.kind == "rwlock"))?;
+        let rwlock = lock.kind == "rwlock";
         let value_path = format!("{path}.value");
         let value = self.entries().iter().find(|e| e.path == value_path)?;
         let h = &self.core.header;
-        // The lock word (8 bytes) and the poison flag (4 more) must lie in
-        // the data, aligned; the value too.
-        let lock_end = lock.offset.checked_add(12)?;
+        // The lock's words (a mutex: the lock word and the poison flag; an
+        // rwlock: its whole header) must lie in the data, aligned; the value too.
+        let words = if rwlock { core::mem::size_of::<RwHeader>() as u64 } else { 12 };
+        let lock_end = lock.offset.checked_add(words)?;
         let value_end = value.offset.checked_add(value.size)?;
         if lock_end > h.data_size || value_end > h.data_size || !(h.data_offset + lock.offset).is_multiple_of(8) {
             return None;
         }
         Some(DynLocked {
             path: path.to_owned(),
+            rwlock,
             value_type: value.kind.clone(),
             value_size: value.size,
             lock_offset: lock.offset,
@@ -477,9 +491,10 @@ impl DynSegment {
         self.core.map.as_mut_ptr().wrapping_add((self.core.header.data_offset + offset) as usize)
     }
 
-    /// The lock of `f` (`None` for a field of another handle).
+    /// The lock of mutex field `f` (`None` for a field of another handle,
+    /// or an rwlock).
     fn raw_lock(&self, f: &DynLocked) -> Option<&crate::sync::raw_mutex::RawMutex> {
-        if f.segment != self.id {
+        if f.segment != self.id || f.rwlock {
             return None;
         }
         // SAFETY: `locked_field` checked that the 8-byte lock word lies in
@@ -489,9 +504,24 @@ impl DynSegment {
         Some(unsafe { &*self.at(f.lock_offset).cast::<crate::sync::raw_mutex::RawMutex>() })
     }
 
-    /// The poison flag of `f` (right after the lock word, as in `Mutex`).
+    /// The header of rwlock field `f` (`None` for a field of another
+    /// handle, or a mutex).
+    fn rw_lock(&self, f: &DynLocked) -> Option<&RwHeader> {
+        if f.segment != self.id || !f.rwlock {
+            return None;
+        }
+        // SAFETY: `locked_field` checked that the rwlock's header lies in
+        // the data and is 8-aligned; `RwLock<[u8; 0]>` is the header of
+        // every `RwLock<T>` (`repr(C)`, the value last: its words sit at the
+        // same offsets whatever `T`, see `rwlock::WORDS`), atomics valid for
+        // every bit pattern; the reference covers the header only, never
+        // the value, and the mapping lives as long as `&self`.
+        Some(unsafe { &*self.at(f.lock_offset).cast::<RwHeader>() })
+    }
+
+    /// The poison flag of mutex field `f` (right after the lock word, as in `Mutex`).
     fn poison(&self, f: &DynLocked) -> Option<&core::sync::atomic::AtomicU32> {
-        if f.segment != self.id {
+        if f.segment != self.id || f.rwlock {
             return None;
         }
         // SAFETY: 4 bytes at lock + 8, checked in bounds by `locked_field`,
@@ -508,6 +538,9 @@ impl DynSegment {
     pub fn lock_within(&self, f: &DynLocked, timeout: Option<std::time::Duration>) -> Option<bool> {
         use crate::sync::park::Os;
         use crate::sync::raw_mutex::Acquired;
+        if let Some(rw) = self.rw_lock(f) {
+            return rw.write_detached(timeout.and_then(crate::sync::deadline_after)).ok();
+        }
         let (raw, poison) = (self.raw_lock(f)?, self.poison(f)?);
         let acquired = match timeout {
             None => raw.lock_report::<Os>(),
@@ -522,9 +555,19 @@ impl DynSegment {
     /// Releases `f`'s lock if this process holds it; whether it did.
     ///
     /// # Safety
-    /// No guard of a typed handle (`MutexGuard`) on this same field may be
-    /// alive in this process (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
+    /// No guard of a typed handle (`MutexGuard`, `RwLockWriteGuard`) on this
+    /// same field may be alive in this process (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
     pub unsafe fn unlock(&self, f: &DynLocked) -> bool {
+        if let Some(rw) = self.rw_lock(f) {
+            if !rw.written_by_me() {
+                return false;
+            }
+            // SAFETY: this process holds the write lock (just checked); the
+            // caller's contract says no typed guard for it is alive here, so
+            // it was taken by `lock_within` (`write_detached`).
+            unsafe { rw.release_detached_write() };
+            return true;
+        }
         // SAFETY: the caller's contract.
         self.raw_lock(f).is_some_and(|raw| unsafe { raw.unlock_if_mine() })
     }
@@ -533,29 +576,60 @@ impl DynSegment {
     /// this process holds `f`'s lock.
     pub fn clear_poison(&self, f: &DynLocked) -> Option<()> {
         self.held(f)?;
-        self.poison(f)?.store(0, core::sync::atomic::Ordering::Relaxed);
+        match self.rw_lock(f) {
+            Some(rw) => rw.clear_poison(),
+            None => self.poison(f)?.store(0, core::sync::atomic::Ordering::Relaxed),
+        }
         Some(())
     }
 
     /// `Some` if this process holds `f`'s lock (a value is only read or
     /// written under it: a holder in another process mutates it freely).
     fn held(&self, f: &DynLocked) -> Option<()> {
-        self.raw_lock(f)?.is_mine().then_some(())
+        match self.rw_lock(f) {
+            Some(rw) => rw.written_by_me().then_some(()),
+            None => self.raw_lock(f)?.is_mine().then_some(()),
+        }
     }
 
     /// A copy of `f`'s value bytes (single-byte atomic loads); `None`
     /// unless this process holds `f`'s lock.
     pub fn read_value(&self, f: &DynLocked) -> Option<Vec<u8>> {
         self.held(f)?;
-        let bytes = (0..f.value_size)
+        Some(self.copy_value(f))
+    }
+
+    /// A consistent copy of `#[shared(rwlock)]` field `path`'s value bytes,
+    /// taken under its read lock (which it waits for at most `timeout`):
+    /// `Ok((bytes, poisoned))`, or `Err(TimedOut)`. `None` if there is no
+    /// such field. (A process holding the field's write lock through
+    /// [`lock_within`](Self::lock_within) times out here: read it with
+    /// [`read_value`](Self::read_value).)
+    pub fn read_rwlock(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Option<std::result::Result<(Vec<u8>, bool), crate::sync::TimedOut>> {
+        let f = self.locked_field(path).filter(|f| f.rwlock)?;
+        let rw = self.rw_lock(&f)?;
+        Some(rw.read_timeout(timeout).map(|guard| {
+            let poisoned = guard.is_err();
+            let _guard = guard.unwrap_or_else(std::sync::PoisonError::into_inner);
+            (self.copy_value(&f), poisoned)
+        }))
+    }
+
+    /// The bytes of `f`'s value (single-byte atomic loads; whoever calls
+    /// this holds the lock that keeps writers out, or wants a mere copy).
+    fn copy_value(&self, f: &DynLocked) -> Vec<u8> {
+        (0..f.value_size)
             .map(|i| {
                 // SAFETY: `locked_field` checked the value's bytes lie in the
                 // data; a byte is always aligned; atomics are valid for any bits.
                 let b = unsafe { &*self.at(f.value_offset + i).cast::<core::sync::atomic::AtomicU8>() };
                 b.load(core::sync::atomic::Ordering::Relaxed)
             })
-            .collect();
-        Some(bytes)
+            .collect()
     }
 
     /// Writes `bytes` (exactly the value's size) as `f`'s value, with

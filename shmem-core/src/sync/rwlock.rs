@@ -417,6 +417,38 @@ impl<T: Pod> RwLock<T> {
         self.write_until::<P>(None).unwrap_or_else(|_| unreachable!("no deadline"))
     }
 
+    /// Takes the write lock and keeps it past this call, for a binding that
+    /// cannot hold a guard across its caller's code (the Python package's
+    /// `with s.locked(name)`): `Ok(poisoned)`, released by
+    /// [`release_detached_write`](Self::release_detached_write).
+    #[cfg(not(loom))]
+    pub(crate) fn write_detached(&self, deadline: Option<Instant>) -> Result<bool, TimedOut> {
+        let guard = self.write_until::<Os>(deadline)?;
+        let poisoned = guard.is_err();
+        core::mem::forget(guard.unwrap_or_else(PoisonError::into_inner));
+        Ok(poisoned)
+    }
+
+    /// Whether this process holds the write lock: the gate, with a writer
+    /// inside (a reader of this process passing the gate sets no writer).
+    #[cfg(not(loom))]
+    pub(crate) fn written_by_me(&self) -> bool {
+        self.gate.is_mine() && self.state.load(Ordering::Relaxed) == WRITER_INSIDE
+    }
+
+    /// Releases the write lock as a write guard's drop does.
+    ///
+    /// # Safety
+    /// This process holds the write lock ([`written_by_me`](Self::written_by_me))
+    /// through [`write_detached`](Self::write_detached), and no write guard
+    /// for it is alive in this process.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn release_detached_write(&self) {
+        self.state.store(0, Ordering::Release);
+        // SAFETY: the caller holds the write lock, hence the gate.
+        unsafe { self.gate.unlock::<Os>() };
+    }
+
     /// Whether a writer panicked or died inside (and nobody cleared it since).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed) != 0

@@ -1058,7 +1058,7 @@ class _LockedValue:
         self.poisoned = False
 
 
-_STATE_KINDS = ("mutex", "rwlock", "condvar", "queue", "map")
+_STATE_KINDS = ("condvar", "queue", "map")
 
 
 class Struct:
@@ -1069,12 +1069,13 @@ class Struct:
     scalars are sequences (``s.temps[1]``); reads and writes are atomic, and
     ``s.hits += 1`` is one atomic update. A ``#[shared(lock)]`` field is
     reached through its lock: ``with s.locked("log") as buf:`` (its bytes);
-    a seqlock field is read with ``s.read(name)``; an Event, Semaphore or
+    an rwlock field too (its write side), and a seqlock or rwlock field is
+    read with ``s.read(name)``; an Event, Semaphore or
     Barrier field is a ``shmem.Event``/``Semaphore``/``Barrier``
     (``s.ready.wait(1.0)``). The state of any lock, waiter or container
     field (who holds it, how full a queue is) is ``s.state(name)``; the
-    operations of rwlock, condvar, queue and map fields are not available
-    from Python yet."""
+    operations of condvar, queue and map fields are not available from
+    Python yet."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1090,9 +1091,13 @@ class Struct:
             if count == 1:
                 return _struct_number(self._raw, path, 0)
             return _StructArray(self._raw, path, count)
-        if any(p == path for p, _, _ in self._raw.locked_fields()):
-            raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
         kind = next((e[1].split()[0] for e in self._raw.entries() if e[0] == path), None)
+        if kind == "mutex":
+            raise AttributeError(f"`{path}` is behind a lock: use `with s.locked({path!r}) as buf:`")
+        if kind == "rwlock":
+            raise AttributeError(
+                f"`{path}` is behind an rwlock: read it with `s.read({path!r})`, write it in `with s.locked({path!r}) as buf:`"
+            )
         if kind in _WAITER_FIELDS:
             return _WAITER_FIELDS[kind]._from_raw(_shmem.RawWaiterField(self._raw, path))
         if kind == "seqlock":
@@ -1140,15 +1145,24 @@ class Struct:
         return self._raw.state(self._prefix + name, contents)
 
     def read(self, name, timeout=1.0):
-        """A consistent copy of ``#[shared(seqlock)]`` field ``name``'s value
-        bytes (decode them with ``struct.unpack``), as a Rust reader sees
-        it: never torn, never blocking the writer."""
-        data, _poisoned = self._raw.read_seqlock(self._prefix + name, timeout)
+        """A consistent copy of the value bytes of ``#[shared(seqlock)]`` or
+        ``#[shared(rwlock)]`` field ``name`` (decode them with
+        ``struct.unpack``), as a Rust reader sees it: a seqlock read never
+        blocks its writer; an rwlock read takes the read side for the copy,
+        alongside other readers. ``TimeoutError`` if a writer kept it for
+        ``timeout`` seconds."""
+        path = self._prefix + name
+        if any(e[0] == path and e[1] == "rwlock" for e in self._raw.entries()):
+            data, _poisoned = self._raw.read_rwlock(path, timeout)
+        else:
+            data, _poisoned = self._raw.read_seqlock(path, timeout)
         return data
 
     def locked(self, name, timeout=None):
-        """The ``#[shared(lock)]`` field ``name``: ``with s.locked("log") as
-        buf:`` holds its lock and gives its value's bytes."""
+        """The ``#[shared(lock)]`` or ``#[shared(rwlock)]`` field ``name``:
+        ``with s.locked("log") as buf:`` holds its lock (an rwlock's write
+        side) and gives its value's bytes, written back when the block ends
+        without an exception. A holder killed inside poisons it, as in Rust."""
         return _LockedValue(self._raw, self._prefix + name, timeout)
 
     @property
