@@ -256,6 +256,36 @@ fn queue_is_consistent_after_a_pusher_is_killed_mid_stream() {
     }
 }
 
+/// `set_limit` holds pushes of another process at the limit; lifting it
+/// lets them fill the queue, in order, none lost.
+fn queue_limit_holds_pushers_in_other_processes() {
+    let (name, seg) = pipeline("queue-limit");
+    seg.jobs().set_limit(3);
+    let mut pusher = child("push_forever", &[&name]).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(pusher.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seg.jobs().len() < 3 {
+        assert!(Instant::now() < deadline, "the pusher never reached the limit");
+        std::thread::yield_now();
+    }
+    let watch = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < watch {
+        assert_eq!(seg.jobs().len(), 3, "a push went past the limit");
+    }
+    seg.jobs().set_limit(0);
+    assert_eq!(seg.jobs().limit(), 256);
+    while seg.jobs().len() < 256 {
+        assert!(Instant::now() < deadline, "the pusher did not fill the queue once the limit was lifted");
+        std::thread::yield_now();
+    }
+    pusher.kill().unwrap();
+    wait_status(&mut pusher);
+    for expected in 0..256 {
+        assert_eq!(seg.jobs().try_pop(), Ok(expected));
+    }
+}
+
 fn map_random_operations_across_processes() {
     let name = unique_name("map-random");
     let seg = Segment::<Registry>::create_zeroed(&name).unwrap();
@@ -314,6 +344,7 @@ fn main() {
                 "queue_is_consistent_after_a_pusher_is_killed_mid_stream",
                 queue_is_consistent_after_a_pusher_is_killed_mid_stream,
             ),
+            ("queue_limit_holds_pushers_in_other_processes", queue_limit_holds_pushers_in_other_processes),
             ("map_random_operations_across_processes", map_random_operations_across_processes),
             ("map_repairs_a_shard_after_its_holder_dies", map_repairs_a_shard_after_its_holder_dies),
             ("container_layouts_are_part_of_the_fingerprint", container_layouts_are_part_of_the_fingerprint),

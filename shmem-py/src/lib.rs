@@ -1037,6 +1037,8 @@ impl RawDict {
 trait DynQueue: Send + Sync {
     fn name(&self) -> Option<String>;
     fn capacity(&self) -> usize;
+    fn limit(&self) -> usize;
+    fn set_limit(&self, limit: usize);
     fn len(&self) -> usize;
     /// `Ok(None)`: pushed; `Ok(Some(full))`: full (true) or closed (false).
     fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>>;
@@ -1053,6 +1055,12 @@ impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
     }
     fn capacity(&self) -> usize {
         N
+    }
+    fn limit(&self) -> usize {
+        (**self).limit()
+    }
+    fn set_limit(&self, limit: usize) {
+        (**self).set_limit(limit)
     }
     fn len(&self) -> usize {
         (**self).len()
@@ -1212,6 +1220,18 @@ impl RawQueue {
     fn item_type(&self) -> &str {
         &self.item
     }
+    /// The most items puts fill it to (the `maxsize` asked for), in the
+    /// queue itself: every process sees it.
+    #[getter]
+    fn limit(&self) -> usize {
+        self.inner.limit()
+    }
+
+    /// Sets [`limit`] (0: the capacity).
+    fn set_limit(&self, limit: usize) {
+        self.inner.set_limit(limit)
+    }
+
     #[getter]
     fn capacity(&self) -> usize {
         self.inner.capacity()

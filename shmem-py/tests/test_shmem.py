@@ -656,6 +656,16 @@ def test_queue_two_producers_two_consumers_exact(method):
     assert out.value == 2 * sum(range(10_000))
 
 
+def put_one_more(q):
+    import queue
+
+    try:
+        q.put("c", timeout=0.05)
+    except queue.Full:
+        return
+    raise SystemExit(1)
+
+
 def test_queue_semantics():
     import queue
 
@@ -663,6 +673,14 @@ def test_queue_semantics():
     q.put("a")
     q.put_nowait("b")
     assert q.full() and q.qsize() == 2
+    # maxsize is exact, as in multiprocessing, and holds in every process.
+    with pytest.raises(queue.Full):
+        q.put("c", timeout=0.05)
+    ctx = mp.get_context("spawn")
+    child = ctx.Process(target=put_one_more, args=(q,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the child found room past maxsize"
     with pytest.raises(queue.Empty):
         shmem.Queue(item=float).get(timeout=0.05)
     assert q.get() == "a" and q.get_nowait() == "b"

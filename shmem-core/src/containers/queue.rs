@@ -97,6 +97,9 @@ struct Flags {
     push_sleepers: AtomicU32,
     /// 1 if poppers may sleep until `tail` moves.
     pop_sleepers: AtomicU32,
+    /// The most items pushes fill it to (`set_limit`); 0 for `N`. Clamped
+    /// to `N` when read, so no value can let a push overwrite an item.
+    limit: AtomicU32,
 }
 
 /// How long `try_push` and `try_pop` wait for their side's lock when
@@ -225,6 +228,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 closed: AtomicU32::new(0),
                 push_sleepers: AtomicU32::new(0),
                 pop_sleepers: AtomicU32::new(0),
+                limit: AtomicU32::new(0),
             },
             slots: core::array::from_fn(|_| DataCell::new(T::zeroed())),
         }
@@ -233,6 +237,42 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// The capacity `N`.
     pub const fn capacity(&self) -> usize {
         N
+    }
+
+    /// Makes pushes find the queue full at `limit` items instead of `N`, as
+    /// `multiprocessing.Queue(maxsize)` does (the Python package's `Queue`
+    /// sets it); `0`, or anything above `N`, means `N`. Items already past
+    /// a lowered limit stay until popped. Every process sees it: it lives in
+    /// the queue.
+    ///
+    /// ```
+    /// let q = shmem::Queue::<u32, 64>::new();
+    /// q.set_limit(2);
+    /// q.try_push(1).unwrap();
+    /// q.try_push(2).unwrap();
+    /// assert!(matches!(q.try_push(3), Err(shmem::PushError::Full(3))));
+    /// assert_eq!((q.limit(), q.capacity()), (2, 64));
+    /// ```
+    pub fn set_limit(&self, limit: usize) {
+        let limit = if limit >= N { 0 } else { limit as u32 };
+        self.flags.limit.store(limit, Ordering::SeqCst);
+        // Pushers asleep on the old limit look again.
+        Self::wake_sleepers(&self.flags.push_sleepers);
+    }
+
+    /// The most items pushes fill the queue to: [`capacity`](Self::capacity)
+    /// unless [`set_limit`](Self::set_limit) lowered it.
+    pub fn limit(&self) -> usize {
+        self.room_limit() as usize
+    }
+
+    /// [`limit`](Self::limit) as the room checks use it: never above `N`.
+    #[inline]
+    fn room_limit(&self) -> u64 {
+        match self.flags.limit.load(Ordering::Relaxed) {
+            0 => N as u64,
+            l => (l as u64).min(N as u64),
+        }
     }
 
     /// [`len`](Self::len) with `Relaxed` loads (and a fence): safe on a
@@ -356,16 +396,17 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             return Err(PushError::Closed(item));
         }
         let tail = self.producers.count.load(Ordering::Relaxed);
-        if tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed)) >= N as u64 {
+        let limit = self.room_limit();
+        if tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed)) >= limit {
             let head = self.consumers.count.load(Ordering::Acquire);
             self.producers.seen.store(head, Ordering::Relaxed);
-            if tail.wrapping_sub(head) >= N as u64 {
+            if tail.wrapping_sub(head) >= limit {
                 // SAFETY: locked just above by this process.
                 unsafe { self.producers.lock.unlock::<Os>() };
                 return Err(PushError::Full(item));
             }
         }
-        // SAFETY: slot `tail % N` is free: `tail - head < N` for the `head`
+        // SAFETY: slot `tail % N` is free: `tail - head < limit <= N` for the `head`
         // in `seen`, which this or an earlier push-lock holder loaded with
         // Acquire from the consumer's Release store that freed the slot (the
         // lock hand-over orders the two holders); only the push-lock holder
@@ -452,13 +493,14 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             return Err(PushError::Closed(()));
         }
         let tail = self.producers.count.load(Ordering::Relaxed);
+        let limit = self.room_limit();
         let mut used = tail.wrapping_sub(self.producers.seen.load(Ordering::Relaxed));
-        if used.saturating_add(items.len() as u64) > N as u64 {
+        if used.saturating_add(items.len() as u64) > limit {
             let head = self.consumers.count.load(Ordering::Acquire);
             self.producers.seen.store(head, Ordering::Relaxed);
             used = tail.wrapping_sub(head);
         }
-        let room = (N as u64).saturating_sub(used).min(items.len() as u64);
+        let room = limit.saturating_sub(used).min(items.len() as u64);
         if room == 0 {
             // SAFETY: locked just above by this process.
             unsafe { self.producers.lock.unlock::<Os>() };
@@ -466,7 +508,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         }
         for (i, item) in items.iter().take(room as usize).enumerate() {
             // SAFETY: as in `push_once`, for each of the `room` slots from
-            // `tail`: `tail + room - head <= N` for the `head` in `seen`, so
+            // `tail`: `tail + room - head <= limit <= N` for the `head` in `seen`, so
             // all of them are free, and only the push-lock holder writes.
             unsafe { self.slot(tail.wrapping_add(i as u64)).write(*item) };
         }
@@ -555,7 +597,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 Err(PushError::Full(())) => {
                     let room = || {
                         let tail = self.producers.count.load(Ordering::SeqCst);
-                        self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
+                        self.is_closed()
+                            || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < self.room_limit()
                     };
                     // No deadline: sleeping cannot time out.
                     let _ = self.sleep_on(&self.flags.push_sleepers, None, room);
@@ -624,7 +667,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             }
             let room = || {
                 let tail = self.producers.count.load(Ordering::SeqCst);
-                self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < N as u64
+                self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < self.room_limit()
             };
             if self.sleep_on(&self.flags.push_sleepers, deadline, room).is_err() {
                 return Err(PushError::Timeout(item));

@@ -900,8 +900,9 @@ class Queue(_Shared):
     Items are ``int``, ``float`` or ``str`` (up to 64 UTF-8 bytes), declared
     when it is made (``item=int``). Raises ``queue.Full`` and
     ``queue.Empty`` as multiprocessing does. ``maxsize=0`` (no limit in
-    multiprocessing) holds 16384 items; a limit rounds up to 64, 1024 or
-    16384 slots, and ``full()`` reports the limit asked for.
+    multiprocessing) holds 16384 items; ``maxsize=N`` (up to 16384) blocks
+    puts at exactly N items, in every process (the limit lives in the
+    queue; its slots round up to 64, 1024 or 16384).
     """
 
     def __init__(self, maxsize=0, *, item=int, name=None, _raw=None, _maxsize=None):
@@ -910,6 +911,8 @@ class Queue(_Shared):
             return
         self._maxsize = maxsize if maxsize and maxsize > 0 else 0
         self._raw = _shmem.RawQueue(_type_name(item, "item"), self._maxsize or 16384, name)
+        if self._maxsize:
+            self._raw.set_limit(self._maxsize)
 
     def put(self, obj, block=True, timeout=None):
         r = self._raw.push(obj, timeout if block else 0.0)
@@ -939,8 +942,7 @@ class Queue(_Shared):
         return len(self._raw) == 0
 
     def full(self):
-        limit = self._maxsize or self._raw.capacity
-        return len(self._raw) >= limit
+        return len(self._raw) >= self._raw.limit
 
     def close(self):
         """No more puts; gets drain what is left, then raise ValueError."""
