@@ -267,8 +267,14 @@ fn entry_value(view: &View, e: &SchemaEntry, contents: bool) -> Option<Shown> {
         FieldState::Barrier { parties, arrived } => shown(json!({ "parties": parties, "arrived": arrived })),
         FieldState::Condvar => return None,
         FieldState::Queue(q) => {
-            let mut json = json!({ "len": q.len, "capacity": q.capacity, "closed": q.closed });
-            let mut text = format!("len {} / capacity {}{}", q.len, q.capacity, if q.closed { ", closed" } else { "" });
+            let mut json = json!({ "len": q.len, "capacity": q.capacity, "limit": q.limit, "closed": q.closed });
+            let mut text = format!("len {} / capacity {}", q.len, q.capacity);
+            if q.limit < q.capacity {
+                let _ = write!(text, " (limit {})", q.limit);
+            }
+            if q.closed {
+                text.push_str(", closed");
+            }
             if contents > 0 {
                 let items: Vec<Json> = q.items.iter().map(|b| item_json(b, q.item_size)).collect();
                 let _ = write!(text, " {}", Json::Array(items.clone()));

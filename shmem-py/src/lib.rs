@@ -1520,6 +1520,7 @@ impl RawStruct {
                 d.set_item("kind", "queue")?;
                 d.set_item("len", q.len)?;
                 d.set_item("capacity", q.capacity)?;
+                d.set_item("limit", q.limit)?;
                 d.set_item("closed", q.closed)?;
                 d.set_item("items", q.items.iter().map(|i| bytes(i)).collect::<Vec<_>>())?;
             }

@@ -439,6 +439,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
             "kind": "queue",
             "len": 2,
             "capacity": 8,
+            "limit": 8,
             "closed": False,
             "items": [struct.pack("=I", 5), struct.pack("=I", 6)],
         }

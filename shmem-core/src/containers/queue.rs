@@ -60,12 +60,13 @@ use std::time::{Duration, Instant};
 const RECHECK: Duration = Duration::from_millis(100);
 
 /// Where a queue's words are, whatever `T` and `N` (for the schema decoder,
-/// [`crate::segment::decode`]): `tail`, `head`, the closed flag.
+/// [`crate::segment::decode`]): `tail`, `head`, the closed flag, the limit.
 #[cfg(not(loom))]
-pub(crate) const WORDS: [u64; 3] = [
+pub(crate) const WORDS: [u64; 4] = [
     (core::mem::offset_of!(Queue<u8, 1>, producers) + core::mem::offset_of!(Side, count)) as u64,
     (core::mem::offset_of!(Queue<u8, 1>, consumers) + core::mem::offset_of!(Side, count)) as u64,
     (core::mem::offset_of!(Queue<u8, 1>, flags) + core::mem::offset_of!(Flags, closed)) as u64,
+    (core::mem::offset_of!(Queue<u8, 1>, flags) + core::mem::offset_of!(Flags, limit)) as u64,
 ];
 
 #[repr(C, align(64))]

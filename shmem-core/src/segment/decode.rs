@@ -31,6 +31,9 @@ pub struct QueueState {
     pub len: u64,
     /// Its capacity.
     pub capacity: u64,
+    /// The most items pushes fill it to ([`Queue::set_limit`](crate::Queue::set_limit)):
+    /// the capacity unless lowered.
+    pub limit: u64,
     /// Whether it was closed.
     pub closed: bool,
     /// Bytes per item.
@@ -208,7 +211,7 @@ pub(crate) fn decode<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> Optio
 fn queue_state<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> QueueState {
     {
         let word = |at: u64, size: u64| e.offset.checked_add(at).and_then(|o| w.read_uint(o, size)).unwrap_or(0);
-        let [tail_at, head_at, closed_at] = crate::containers::queue::WORDS;
+        let [tail_at, head_at, closed_at, limit_at] = crate::containers::queue::WORDS;
         // `head` first: both only grow, so a `tail` read later is never
         // behind it (a busy queue read the other way round looks full).
         let head = word(head_at, 8);
@@ -227,7 +230,11 @@ fn queue_state<W: Words>(w: &W, e: &SchemaEntry, contents: usize) -> QueueState 
                     .unwrap_or_default()
             })
             .collect();
-        QueueState { len, capacity, closed: word(closed_at, 4) != 0, item_size, items }
+        let limit = match word(limit_at, 4) {
+            0 => capacity,
+            l => l.min(capacity),
+        };
+        QueueState { len, capacity, limit, closed: word(closed_at, 4) != 0, item_size, items }
     }
 }
 
