@@ -752,7 +752,7 @@ pub fn ping_pong(cfg: &Cfg, _gate: &Gate) -> Vec<Row> {
         seg.turn().store(u32::MAX);
         seg.turn().notify_one();
         child.join().unwrap();
-        rows.push(latency_row(W, "shmem wait/notify on a u32 field (kernel, futex)", stats));
+        rows.push(latency_row(W, "shmem wait/notify on a u32 field (spins, then futex)", stats));
     }
     {
         let name = format!("shmem-bench/pp-{}", std::process::id());
