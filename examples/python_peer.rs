@@ -11,6 +11,8 @@
 //!                               print "ready", wait until count is 3, print the array
 //! python_peer serve-struct NAME create NAME holding a `Stats` struct, print "ready",
 //!                               wait until hits is 3, print its fields
+//! python_peer hold-read NAME    attach to NAME as `Stats`, hold a read guard of `limits`,
+//!                               print "held", release it when stdin closes
 //! python_peer point NAME        attach to NAME as a `Point` (Python declared it), add 1 to
 //!                               x and 5 to hist[3], print the fields
 //! ```
@@ -36,6 +38,7 @@ struct Stats {
     jobs: shmem::Queue<u32, 8>,
     ready: shmem::Event,
     slots: shmem::Semaphore,
+    start: shmem::Barrier,
 }
 
 /// A struct a Python program declares and creates (`shmem.Struct.create`).
@@ -105,8 +108,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let hist: Vec<u32> = p.hist().iter().map(|h| h.load()).collect();
             println!("x={} y={} flag={} hist={hist:?}", p.x().load(), p.y().load(), p.flag().load());
         }
+        "hold-read" => {
+            // Holds a read guard of `limits` until its stdin closes.
+            let stats = Segment::<Stats>::attach(name)?;
+            let guard = stats.limits().read();
+            println!("held");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            drop(guard);
+        }
         "serve-struct" => {
-            let stats = Segment::<Stats>::create(name, &Stats::default())?;
+            let stats = Segment::<Stats>::create(name, &Stats { start: shmem::Barrier::new(2), ..Stats::default() })?;
             stats.pos().write([1.25, -2.5]);
             stats.jobs().try_push(5)?;
             stats.jobs().try_push(6)?;

@@ -76,6 +76,10 @@ fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
 }
 
 /// How long the next slice of a blocking call may sleep.
+/// How long one wait for an rwlock field's write side lasts between two
+/// checks for signals (see `RawStruct::lock`).
+const RW_SLICE: Duration = Duration::from_secs(1);
+
 fn slice_until(deadline: Option<Instant>) -> Duration {
     deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE))
 }
@@ -1179,13 +1183,13 @@ struct RawQueue {
 #[pymethods]
 impl RawQueue {
     #[new]
-    #[pyo3(signature = (item, capacity, name=None))]
-    fn new(item: &str, capacity: usize, name: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (item, capacity, name=None, limit=0))]
+    fn new(item: &str, capacity: usize, name: Option<&str>, limit: usize) -> PyResult<Self> {
         let cap = capacity_for(capacity)?;
         let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
             let seg = match name {
-                Some(n) => options().create_with::<shmem::Queue<T, N>>(n, |_| {}),
-                None => options().create_anonymous_with::<shmem::Queue<T, N>>(|_| {}),
+                Some(n) => options().create_with::<shmem::Queue<T, N>>(n, |q| q.set_limit(limit)),
+                None => options().create_anonymous_with::<shmem::Queue<T, N>>(|q| q.set_limit(limit)),
             }.map_err(to_py)?;
             Box::new(seg)
         });
@@ -1412,7 +1416,11 @@ impl RawStruct {
 
     /// The `#[shared(lock)]` fields: (path, value type, value size).
     fn locked_fields(&self) -> Vec<(String, String, u64)> {
-        self.seg.locked_fields().into_iter().map(|f| (f.path, f.value_type, f.value_size)).collect()
+        self.seg
+            .locked_fields()
+            .into_iter()
+            .map(|f| (f.path().to_owned(), f.value_type().to_owned(), f.value_size()))
+            .collect()
     }
 
     /// Takes the lock of locked field `path`: whether its value is poisoned
@@ -1423,7 +1431,14 @@ impl RawStruct {
         let f = self.locked(path)?;
         let deadline = deadline_of(timeout)?;
         loop {
-            let slice = slice_until(deadline);
+            // An rwlock writer that times out a slice gives up its place
+            // ahead of new readers: slices of a second there (Ctrl-C is
+            // seen within one), of SLICE for a mutex.
+            let slice = if f.is_rwlock() {
+                deadline.map_or(RW_SLICE, |d| d.saturating_duration_since(Instant::now()).min(RW_SLICE))
+            } else {
+                slice_until(deadline)
+            };
             let (seg, f) = (&self.seg, &f);
             if let Some(poisoned) = py.allow_threads(|| seg.lock_within(f, Some(slice))) {
                 return Ok(Some(poisoned));
@@ -1461,8 +1476,8 @@ impl RawStruct {
     /// Writes the bytes of locked field `path`'s value (hold its lock).
     fn write_value(&self, path: &str, bytes: &[u8]) -> PyResult<()> {
         let f = self.locked(path)?;
-        if bytes.len() as u64 != f.value_size {
-            return Err(PyValueError::new_err(format!("`{path}` holds {} bytes, not {}", f.value_size, bytes.len())));
+        if bytes.len() as u64 != f.value_size() {
+            return Err(PyValueError::new_err(format!("`{path}` holds {} bytes, not {}", f.value_size(), bytes.len())));
         }
         self.seg.write_value(&f, bytes).ok_or_else(not_held)
     }

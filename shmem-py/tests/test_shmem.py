@@ -401,6 +401,17 @@ def set_event(event):
     event.set()
 
 
+def pass_barrier(barrier):
+    raise SystemExit(barrier.wait(60))
+
+
+def hold_write(name, entered, leave):
+    s = shmem.attach(name)
+    with s.locked("limits"):
+        entered.set()
+        leave.wait(30)
+
+
 def hold_field_and_die(name, path="log"):
     s = shmem.attach(name)
     with s.locked(path) as buf:
@@ -461,6 +472,31 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
                 buf[:] = struct.pack("=2I", 9, 9)
                 1 / 0  # an exception: nothing written back, the lock released
         assert s.read("limits") == struct.pack("=2I", 7, 8)
+        # Exclusion across processes: a Rust reader keeps Python's writer
+        # out, and a Python writer in another process keeps readers out.
+        reader = subprocess.Popen([PEER, "hold-read", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert reader.stdout.readline().strip() == "held"
+            assert s.state("limits")["readers"] == 1
+            with pytest.raises(TimeoutError):
+                with s.locked("limits", timeout=0.2):
+                    pass
+            assert s.read("limits") == struct.pack("=2I", 7, 8)  # readers share
+        finally:
+            reader.stdin.close()
+            assert reader.wait(30) == 0
+        entered, leave = mp.get_context("fork").Event(), mp.get_context("fork").Event()
+        writer = mp.get_context("fork").Process(target=hold_write, args=(name, entered, leave))
+        writer.start()
+        assert entered.wait(30)
+        with pytest.raises(TimeoutError):
+            s.read("limits", timeout=0.2)
+        with pytest.raises(TimeoutError):
+            with s.locked("limits", timeout=0.2):
+                pass
+        leave.set()
+        writer.join(30)
+        assert writer.exitcode == 0
         # A Python process killed inside its write: poison, visible to the
         # next writer here (and to Rust, until cleared).
         killed = mp.get_context("fork").Process(target=hold_field_and_die, args=(name, "limits"))
@@ -489,6 +525,12 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         s.slots.release()
         s.slots.release()
         assert s.slots.acquire(block=False) and s.state("slots") == {"kind": "semaphore", "available": 1}
+        assert isinstance(s.start, shmem.Barrier) and s.start.parties == 2
+        child = mp.get_context("spawn").Process(target=pass_barrier, args=(s.start,))
+        child.start()
+        mine = s.start.wait(60)
+        child.join(60)
+        assert sorted([mine, child.exitcode]) == [0, 1], "one of the two parties leads the round"
         with pytest.raises(AttributeError, match="no lock, waiter or container field"):
             s.state("hits")
         # A Python process killed holding the field's lock: the next holder

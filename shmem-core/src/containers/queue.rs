@@ -155,7 +155,8 @@ unsafe impl<T: Pod + Send, const N: usize> Send for Queue<T, N> {}
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PushError<T> {
-    /// The queue holds `N` items (only from `try_push`).
+    /// The queue holds as many items as it may: `N`, or its [`limit`](Queue::limit)
+    /// (from `try_push` and `try_push_slice`).
     #[error("queue is full")]
     Full(T),
     /// The queue was closed.
@@ -270,7 +271,16 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// [`limit`](Self::limit) as the room checks use it: never above `N`.
     #[inline]
     fn room_limit(&self) -> u64 {
-        match self.flags.limit.load(Ordering::Relaxed) {
+        self.room_limit_ordered(Ordering::Relaxed)
+    }
+
+    /// [`room_limit`](Self::room_limit) with a chosen load ordering: a
+    /// sleeper's check is SeqCst, ordered after its sleep flag as
+    /// `set_limit`'s store is before its wake-up, so a raised limit is
+    /// never missed by a pusher going to sleep.
+    #[inline]
+    fn room_limit_ordered(&self, order: Ordering) -> u64 {
+        match self.flags.limit.load(order) {
             0 => N as u64,
             l => (l as u64).min(N as u64),
         }
@@ -599,7 +609,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                     let room = || {
                         let tail = self.producers.count.load(Ordering::SeqCst);
                         self.is_closed()
-                            || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < self.room_limit()
+                            || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst))
+                                < self.room_limit_ordered(Ordering::SeqCst)
                     };
                     // No deadline: sleeping cannot time out.
                     let _ = self.sleep_on(&self.flags.push_sleepers, None, room);
@@ -668,7 +679,9 @@ impl<T: Pod, const N: usize> Queue<T, N> {
             }
             let room = || {
                 let tail = self.producers.count.load(Ordering::SeqCst);
-                self.is_closed() || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst)) < self.room_limit()
+                self.is_closed()
+                    || tail.wrapping_sub(self.consumers.count.load(Ordering::SeqCst))
+                        < self.room_limit_ordered(Ordering::SeqCst)
             };
             if self.sleep_on(&self.flags.push_sleepers, deadline, room).is_err() {
                 return Err(PushError::Timeout(item));

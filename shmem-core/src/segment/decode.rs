@@ -15,6 +15,7 @@ use crate::layout::SchemaEntry;
 use crate::sync::raw_mutex::owner_of;
 
 /// Whether a lock is held, by whom, and whether a holder died inside.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockState {
     /// The holder's owner token (see [`liveness`](crate::sync::liveness));
@@ -25,6 +26,7 @@ pub struct LockState {
 }
 
 /// What a queue holds.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueState {
     /// Items in the queue.
@@ -45,6 +47,7 @@ pub struct QueueState {
 }
 
 /// What a map holds.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapState {
     /// Entries in the map (the sum of its shards' counts).

@@ -164,19 +164,40 @@ impl DynField {
 /// schema: its lock, its poison flag and the bytes of its value. For an
 /// rwlock, [`lock_within`](DynSegment::lock_within) takes the write side
 /// (and [`read_rwlock`](DynSegment::read_rwlock) copies under the read side).
+///
+/// Its fields are private: the handle trusts the offsets and sizes it
+/// checked when it made this (an edited copy could point a lock elsewhere).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynLocked {
-    /// Its dotted path.
-    pub path: String,
-    /// Whether it is an rwlock (else a mutex).
-    pub rwlock: bool,
-    /// The value's type, as its definition spells it (`[u8; 16]`, `Config`).
-    pub value_type: String,
-    /// The value's size in bytes.
-    pub value_size: u64,
+    path: String,
+    rwlock: bool,
+    value_type: String,
+    value_size: u64,
     lock_offset: u64,
     value_offset: u64,
     segment: u64,
+}
+
+impl DynLocked {
+    /// Its dotted path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether it is an rwlock (else a mutex).
+    pub fn is_rwlock(&self) -> bool {
+        self.rwlock
+    }
+
+    /// The value's type, as its definition spells it (`[u8; 16]`, `Config`).
+    pub fn value_type(&self) -> &str {
+        &self.value_type
+    }
+
+    /// The value's size in bytes.
+    pub fn value_size(&self) -> u64 {
+        self.value_size
+    }
 }
 
 /// A segment opened from its schema, without its Rust type. See the
@@ -420,7 +441,13 @@ impl DynSegment {
         let words = if rwlock { core::mem::size_of::<RwHeader>() as u64 } else { 12 };
         let lock_end = lock.offset.checked_add(words)?;
         let value_end = value.offset.checked_add(value.size)?;
-        if lock_end > h.data_size || value_end > h.data_size || !(h.data_offset + lock.offset).is_multiple_of(8) {
+        // The value after the lock's words (a crafted schema could lay it
+        // over them: writing it would then overwrite the lock).
+        if lock_end > h.data_size
+            || value_end > h.data_size
+            || value.offset < lock_end
+            || !(h.data_offset + lock.offset).is_multiple_of(8)
+        {
             return None;
         }
         Some(DynLocked {
@@ -532,9 +559,11 @@ impl DynSegment {
     }
 
     /// Takes `f`'s lock as `Mutex::lock` does (a dead holder's lock is
-    /// taken over, and the value marked poisoned), waiting at most
-    /// `timeout` (`None`: as long as needed). `Some(poisoned)`, or `None`
-    /// if it timed out.
+    /// taken over, and the value marked poisoned; for an rwlock, its write
+    /// side), waiting at most `timeout` (`None`: as long as needed).
+    /// `Some(poisoned)`, or `None` if it timed out or `f` belongs to
+    /// another handle. A thread that holds a read guard of the same rwlock
+    /// through a typed handle waits for itself: for ever without a timeout.
     pub fn lock_within(&self, f: &DynLocked, timeout: Option<std::time::Duration>) -> Option<bool> {
         use crate::sync::park::Os;
         use crate::sync::raw_mutex::Acquired;
@@ -556,7 +585,10 @@ impl DynSegment {
     ///
     /// # Safety
     /// No guard of a typed handle (`MutexGuard`, `RwLockWriteGuard`) on this
-    /// same field may be alive in this process (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
+    /// same field may be alive in this process, and no other thread of this
+    /// process may release the same field at the same time (for an rwlock
+    /// the check and the release are two steps: a second release could open
+    /// the lock another process took in between) (see [`RawMutex::unlock_if_mine`](crate::RawMutex::unlock_if_mine)).
     pub unsafe fn unlock(&self, f: &DynLocked) -> bool {
         if let Some(rw) = self.rw_lock(f) {
             if !rw.written_by_me() {

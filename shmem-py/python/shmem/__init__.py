@@ -910,9 +910,8 @@ class Queue(_Shared):
             self._raw, self._maxsize = _raw, _maxsize
             return
         self._maxsize = maxsize if maxsize and maxsize > 0 else 0
-        self._raw = _shmem.RawQueue(_type_name(item, "item"), self._maxsize or 16384, name)
-        if self._maxsize:
-            self._raw.set_limit(self._maxsize)
+        # The limit is set before the segment has its name: no peer sees it without.
+        self._raw = _shmem.RawQueue(_type_name(item, "item"), self._maxsize or 16384, name, self._maxsize)
 
     def put(self, obj, block=True, timeout=None):
         r = self._raw.push(obj, timeout if block else 0.0)
@@ -1108,7 +1107,7 @@ class Struct:
             raise AttributeError(
                 f"`{path}` is a {kind}: Python reads its state with `s.state({path!r})`, not its operations yet"
             )
-        if any(p.startswith(path + ".") for p in self._fields):
+        if any(e[0].startswith(path + ".") for e in self._raw.entries()):
             return Struct(self._raw, path + ".")
         raise AttributeError(f"segment `{self._raw.name}` ({self._raw.type_name}) has no field `{path}`")
 
