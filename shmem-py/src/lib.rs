@@ -638,9 +638,19 @@ segment_class! { RawLock, RawMutex;
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<Option<bool>> {
         let deadline = deadline_of(timeout)?;
-        let died = |a| a == shmem::sync::raw_mutex::Acquired::OwnerDied;
+        // Taken: run the signal handlers that are due now, while a Ctrl-C
+        // can still give the lock back (once this returns, Python would
+        // raise it with the lock held and no `__exit__` to come).
+        let took = |a| {
+            if let Err(e) = py.check_signals() {
+                // SAFETY: as in `release`: a lock on its own, no guard exists.
+                unsafe { self.seg.unlock_if_mine() };
+                return Err(e);
+            }
+            Ok(Some(a == shmem::sync::raw_mutex::Acquired::OwnerDied))
+        };
         if let Some(a) = self.seg.try_lock_report::<Os>() {
-            return Ok(Some(died(a)));
+            return took(a);
         }
         if !blocking {
             return Ok(None);
@@ -649,7 +659,7 @@ segment_class! { RawLock, RawMutex;
             let slice = slice_until(deadline);
             let seg = &self.seg;
             if let Some(a) = py.allow_threads(|| seg.lock_within::<Os>(slice)) {
-                return Ok(Some(died(a)));
+                return took(a);
             }
             py.check_signals()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1441,6 +1451,13 @@ impl RawStruct {
             };
             let (seg, f) = (&self.seg, &f);
             if let Some(poisoned) = py.allow_threads(|| seg.lock_within(f, Some(slice))) {
+                // As in `RawLock::acquire`: a Ctrl-C due now gives it back.
+                if let Err(e) = py.check_signals() {
+                    // SAFETY: as in `unlock`: no typed guard exists in this
+                    // process, and the GIL keeps other threads out.
+                    unsafe { seg.unlock(f) };
+                    return Err(e);
+                }
                 return Ok(Some(poisoned));
             }
             py.check_signals()?;

@@ -832,3 +832,30 @@ def test_barrier_rounds(method):
 
     with pytest.raises(threading.BrokenBarrierError):
         barrier.wait(timeout=0.05)
+
+
+def hold_then_interrupt(lock, parent, held):
+    lock.acquire()
+    held.set()
+    time.sleep(0.225)  # the parent is waiting by now, mid-way through a 50 ms wait slice
+    os.kill(parent, signal.SIGINT)
+    time.sleep(0.01)  # within the parent's current wait slice, mostly
+    lock.release()
+
+
+def test_ctrl_c_as_the_lock_frees_never_leaves_it_held():
+    # The lock frees just after Ctrl-C arrives: the waiter takes it, and the
+    # KeyboardInterrupt must not leave it held (nothing would release it).
+    for _ in range(3):
+        lock = shmem.Lock()
+        ctx = mp.get_context("fork")
+        held = ctx.Event()
+        p = ctx.Process(target=hold_then_interrupt, args=(lock, os.getpid(), held))
+        p.start()
+        assert held.wait(30)
+        with pytest.raises(KeyboardInterrupt):
+            with lock:
+                pass
+        p.join(30)
+        assert p.exitcode == 0
+        assert not lock.locked(), "Ctrl-C left the lock held"
