@@ -1780,8 +1780,17 @@ segment_class! { RawBarrier, shmem::Barrier;
 /// and signals checked between them.
 fn semaphore_acquire(py: Python<'_>, sem: &shmem::Semaphore, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
     let deadline = deadline_of(timeout)?;
+    // A permit taken: as for a lock (`RawLock::acquire`), the signal
+    // handlers due now run here, where a Ctrl-C can still give it back.
+    let took = || match py.check_signals() {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            sem.release();
+            Err(e)
+        }
+    };
     if sem.try_acquire() {
-        return Ok(true);
+        return took();
     }
     if !blocking {
         return Ok(false);
@@ -1789,7 +1798,7 @@ fn semaphore_acquire(py: Python<'_>, sem: &shmem::Semaphore, blocking: bool, tim
     loop {
         let slice = slice_until(deadline);
         if py.allow_threads(|| sem.acquire_timeout(slice)).is_ok() {
-            return Ok(true);
+            return took();
         }
         py.check_signals()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {

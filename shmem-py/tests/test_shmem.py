@@ -843,11 +843,12 @@ def hold_then_interrupt(lock, parent, held):
     lock.release()
 
 
-def test_ctrl_c_as_the_lock_frees_never_leaves_it_held():
+@pytest.mark.parametrize("kind", ["lock", "semaphore"])
+def test_ctrl_c_as_the_lock_frees_never_leaves_it_held(kind):
     # The lock frees just after Ctrl-C arrives: the waiter takes it, and the
     # KeyboardInterrupt must not leave it held (nothing would release it).
     for _ in range(3):
-        lock = shmem.Lock()
+        lock = shmem.Lock() if kind == "lock" else shmem.Semaphore(1)
         ctx = mp.get_context("fork")
         held = ctx.Event()
         p = ctx.Process(target=hold_then_interrupt, args=(lock, os.getpid(), held))
@@ -858,4 +859,5 @@ def test_ctrl_c_as_the_lock_frees_never_leaves_it_held():
                 pass
         p.join(30)
         assert p.exitcode == 0
-        assert not lock.locked(), "Ctrl-C left the lock held"
+        free = not lock.locked() if kind == "lock" else lock.get_value() == 1
+        assert free, "Ctrl-C left the lock held"
