@@ -1188,6 +1188,9 @@ macro_rules! with_queue_type {
 struct RawQueue {
     inner: Box<dyn DynQueue>,
     item: String,
+    /// An item popped as Ctrl-C arrived: this handle's next `pop` returns
+    /// it (raising there would have dropped it; it left the shared queue).
+    kept: std::sync::Mutex<Option<PyObject>>,
 }
 
 #[pymethods]
@@ -1203,7 +1206,7 @@ impl RawQueue {
             }.map_err(to_py)?;
             Box::new(seg)
         });
-        Ok(RawQueue { inner, item: item.to_owned() })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
     }
 
     #[staticmethod]
@@ -1212,7 +1215,7 @@ impl RawQueue {
         let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
             Box::new(Segment::<shmem::Queue<T, N>>::attach(name).map_err(to_py)?)
         });
-        Ok(RawQueue { inner, item: item.to_owned() })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
     }
 
     #[staticmethod]
@@ -1223,7 +1226,7 @@ impl RawQueue {
                 Box::new(options().attach_fd::<shmem::Queue<T, N>>(fd).map_err(to_py)?) as Box<dyn DynQueue>
             }))
         })?;
-        Ok(RawQueue { inner, item: item.to_owned() })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
     }
 
     #[getter]
@@ -1251,7 +1254,8 @@ impl RawQueue {
         self.inner.capacity()
     }
     fn __len__(&self) -> usize {
-        self.inner.len()
+        let kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        self.inner.len() + usize::from(kept)
     }
     /// Pushes; returns None, or "full" / "closed".
     #[pyo3(signature = (item, timeout=None))]
@@ -1261,8 +1265,22 @@ impl RawQueue {
     /// Pops; returns (True, item), or (False, "empty" / "closed").
     #[pyo3(signature = (timeout=None))]
     fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(bool, PyObject)> {
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(item) = kept.take() {
+            return Ok((true, item));
+        }
+        drop(kept);
         Ok(match self.inner.pop(py, timeout)? {
-            Ok(item) => (true, item),
+            Ok(item) => {
+                // The signal handlers due now run here: a Ctrl-C raised as
+                // this call returns would drop the item, which has left the
+                // shared queue; kept, the next `get` returns it.
+                if let Err(e) = py.check_signals() {
+                    *self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(item);
+                    return Err(e);
+                }
+                (true, item)
+            }
             Err(closed) => (false, if closed { "closed" } else { "empty" }.into_py(py)),
         })
     }

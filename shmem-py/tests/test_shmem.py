@@ -861,3 +861,28 @@ def test_ctrl_c_as_the_lock_frees_never_leaves_it_held(kind):
         assert p.exitcode == 0
         free = not lock.locked() if kind == "lock" else lock.get_value() == 1
         assert free, "Ctrl-C left the lock held"
+
+
+def put_after_interrupt(q, parent, ready):
+    ready.set()
+    time.sleep(0.225)  # the parent waits in get(), mid-way through a wait slice
+    os.kill(parent, signal.SIGINT)
+    time.sleep(0.01)
+    q.put(42)
+
+
+def test_ctrl_c_as_an_item_arrives_never_loses_it():
+    # The item comes just after Ctrl-C: the waiting get() takes it from the
+    # shared queue, and the KeyboardInterrupt must not drop it.
+    for _ in range(3):
+        q = shmem.Queue(8)
+        ctx = mp.get_context("fork")
+        ready = ctx.Event()
+        p = ctx.Process(target=put_after_interrupt, args=(q, os.getpid(), ready))
+        p.start()
+        assert ready.wait(30)
+        with pytest.raises(KeyboardInterrupt):
+            q.get(timeout=30)
+        p.join(30)
+        assert p.exitcode == 0
+        assert q.qsize() == 1 and q.get(timeout=1) == 42, "Ctrl-C lost the item"

@@ -899,7 +899,8 @@ class Queue(_Shared):
 
     Items are ``int``, ``float`` or ``str`` (up to 64 UTF-8 bytes), declared
     when it is made (``item=int``). Raises ``queue.Full`` and
-    ``queue.Empty`` as multiprocessing does. ``maxsize=0`` (no limit in
+    ``queue.Empty`` as multiprocessing does. A ``get`` interrupted by Ctrl-C
+    just as it took an item keeps it for this handle's next ``get``. ``maxsize=0`` (no limit in
     multiprocessing) holds 16384 items; ``maxsize=N`` (up to 16384) blocks
     puts at exactly N items, in every process (the limit lives in the
     queue; its slots round up to 64, 1024 or 16384).
