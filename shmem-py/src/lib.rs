@@ -1188,9 +1188,22 @@ macro_rules! with_queue_type {
 struct RawQueue {
     inner: Box<dyn DynQueue>,
     item: String,
-    /// An item popped as Ctrl-C arrived: this handle's next `pop` returns
-    /// it (raising there would have dropped it; it left the shared queue).
-    kept: std::sync::Mutex<Option<PyObject>>,
+    /// Items popped as Ctrl-C arrived, with the pid of the process that
+    /// popped them: this handle's next `pop`s there return them (raising
+    /// would have dropped them; they left the shared queue). A handle
+    /// copied into a forked child keeps the parent's: ignored there.
+    kept: std::sync::Mutex<std::collections::VecDeque<(u32, PyObject)>>,
+}
+
+impl RawQueue {
+    /// The oldest item this process kept (`kept`); another process's
+    /// (a forked copy of the handle) are dropped, never returned twice.
+    fn take_kept(&self) -> Option<PyObject> {
+        let me = std::process::id();
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|(p, _)| *p == me);
+        kept.pop_front().map(|(_, item)| item)
+    }
 }
 
 #[pymethods]
@@ -1206,7 +1219,7 @@ impl RawQueue {
             }.map_err(to_py)?;
             Box::new(seg)
         });
-        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::default() })
     }
 
     #[staticmethod]
@@ -1215,7 +1228,7 @@ impl RawQueue {
         let inner: Box<dyn DynQueue> = with_queue_type!(item, cap, T, N => {
             Box::new(Segment::<shmem::Queue<T, N>>::attach(name).map_err(to_py)?)
         });
-        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::default() })
     }
 
     #[staticmethod]
@@ -1226,7 +1239,7 @@ impl RawQueue {
                 Box::new(options().attach_fd::<shmem::Queue<T, N>>(fd).map_err(to_py)?) as Box<dyn DynQueue>
             }))
         })?;
-        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::new(None) })
+        Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::default() })
     }
 
     #[getter]
@@ -1253,9 +1266,16 @@ impl RawQueue {
     fn capacity(&self) -> usize {
         self.inner.capacity()
     }
+    /// Items in the shared queue.
     fn __len__(&self) -> usize {
-        let kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
-        self.inner.len() + usize::from(kept)
+        self.inner.len()
+    }
+
+    /// Items this handle took as Ctrl-C arrived, which its next `pop`s
+    /// return first (in this process).
+    fn kept(&self) -> usize {
+        let me = std::process::id();
+        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().filter(|(p, _)| *p == me).count()
     }
     /// Pushes; returns None, or "full" / "closed".
     #[pyo3(signature = (item, timeout=None))]
@@ -1265,18 +1285,17 @@ impl RawQueue {
     /// Pops; returns (True, item), or (False, "empty" / "closed").
     #[pyo3(signature = (timeout=None))]
     fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(bool, PyObject)> {
-        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(item) = kept.take() {
+        if let Some(item) = self.take_kept() {
             return Ok((true, item));
         }
-        drop(kept);
         Ok(match self.inner.pop(py, timeout)? {
             Ok(item) => {
                 // The signal handlers due now run here: a Ctrl-C raised as
                 // this call returns would drop the item, which has left the
                 // shared queue; kept, the next `get` returns it.
                 if let Err(e) = py.check_signals() {
-                    *self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(item);
+                    let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    kept.push_back((std::process::id(), item));
                     return Err(e);
                 }
                 (true, item)
@@ -1472,7 +1491,9 @@ impl RawStruct {
                 // As in `RawLock::acquire`: a Ctrl-C due now gives it back.
                 if let Err(e) = py.check_signals() {
                     // SAFETY: as in `unlock`: no typed guard exists in this
-                    // process, and the GIL keeps other threads out.
+                    // process. This thread took the lock just above and has
+                    // not released it (a signal handler that released it
+                    // itself makes this a no-op: `unlock` checks ownership).
                     unsafe { seg.unlock(f) };
                     return Err(e);
                 }

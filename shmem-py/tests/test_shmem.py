@@ -834,12 +834,20 @@ def test_barrier_rounds(method):
         barrier.wait(timeout=0.05)
 
 
-def hold_then_interrupt(lock, parent, held):
+def _interrupt_mid_slice(parent, start, go):
+    """Sends SIGINT to `parent` 20 ms into the second 50 ms wait slice of the
+    blocking call it starts at `start` (a monotonic time: one clock for
+    every process)."""
+    assert go.wait(30)
+    time.sleep(max(0.0, start.value + 0.07 - time.monotonic()))
+    os.kill(parent, signal.SIGINT)
+    time.sleep(0.01)  # still inside that slice
+
+
+def hold_then_interrupt(lock, parent, held, start, go):
     lock.acquire()
     held.set()
-    time.sleep(0.225)  # the parent is waiting by now, mid-way through a 50 ms wait slice
-    os.kill(parent, signal.SIGINT)
-    time.sleep(0.01)  # within the parent's current wait slice, mostly
+    _interrupt_mid_slice(parent, start, go)
     lock.release()
 
 
@@ -850,11 +858,14 @@ def test_ctrl_c_as_the_lock_frees_never_leaves_it_held(kind):
     for _ in range(3):
         lock = shmem.Lock() if kind == "lock" else shmem.Semaphore(1)
         ctx = mp.get_context("fork")
-        held = ctx.Event()
-        p = ctx.Process(target=hold_then_interrupt, args=(lock, os.getpid(), held))
+        held, go, start = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+        p = ctx.Process(target=hold_then_interrupt, args=(lock, os.getpid(), held, start, go))
         p.start()
         assert held.wait(30)
+        # The signal is raised inside this block even if this process stalls.
         with pytest.raises(KeyboardInterrupt):
+            start.value = time.monotonic()
+            go.set()
             with lock:
                 pass
         p.join(30)
@@ -863,11 +874,8 @@ def test_ctrl_c_as_the_lock_frees_never_leaves_it_held(kind):
         assert free, "Ctrl-C left the lock held"
 
 
-def put_after_interrupt(q, parent, ready):
-    ready.set()
-    time.sleep(0.225)  # the parent waits in get(), mid-way through a wait slice
-    os.kill(parent, signal.SIGINT)
-    time.sleep(0.01)
+def put_after_interrupt(q, parent, start, go):
+    _interrupt_mid_slice(parent, start, go)
     q.put(42)
 
 
@@ -877,12 +885,64 @@ def test_ctrl_c_as_an_item_arrives_never_loses_it():
     for _ in range(3):
         q = shmem.Queue(8)
         ctx = mp.get_context("fork")
-        ready = ctx.Event()
-        p = ctx.Process(target=put_after_interrupt, args=(q, os.getpid(), ready))
+        go, start = ctx.Event(), ctx.Value("d", 0.0)
+        p = ctx.Process(target=put_after_interrupt, args=(q, os.getpid(), start, go))
         p.start()
-        assert ready.wait(30)
         with pytest.raises(KeyboardInterrupt):
+            start.value = time.monotonic()
+            go.set()
             q.get(timeout=30)
         p.join(30)
         assert p.exitcode == 0
-        assert q.qsize() == 1 and q.get(timeout=1) == 42, "Ctrl-C lost the item"
+        assert q.qsize() == 1 and not q.empty() and not q.full(), "Ctrl-C lost the item"
+        # A forked copy of this handle does not return the kept item again.
+        child = ctx.Process(target=get_nothing, args=(q,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0, "a forked child got the item kept here"
+        assert q.get(timeout=1) == 42 and q.qsize() == 0
+
+
+def get_nothing(q):
+    import queue
+
+    try:
+        q.get(timeout=0.05)
+    except queue.Empty:
+        return
+    raise SystemExit(1)
+
+
+def hold_and_interrupt_twice(cond, parent, start, go):
+    assert go.wait(30)
+    at = lambda t: time.sleep(max(0.0, start.value + t - time.monotonic()))  # noqa: E731
+    at(0.03)
+    cond.acquire()  # the parent waits in cond.wait: it released the lock
+    at(0.07)
+    os.kill(parent, signal.SIGINT)  # ends the wait; the parent waits for the lock back
+    at(0.22)
+    os.kill(parent, signal.SIGINT)  # arrives as that wait goes on...
+    time.sleep(0.01)
+    cond.release()  # ...and the lock frees within the same wait slice, mostly
+
+
+@pytest.mark.parametrize("lock", ["rlock", "lock"])
+def test_ctrl_c_in_condition_wait_leaves_the_lock_to_the_with_block(lock):
+    # Condition.wait takes its lock back even when a second Ctrl-C arrives
+    # meanwhile, so the `with` block's exit releases a lock it holds (else:
+    # RuntimeError, or another thread's hold released).
+    for _ in range(2):
+        cond = shmem.Condition(shmem.Lock() if lock == "lock" else None)
+        ctx = mp.get_context("fork")
+        go, start = ctx.Event(), ctx.Value("d", 0.0)
+        p = ctx.Process(target=hold_and_interrupt_twice, args=(cond, os.getpid(), start, go))
+        p.start()
+        with pytest.raises(KeyboardInterrupt):
+            with cond:
+                start.value = time.monotonic()
+                go.set()
+                cond.wait(30)
+        p.join(30)
+        assert p.exitcode == 0
+        assert cond.acquire(timeout=5), "the lock was left held"
+        cond.release()

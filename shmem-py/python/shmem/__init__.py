@@ -461,11 +461,21 @@ class Condition(_Shared):
         try:
             return self._raw.wait_change(seq, timeout)
         finally:
+            # Take the lock back whatever happens: the caller's `with`
+            # block will release it. A Ctrl-C (or a signal handler's
+            # exception) during the wait for it gives it back in the Rust
+            # call; it is raised once the lock is ours again.
+            interrupted = None
+            while True:
+                try:
+                    Lock.acquire(lock)
+                    break
+                except BaseException as e:  # noqa: B036 (re-raised below)
+                    interrupted = e
             if isinstance(lock, RLock):
-                Lock.acquire(lock)
                 lock._owner, lock._count = RLock._me(), count
-            else:
-                lock.acquire()
+            if interrupted is not None:
+                raise interrupted
 
     def wait_for(self, predicate, timeout=None):
         """Waits until ``predicate()`` is true (or the timeout); its last value."""
@@ -936,10 +946,11 @@ class Queue(_Shared):
         return self.get(False)
 
     def qsize(self):
-        return len(self._raw)
+        """Items in the queue, and any this handle took as Ctrl-C arrived."""
+        return len(self._raw) + self._raw.kept()
 
     def empty(self):
-        return len(self._raw) == 0
+        return self.qsize() == 0
 
     def full(self):
         return len(self._raw) >= self._raw.limit
