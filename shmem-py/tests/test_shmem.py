@@ -345,13 +345,15 @@ def test_condition_across_processes(method):
         cond.wait(0.01)
 
 
-def test_ctrl_c_interrupts_a_blocking_wait():
+def interrupted_in(make, block):
+    """Runs `make` then the blocking `block` in a fresh Python process,
+    sends it Ctrl-C once it waits, and checks it was interrupted."""
     code = (
         "import shmem, sys\n"
-        "ev = shmem.Event()\n"
+        f"x = {make}\n"
         "print('waiting', flush=True)\n"
         "try:\n"
-        "    ev.wait()\n"
+        f"    x.{block}\n"
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
         "    sys.exit(0)\n"
@@ -362,6 +364,10 @@ def test_ctrl_c_interrupts_a_blocking_wait():
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=10)
     assert out.strip() == "interrupted" and p.returncode == 0
+
+
+def test_ctrl_c_interrupts_a_blocking_wait():
+    interrupted_in("shmem.Event()", "wait()")
 
 
 # ---------------------------------------------------------------- Rust and Python
@@ -741,22 +747,7 @@ def test_queue_semantics():
 
 
 def test_ctrl_c_interrupts_a_blocking_get():
-    code = (
-        "import shmem, sys\n"
-        "q = shmem.Queue()\n"
-        "print('waiting', flush=True)\n"
-        "try:\n"
-        "    q.get()\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
-        "    sys.exit(0)\n"
-    )
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "waiting"
-    time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=10)
-    assert out.strip() == "interrupted" and p.returncode == 0
+    interrupted_in("shmem.Queue()", "get()")
 
 
 # ---------------------------------------------------------------- the seed's three programs

@@ -575,7 +575,29 @@ def _make_lock(lock, name):
 
 # ---------------------------------------------------------------- Value
 
-class Value(_Shared):
+class _Synchronized(_Shared):
+    """What ``Value`` and ``Array`` share with multiprocessing's
+    synchronized wrappers: the type code, the name, the lock."""
+
+    @property
+    def typecode(self):
+        return self._raw.code
+
+    @property
+    def name(self):
+        """The segment name (None: anonymous)."""
+        return self._raw.name
+
+    def get_lock(self):
+        if self._lock is None:
+            raise AttributeError(f"this {type(self).__name__} was made with lock=False")
+        return self._lock
+
+    def get_obj(self):
+        return self
+
+
+class Value(_Synchronized):
     """``multiprocessing.Value(typecode_or_type, value, lock=True)``, where
     ``val.value += 1`` is one atomic update that never loses a count.
 
@@ -608,23 +630,6 @@ class Value(_Shared):
     # once (see `_store`). A descriptor written in Rust: the fast path of
     # `val.value += 1` runs no Python frame of its own.
     value = _shmem.ValueField(_PendingInt, _PendingFloat, _store)
-
-    @property
-    def typecode(self):
-        return self._raw.code
-
-    @property
-    def name(self):
-        """The segment name (None: anonymous)."""
-        return self._raw.name
-
-    def get_lock(self):
-        if self._lock is None:
-            raise AttributeError("this Value was made with lock=False")
-        return self._lock
-
-    def get_obj(self):
-        return self
 
     def __reduce__(self):
         lock = self._lock
@@ -668,7 +673,7 @@ class _LockedView:
         return iter(self._array[:])
 
 
-class Array(_Shared):
+class Array(_Synchronized):
     """``multiprocessing.Array(typecode_or_type, size_or_initializer,
     lock=True)``, where ``arr[i] += 1`` is one atomic update.
 
@@ -739,22 +744,6 @@ class Array(_Shared):
                 yield view
             finally:
                 view._open = False
-
-    @property
-    def typecode(self):
-        return self._raw.code
-
-    @property
-    def name(self):
-        return self._raw.name
-
-    def get_lock(self):
-        if self._lock is None:
-            raise AttributeError("this Array was made with lock=False")
-        return self._lock
-
-    def get_obj(self):
-        return self
 
     def __reduce__(self):
         return (_rebuild_array, (self._raw.code, self._ref(), self._lock))
