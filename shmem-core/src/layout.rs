@@ -190,7 +190,8 @@ unsafe impl<T: bytemuck::Pod + Send + Sync, const N: usize> Shared for crate::co
         format!("Queue<[{}B], {N}>", size_of::<T>())
     }
     fn describe(schema: &mut SchemaBuilder, path: &str, offset: usize, count: usize) {
-        let kind = format!("queue item={} cap={N} slots={}", size_of::<T>(), core::mem::offset_of!(Self, slots));
+        let kind =
+            format!("queue item={} cap={N} slots={}", size_of::<T>(), crate::containers::queue::slots_offset::<T, N>());
         schema.push(path, offset, size_of::<Self>() * count, count, &kind);
     }
     fn store(layout: &Self, value: &Self) {

@@ -63,10 +63,10 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// [`crate::segment::decode`]): `tail`, `head`, the closed flag, the limit.
 #[cfg(not(loom))]
 pub(crate) const WORDS: [u64; 4] = [
-    (core::mem::offset_of!(Queue<u8, 1>, producers) + core::mem::offset_of!(Side, count)) as u64,
-    (core::mem::offset_of!(Queue<u8, 1>, consumers) + core::mem::offset_of!(Side, count)) as u64,
-    (core::mem::offset_of!(Queue<u8, 1>, flags) + core::mem::offset_of!(Flags, closed)) as u64,
-    (core::mem::offset_of!(Queue<u8, 1>, flags) + core::mem::offset_of!(Flags, limit)) as u64,
+    (core::mem::offset_of!(QueueRing<u8, [QueueSlot<u8>; 1]>, producers) + core::mem::offset_of!(Side, count)) as u64,
+    (core::mem::offset_of!(QueueRing<u8, [QueueSlot<u8>; 1]>, consumers) + core::mem::offset_of!(Side, count)) as u64,
+    (core::mem::offset_of!(QueueRing<u8, [QueueSlot<u8>; 1]>, flags) + core::mem::offset_of!(Flags, closed)) as u64,
+    (core::mem::offset_of!(QueueRing<u8, [QueueSlot<u8>; 1]>, flags) + core::mem::offset_of!(Flags, limit)) as u64,
 ];
 
 #[repr(C, align(64))]
@@ -125,12 +125,33 @@ pub const TRY_LOCK_WAIT: Duration = Duration::from_micros(200);
 /// jobs.todo().close();                   // wakes every waiter; pops drain, then fail
 /// # Ok::<(), shmem::Error>(())
 /// ```
+#[repr(transparent)]
+pub struct Queue<T, const N: usize>(QueueRing<T, [QueueSlot<T>; N]>);
+
+/// A queue's shared words and its slots, whatever their number:
+/// [`Queue<T, N>`](Queue) is one with `N` slots and dereferences to a
+/// `QueueRing<T>`, whose methods do the work. A segment opened by schema
+/// hands out a `QueueRing<T>` for a queue field of any capacity
+/// ([`DynSegment::queue`](crate::segment::dynamic::DynSegment::queue)).
+/// The same bytes either way: one implementation of the protocol.
 #[repr(C)]
-pub struct Queue<T, const N: usize> {
+pub struct QueueRing<T, S: ?Sized = [QueueSlot<T>]> {
     producers: Side,
     consumers: Side,
     flags: Flags,
-    pub(crate) slots: [DataCell<T>; N],
+    _item: core::marker::PhantomData<T>,
+    slots: S,
+}
+
+/// One slot of a queue (public only as [`QueueRing`]'s type parameter:
+/// nothing can be done with it).
+#[doc(hidden)]
+#[repr(transparent)]
+pub struct QueueSlot<T>(DataCell<T>);
+
+/// Where a `Queue<T, N>`'s slots start (for schemas).
+pub(crate) const fn slots_offset<T, const N: usize>() -> usize {
+    core::mem::offset_of!(QueueRing<T, [QueueSlot<T>; N]>, slots)
 }
 
 // SAFETY: a slot is written only by the producer holding the push lock while
@@ -140,6 +161,10 @@ pub struct Queue<T, const N: usize> {
 unsafe impl<T: Pod + Send, const N: usize> Sync for Queue<T, N> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send, const N: usize> Send for Queue<T, N> {}
+// SAFETY: as above: the same protocol over a run-time number of slots.
+unsafe impl<T: Pod + Send> Sync for QueueRing<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Send> Send for QueueRing<T> {}
 
 /// Why a push failed; the item is handed back.
 ///
@@ -223,7 +248,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     #[cfg(loom)]
     fn new_model() -> Self {
         let side = || Side { count: AtomicU64::new(0), seen: AtomicU64::new(0), lock: RawMutex::new() };
-        Queue {
+        Queue(QueueRing {
             producers: side(),
             consumers: side(),
             flags: Flags {
@@ -232,13 +257,35 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 pop_sleepers: AtomicU32::new(0),
                 limit: AtomicU32::new(0),
             },
-            slots: core::array::from_fn(|_| DataCell::new(T::zeroed())),
-        }
+            _item: core::marker::PhantomData,
+            slots: core::array::from_fn(|_| QueueSlot(DataCell::new(T::zeroed()))),
+        })
     }
 
     /// The capacity `N`.
     pub const fn capacity(&self) -> usize {
         N
+    }
+}
+
+impl<T, const N: usize> core::ops::Deref for Queue<T, N> {
+    type Target = QueueRing<T>;
+    #[inline(always)]
+    fn deref(&self) -> &QueueRing<T> {
+        &self.0
+    }
+}
+
+impl<T: Pod> QueueRing<T> {
+    /// The number of slots.
+    #[inline(always)]
+    fn n(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    /// The capacity (`N` of a [`Queue<T, N>`](Queue)).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// Makes pushes find the queue full at `limit` items instead of `N`, as
@@ -256,7 +303,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     /// assert_eq!((q.limit(), q.capacity()), (2, 64));
     /// ```
     pub fn set_limit(&self, limit: usize) {
-        let limit = if limit >= N { 0 } else { limit as u32 };
+        let limit = if limit >= self.capacity() { 0 } else { limit as u32 };
         self.flags.limit.store(limit, Ordering::SeqCst);
         // Pushers asleep on the old limit look again.
         Self::wake_sleepers(&self.flags.push_sleepers);
@@ -281,8 +328,8 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     #[inline]
     fn room_limit_ordered(&self, order: Ordering) -> u64 {
         match self.flags.limit.load(order) {
-            0 => N as u64,
-            l => (l as u64).min(N as u64),
+            0 => self.n(),
+            l => (l as u64).min(self.n()),
         }
     }
 
@@ -292,7 +339,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         let head = self.consumers.count.load(Ordering::Relaxed);
         let tail = self.producers.count.load(Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::Acquire);
-        (tail.saturating_sub(head) as usize).min(N)
+        (tail.saturating_sub(head) as usize).min(self.capacity())
     }
 
     /// [`is_closed`](Self::is_closed) with a `Relaxed` load (and a fence).
@@ -306,7 +353,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
     pub fn len(&self) -> usize {
         let head = self.consumers.count.load(Ordering::Acquire);
         let tail = self.producers.count.load(Ordering::Acquire);
-        (tail.saturating_sub(head) as usize).min(N)
+        (tail.saturating_sub(head) as usize).min(self.capacity())
     }
 
     /// Whether the queue is empty (a snapshot).
@@ -368,8 +415,12 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         }
     }
 
+    #[inline(always)]
     fn slot(&self, counter: u64) -> &DataCell<T> {
-        &self.slots[(counter % N as u64) as usize]
+        let n = self.n();
+        // A mask for the usual power-of-two capacities; a division else.
+        let i = if n.is_power_of_two() { counter & (n - 1) } else { counter % n };
+        &self.slots[i as usize].0
     }
 
     /// Pushes `item` if there is room, without waiting for room (and for
@@ -555,7 +606,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
                 return Err(if closed { PopError::Closed } else { PopError::Empty });
             }
         }
-        let k = avail.min(out.len() as u64).min(N as u64) as usize;
+        let k = avail.min(out.len() as u64).min(self.n()) as usize;
         for (i, slot) in out.iter_mut().take(k).enumerate() {
             // SAFETY: as in `pop_once`, for each of the `k` slots from `head`:
             // all are before the `tail` in `seen`, published with Release
@@ -790,7 +841,7 @@ impl<T: Pod, const N: usize> Queue<T, N> {
         let head = self.consumers.count.load(Ordering::Relaxed);
         let tail = self.producers.count.load(Ordering::Acquire);
         // Never more than `N` items, whatever a peer wrote into the counters.
-        let count = tail.saturating_sub(head).min(N as u64);
+        let count = tail.saturating_sub(head).min(self.n());
         let items = (head..head.wrapping_add(count))
             .map(|c| {
                 // SAFETY: slots in `head..tail` are published and cannot be
@@ -842,9 +893,15 @@ impl<T: Pod, const N: usize> Default for Queue<T, N> {
 
 impl<T: Pod + fmt::Debug, const N: usize> fmt::Debug for Queue<T, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for QueueRing<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("len", &self.len())
-            .field("capacity", &N)
+            .field("capacity", &self.capacity())
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
