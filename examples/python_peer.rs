@@ -141,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(p) => *p.into_inner(),
             };
             println!(
-                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={} jobs={:?}",
                 stats.hits().load(),
                 stats.inner().count().load(),
                 stats.inner().on().load(),
@@ -149,6 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stats.ready().is_set(),
                 stats.slots().available(),
                 stats.limits().is_poisoned(),
+                stats.jobs().to_vec(),
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

@@ -17,6 +17,7 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
+use shmem::containers::queue::QueueRing;
 use shmem::sync::park::Os;
 use shmem::{ArraySegment, Atomic, Error, Event, RawMutex, Segment, SegmentOptions};
 use std::os::fd::{BorrowedFd, IntoRawFd};
@@ -779,6 +780,50 @@ impl Plain for f64 {
     }
 }
 
+/// The other numbers a struct's queue field may hold (type codes `b B h H
+/// i I L Q f`): integers checked against their width on the way in.
+macro_rules! plain_number {
+    ($($t:ty),*) => {$(
+        impl Plain for $t {
+            fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+                v.extract()
+            }
+            fn to_py(self, py: Python<'_>) -> PyObject {
+                self.into_py(py)
+            }
+            fn add(&mut self, d: &Self) -> Result<(), &'static str> {
+                *self = <$t as Number>::checked(*self, *d).ok_or("the sum does not fit the type")?;
+                Ok(())
+            }
+        }
+    )*};
+}
+
+/// Addition that reports overflow, for `plain_number!`.
+trait Number: Sized {
+    fn checked(a: Self, b: Self) -> Option<Self>;
+}
+
+macro_rules! number_ints {
+    ($($t:ty),*) => {$(
+        impl Number for $t {
+            fn checked(a: Self, b: Self) -> Option<Self> {
+                a.checked_add(b)
+            }
+        }
+    )*};
+}
+
+number_ints!(i8, u8, i16, u16, i32, u32, u64);
+
+impl Number for f32 {
+    fn checked(a: Self, b: Self) -> Option<Self> {
+        Some(a + b)
+    }
+}
+
+plain_number!(i8, u8, i16, u16, i32, u32, u64, f32);
+
 impl Plain for PyStr {
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
         let text: String = v.extract()?;
@@ -1080,63 +1125,10 @@ impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
         (**self).len()
     }
     fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>> {
-        let item = T::from_py(item)?;
-        let deadline = deadline_of(timeout)?;
-        let q = &**self;
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            // No waiting for room; but another pusher holding the lock for a
-            // moment is not "full": retry that for up to 10 ms.
-            let start = Instant::now();
-            loop {
-                match py.allow_threads(|| q.try_push(item)) {
-                    Ok(()) => return Ok(None),
-                    Err(shmem::PushError::Full(_)) => return Ok(Some(true)),
-                    Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
-                    Err(_) if start.elapsed() < Duration::from_millis(10) => {}
-                    Err(_) => return Ok(Some(true)),
-                }
-            }
-        }
-        loop {
-            let slice = slice_until(deadline);
-            match py.allow_threads(|| q.push_timeout(item, slice)) {
-                Ok(()) => return Ok(None),
-                Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
-                Err(_) => {}
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Some(true));
-            }
-        }
+        ring_push::<T>(py, self, item, timeout)
     }
     fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>> {
-        let deadline = deadline_of(timeout)?;
-        let q = &**self;
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            let start = Instant::now();
-            loop {
-                match py.allow_threads(|| q.try_pop()) {
-                    Ok(item) => return Ok(Ok(item.to_py(py))),
-                    Err(shmem::PopError::Empty) => return Ok(Err(false)),
-                    Err(shmem::PopError::Closed) => return Ok(Err(true)),
-                    Err(_) if start.elapsed() < Duration::from_millis(10) => {}
-                    Err(_) => return Ok(Err(false)),
-                }
-            }
-        }
-        loop {
-            let slice = slice_until(deadline);
-            match py.allow_threads(|| q.pop_timeout(slice)) {
-                Ok(item) => return Ok(Ok(item.to_py(py))),
-                Err(shmem::PopError::Closed) => return Ok(Err(true)),
-                Err(_) => {}
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Err(false));
-            }
-        }
+        ring_pop::<T>(py, self, timeout)
     }
     fn close(&self) {
         (**self).close()
@@ -1146,6 +1138,135 @@ impl<T: Plain, const N: usize> DynQueue for Segment<shmem::Queue<T, N>> {
     }
     fn share_fd(&self) -> PyResult<i32> {
         Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
+    }
+}
+
+/// A queue field of a struct segment opened by schema (checked when made:
+/// the schema does not change while the segment is open).
+struct FieldQueue<T> {
+    st: Py<RawStruct>,
+    path: String,
+    _item: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Plain> FieldQueue<T> {
+    /// Runs `f` on the ring, with the struct segment borrowed meanwhile.
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&QueueRing<T>) -> PyResult<R>) -> PyResult<R> {
+        let st = self.st.borrow(py);
+        let q = st.seg.queue::<T>(&self.path).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!("`{}` is no longer a queue field", self.path))
+        })?;
+        f(q)
+    }
+}
+
+impl<T: Plain> DynQueue for FieldQueue<T> {
+    fn name(&self) -> Option<String> {
+        None
+    }
+    fn capacity(&self) -> usize {
+        Python::with_gil(|py| self.with(py, |q| Ok(q.capacity()))).unwrap_or(0)
+    }
+    fn limit(&self) -> usize {
+        Python::with_gil(|py| self.with(py, |q| Ok(q.limit()))).unwrap_or(0)
+    }
+    fn set_limit(&self, limit: usize) {
+        let _ = Python::with_gil(|py| {
+            self.with(py, |q| {
+                q.set_limit(limit);
+                Ok(())
+            })
+        });
+    }
+    fn len(&self) -> usize {
+        Python::with_gil(|py| self.with(py, |q| Ok(q.len()))).unwrap_or(0)
+    }
+    fn push(&self, py: Python<'_>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        self.with(py, |q| ring_push::<T>(py, q, item, timeout))
+    }
+    fn pop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>> {
+        self.with(py, |q| ring_pop::<T>(py, q, timeout))
+    }
+    fn close(&self) {
+        let _ = Python::with_gil(|py| {
+            self.with(py, |q| {
+                q.close();
+                Ok(())
+            })
+        });
+    }
+    fn is_closed(&self) -> bool {
+        Python::with_gil(|py| self.with(py, |q| Ok(q.is_closed()))).unwrap_or(false)
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        Err(PyValueError::new_err("a queue field travels with its struct segment: pickle the field, not a descriptor"))
+    }
+}
+
+/// `Queue.put` on any queue: `None` if pushed, `Some(true)` if full,
+/// `Some(false)` if closed. Waits in slices with the GIL released.
+fn ring_push<T: Plain>(
+    py: Python<'_>,
+    q: &QueueRing<T>,
+    item: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<Option<bool>> {
+    let item = T::from_py(item)?;
+    let deadline = deadline_of(timeout)?;
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        // No waiting for room; but another pusher holding the lock for a
+        // moment is not "full": retry that for up to 10 ms.
+        let start = Instant::now();
+        loop {
+            match py.allow_threads(|| q.try_push(item)) {
+                Ok(()) => return Ok(None),
+                Err(shmem::PushError::Full(_)) => return Ok(Some(true)),
+                Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
+                Err(_) if start.elapsed() < Duration::from_millis(10) => {}
+                Err(_) => return Ok(Some(true)),
+            }
+        }
+    }
+    loop {
+        let slice = slice_until(deadline);
+        match py.allow_threads(|| q.push_timeout(item, slice)) {
+            Ok(()) => return Ok(None),
+            Err(shmem::PushError::Closed(_)) => return Ok(Some(false)),
+            Err(_) => {}
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(true));
+        }
+    }
+}
+
+/// `Queue.get` on any queue: the item, or `Err(closed)` (false: empty).
+fn ring_pop<T: Plain>(py: Python<'_>, q: &QueueRing<T>, timeout: Option<f64>) -> PyResult<Result<PyObject, bool>> {
+    let deadline = deadline_of(timeout)?;
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        let start = Instant::now();
+        loop {
+            match py.allow_threads(|| q.try_pop()) {
+                Ok(item) => return Ok(Ok(item.to_py(py))),
+                Err(shmem::PopError::Empty) => return Ok(Err(false)),
+                Err(shmem::PopError::Closed) => return Ok(Err(true)),
+                Err(_) if start.elapsed() < Duration::from_millis(10) => {}
+                Err(_) => return Ok(Err(false)),
+            }
+        }
+    }
+    loop {
+        let slice = slice_until(deadline);
+        match py.allow_threads(|| q.pop_timeout(slice)) {
+            Ok(item) => return Ok(Ok(item.to_py(py))),
+            Err(shmem::PopError::Closed) => return Ok(Err(true)),
+            Err(_) => {}
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Err(false));
+        }
     }
 }
 
@@ -1240,6 +1361,31 @@ impl RawQueue {
             }))
         })?;
         Ok(RawQueue { inner, item: item.to_owned(), kept: std::sync::Mutex::default() })
+    }
+
+    /// The queue field `path` of struct segment `st`, of items of type code
+    /// `code` (their size must be the field's; `b B h H i I l L q Q f d`).
+    #[staticmethod]
+    fn field(py: Python<'_>, st: Py<RawStruct>, path: String, code: char) -> PyResult<Self> {
+        let inner: Box<dyn DynQueue> = with_code!(code, T => {
+            if st.borrow(py).seg.queue::<T>(&path).is_none() {
+                let seg = &st.borrow(py).seg;
+                let held = seg
+                    .entries()
+                    .iter()
+                    .find(|e| e.path == path && e.kind.starts_with("queue "))
+                    .and_then(|e| shmem::segment::decode::kind_param(&e.kind, "item"))
+                    .map_or(String::from("no such queue field"), |n| format!("the field holds {n}-byte items"));
+                return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                    "segment `{}` ({}): `{path}` is not a queue of {}-byte items (type code {code:?}): {held}",
+                    seg.name(),
+                    seg.type_name(),
+                    core::mem::size_of::<T>()
+                )));
+            }
+            Box::new(FieldQueue::<T> { st, path, _item: std::marker::PhantomData })
+        });
+        Ok(RawQueue { inner, item: code.to_string(), kept: std::sync::Mutex::default() })
     }
 
     #[getter]

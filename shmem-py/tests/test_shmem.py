@@ -407,6 +407,10 @@ def set_event(event):
     event.set()
 
 
+def put_item(q, item):
+    q.put(item, timeout=30)
+
+
 def pass_barrier(barrier):
     raise SystemExit(barrier.wait(60))
 
@@ -517,8 +521,6 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         assert s.read("limits") == struct.pack("=2I", 10, 20)
         assert s.state("pos") == {"kind": "seqlock", "held": False, "poisoned": False, "writing": False}
         assert s.state("log") == {"kind": "lock", "held": False, "poisoned": False}
-        with pytest.raises(AttributeError, match=r"s.state\('jobs'\)"):
-            s.jobs
         # Waiter fields are shmem's Event / Semaphore / Barrier, on the field's words.
         assert isinstance(s.ready, shmem.Event) and s.ready.is_set()  # set by Rust
         s.ready.clear()
@@ -537,6 +539,21 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         mine = s.start.wait(60)
         child.join(60)
         assert sorted([mine, child.exitcode]) == [0, 1], "one of the two parties leads the round"
+        # A queue field: the very queue Rust uses, with the field's capacity.
+        with pytest.raises(AttributeError, match="s.queue"):
+            s.jobs
+        with pytest.raises(AttributeError, match="4-byte"):
+            s.queue("jobs", "q")  # 8-byte items: not this queue
+        jobs = s.queue("jobs", "I")
+        assert (jobs.qsize(), jobs.get(timeout=5)) == (2, 5)  # Rust pushed 5 and 6
+        jobs.put(9)
+        with pytest.raises(OverflowError):
+            jobs.put(-1)  # not a u32
+        child = mp.get_context("spawn").Process(target=put_item, args=(jobs, 10))  # pickles as (segment, field, code)
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert s.state("jobs", 8)["items"] == [struct.pack("=I", v) for v in (6, 9, 10)]
         with pytest.raises(AttributeError, match="no lock, waiter or container field"):
             s.state("hits")
         # A Python process killed holding the field's lock: the next holder
@@ -559,7 +576,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         out, _ = p.communicate(timeout=60)
         assert out.strip() == (
             'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
-            " limits=[10, 20] limits_poisoned=false"
+            " limits=[10, 20] limits_poisoned=false jobs=[6, 9, 10]"
         )
 
     finally:

@@ -180,7 +180,7 @@ unsafe impl<T: Pod + Send> Send for QueueRing<T> {}
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PushError<T> {
-    /// The queue holds as many items as it may: `N`, or its [`limit`](Queue::limit)
+    /// The queue holds as many items as it may: `N`, or its [`limit`](QueueRing::limit)
     /// (from `try_push` and `try_push_slice`).
     #[error("queue is full")]
     Full(T),

@@ -33,7 +33,7 @@ pub struct QueueState {
     pub len: u64,
     /// Its capacity.
     pub capacity: u64,
-    /// The most items pushes fill it to ([`Queue::set_limit`](crate::Queue::set_limit)):
+    /// The most items pushes fill it to ([`QueueRing::set_limit`](crate::containers::queue::QueueRing::set_limit)):
     /// the capacity unless lowered.
     pub limit: u64,
     /// Whether it was closed.

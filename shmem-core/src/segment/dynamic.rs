@@ -476,6 +476,61 @@ impl DynSegment {
         self.waiter(path, "barrier")
     }
 
+    /// The [`Queue`](crate::Queue) field at `path`, of items `T` (their size
+    /// must be the schema's `item=`; their type is the caller's choice, as
+    /// for any plain data): a [`QueueRing`](crate::containers::queue::QueueRing)
+    /// with the field's own capacity, the same protocol as a typed handle's.
+    ///
+    /// ```
+    /// #[derive(shmem::Shared)]
+    /// struct Jobs {
+    ///     todo: shmem::Queue<u32, 8>,
+    /// }
+    /// # let name = format!("doc-dyn-queue-{}", std::process::id());
+    /// let typed = shmem::Segment::<Jobs>::create_zeroed(&name)?;
+    /// let seg = shmem::SegmentOptions::new().attach_dyn(&name)?;
+    /// let todo = seg.queue::<u32>("todo").expect("a queue of 4-byte items");
+    /// todo.push(7).unwrap();
+    /// assert_eq!((todo.capacity(), typed.todo().pop()), (8, Ok(7)));
+    /// assert!(seg.queue::<u64>("todo").is_none()); // 8-byte items: not this queue
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    pub fn queue<T: bytemuck::Pod>(&self, path: &str) -> Option<&crate::containers::queue::QueueRing<T>> {
+        use crate::containers::queue::{QueueRing, QueueSlot};
+        use crate::segment::decode::kind_param;
+        let e = self.entries().iter().find(|e| e.path == path && e.kind.split_whitespace().next() == Some("queue"))?;
+        let item = core::mem::size_of::<T>() as u64;
+        let slots = crate::containers::queue::slots_offset::<T, 1>() as u64;
+        let cap = kind_param(&e.kind, "cap")?;
+        let align = core::mem::align_of::<QueueRing<T, [QueueSlot<T>; 1]>>() as u64;
+        let h = &self.core.header;
+        // The ring's own size, as `Queue<T, cap>`'s: the words, the slots,
+        // rounded up to the alignment.
+        let size = cap.checked_mul(item)?.checked_add(slots)?.checked_next_multiple_of(align)?;
+        if kind_param(&e.kind, "item")? != item
+            || kind_param(&e.kind, "slots")? != slots
+            || cap == 0
+            || cap > u64::from(u32::MAX)
+            || e.count != 1
+            || e.size < size
+            || e.offset.checked_add(size)? > h.data_size
+            || !(h.data_offset + e.offset).is_multiple_of(align)
+        {
+            return None;
+        }
+        let ring = core::ptr::slice_from_raw_parts(self.at(e.offset).cast::<QueueSlot<T>>(), cap as usize)
+            as *const QueueRing<T>;
+        // SAFETY: the ring (its words and `cap` slots, `size` bytes) lies in
+        // the data and is aligned for it (checked above; the mapping is
+        // page-aligned); its fields are atomics, locks and cells of `T: Pod`,
+        // all valid for every bit pattern, reached only through the queue's
+        // protocol (atomics, and slots under its locks), by this process and
+        // every other; the mapping lives as long as `&self`. The pointer
+        // carries `cap` as the slots' length, which is what the schema's
+        // `Queue<T, cap>` has.
+        Some(unsafe { &*ring })
+    }
+
     /// The field at `path` of kind `kind` as a `T`: one of the waiters,
     /// whose words are atomics valid for every bit pattern.
     fn waiter<T: Waiter>(&self, path: &str, kind: &str) -> Option<&T> {

@@ -1060,7 +1060,7 @@ class _LockedValue:
         self.poisoned = False
 
 
-_STATE_KINDS = ("condvar", "queue", "map")
+_STATE_KINDS = ("condvar", "map")
 
 
 class Struct:
@@ -1075,9 +1075,9 @@ class Struct:
     read with ``s.read(name)``; an Event, Semaphore or
     Barrier field is a ``shmem.Event``/``Semaphore``/``Barrier``
     (``s.ready.wait(1.0)``). The state of any lock, waiter or container
-    field (who holds it, how full a queue is) is ``s.state(name)``; the
-    operations of condvar, queue and map fields are not available from
-    Python yet."""
+    field (who holds it, how full a queue is) is ``s.state(name)``; a
+    queue field is ``s.queue(name, typecode)``. The operations of condvar
+    and map fields are not available from Python yet."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1104,6 +1104,10 @@ class Struct:
             return _WAITER_FIELDS[kind]._from_raw(_shmem.RawWaiterField(self._raw, path))
         if kind == "seqlock":
             raise AttributeError(f"`{path}` is behind a seqlock: use `s.read({path!r})`, or `s.state({path!r})`")
+        if kind == "queue":
+            raise AttributeError(
+                f"`{path}` is a queue: open it with its item type, `s.queue({path!r}, 'q')` (a type code)"
+            )
         if kind in _STATE_KINDS:  # no operations from Python yet
             raise AttributeError(
                 f"`{path}` is a {kind}: Python reads its state with `s.state({path!r})`, not its operations yet"
@@ -1160,6 +1164,18 @@ class Struct:
             data, _poisoned = self._raw.read_seqlock(path, timeout)
         return data
 
+    def queue(self, name, typecode):
+        """The ``Queue<T, N>`` field ``name`` as a ``shmem.Queue`` (``put``,
+        ``get``, ``qsize``, ``close``...), on the very queue a Rust program
+        uses: its capacity is the field's, its items the type code's
+        (``'I'`` for ``u32``, ``'q'`` for ``i64``, ``'d'`` for ``f64``...;
+        their size must be the field's). Pickles as (segment, field, code)."""
+        path = self._prefix + name
+        raw = _shmem.RawQueue.field(self._raw, path, typecode)
+        q = _QueueField(_raw=raw, _maxsize=None)
+        q._location = (self._raw.name, path, typecode)
+        return q
+
     def locked(self, name, timeout=None):
         """The ``#[shared(lock)]`` or ``#[shared(rwlock)]`` field ``name``:
         ``with s.locked("log") as buf:`` holds its lock (an rwlock's write
@@ -1204,6 +1220,22 @@ class _BarrierField(_FieldPickle, Barrier):
 
 
 _WAITER_FIELDS = {"event": _EventField, "semaphore": _SemaphoreField, "barrier": _BarrierField}
+
+
+def _queue_field_of(name, path, typecode):
+    """Queue field ``path`` of struct segment ``name`` (how it unpickles)."""
+    return Struct(_shmem.RawStruct.attach(name)).queue(path, typecode)
+
+
+class _QueueField(Queue):
+    """A ``Queue`` field of a struct segment: ``s.queue("jobs", "I")``."""
+
+    def __reduce__(self):
+        return (_queue_field_of, self._location)
+
+    def __repr__(self):
+        name, path, code = self._location
+        return f"<shmem.Queue field {path!r} of {name!r} ({code!r}, {len(self._raw)} of {self._raw.capacity})>"
 
 
 # ---------------------------------------------------------------- by name
