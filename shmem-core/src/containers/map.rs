@@ -57,8 +57,8 @@
 //! path, and the entry count is recomputed from the slots. Each step keeps
 //! every entry in shared memory, so a repair killed halfway is simply done
 //! again by the next locker, to the same result. Only an interrupted value
-//! write marks the map poisoned (that value may be torn): [`Map::is_poisoned`]
-//! tells, [`Map::clear_poison`] resets.
+//! write marks the map poisoned (that value may be torn): [`Map::is_poisoned`](MapRing::is_poisoned)
+//! tells, [`Map::clear_poison`](MapRing::clear_poison) resets.
 
 use super::vec::Full;
 use crate::sync::park::{point, Os, Park};
@@ -83,7 +83,7 @@ pub const SHARDS: usize = 16;
 /// depend on `K` and `V`: the schema records them).
 #[cfg(not(loom))]
 pub(crate) const WORDS: [u64; 4] = [
-    core::mem::offset_of!(Map<u8, u8, 1>, shards) as u64,
+    core::mem::offset_of!(MapRing<u8, u8, [MapSlot<u8, u8>; 1]>, shards) as u64,
     size_of::<Shard>() as u64,
     core::mem::offset_of!(Shard, len) as u64,
     core::mem::offset_of!(Slot<u8, u8>, full) as u64,
@@ -127,11 +127,52 @@ struct Slot<K, V> {
 /// assert_eq!(format!("{:?}", reg.names()), r#"{1: "ada"}"#);
 /// # Ok::<(), shmem::Error>(())
 /// ```
+#[repr(transparent)]
+pub struct Map<K, V, const N: usize>(MapRing<K, V, [MapSlot<K, V>; N]>);
+
+/// A map's shards, poison flag and slots, whatever their number:
+/// [`Map<K, V, N>`](Map) is one with `N` slots and dereferences to a
+/// `MapRing<K, V>`, whose methods do the work. A segment opened by schema
+/// hands out a `MapRing<K, V>` for a map field of any capacity
+/// ([`DynSegment::map`](crate::segment::dynamic::DynSegment::map)).
 #[repr(C)]
-pub struct Map<K, V, const N: usize> {
+pub struct MapRing<K, V, S: ?Sized = [MapSlot<K, V>]> {
     shards: [Shard; SHARDS],
     poisoned: AtomicU32,
-    slots: [UnsafeCell<Slot<K, V>>; N],
+    _entry: PhantomData<(K, V)>,
+    slots: S,
+}
+
+/// One slot of a map (public only as [`MapRing`]'s type parameter:
+/// nothing can be done with it).
+#[doc(hidden)]
+#[repr(transparent)]
+pub struct MapSlot<K, V>(UnsafeCell<Slot<K, V>>);
+
+/// `x / d`, a shift when `d` is a power of two (the usual shard counts):
+/// the division a constant `N` used to fold away.
+#[inline(always)]
+fn over(x: usize, d: usize) -> usize {
+    if d.is_power_of_two() {
+        x >> d.trailing_zeros()
+    } else {
+        x / d
+    }
+}
+
+/// The number of shards of a map of `n` slots: up to [`SHARDS`], with at
+/// least 8 slots each (1 for tiny maps).
+#[inline(always)]
+pub(crate) const fn shard_count(n: usize) -> usize {
+    if n / 8 < SHARDS {
+        if n / 8 == 0 {
+            1
+        } else {
+            n / 8
+        }
+    } else {
+        SHARDS
+    }
 }
 
 // SAFETY: slots are only accessed by the holder of their shard's lock;
@@ -140,6 +181,10 @@ pub struct Map<K, V, const N: usize> {
 unsafe impl<K: Pod + Send, V: Pod + Send, const N: usize> Sync for Map<K, V, N> {}
 // SAFETY: as above.
 unsafe impl<K: Pod + Send, V: Pod + Send, const N: usize> Send for Map<K, V, N> {}
+// SAFETY: as above: the same protocol over a run-time number of slots.
+unsafe impl<K: Pod + Send, V: Pod + Send> Sync for MapRing<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Pod + Send, V: Pod + Send> Send for MapRing<K, V> {}
 
 /// 64-bit FNV-1a: fixed, so every process and build hashes keys alike.
 struct Fnv(u64);
@@ -169,15 +214,15 @@ fn hash_of<K: Pod>(key: &K) -> u64 {
 }
 
 /// The locked view of one shard: its slot range and operations on it.
-struct Locked<'a, K, V, const N: usize, P: Park = Os> {
-    map: &'a Map<K, V, N>,
+struct Locked<'a, K, V, P: Park = Os> {
+    map: &'a MapRing<K, V>,
     shard: &'a Shard,
     start: usize,
     len: usize,
     _park: PhantomData<fn() -> P>,
 }
 
-impl<K: Pod + Hash + Eq, V: Pod, const N: usize, P: Park> Locked<'_, K, V, N, P> {
+impl<K: Pod + Hash + Eq, V: Pod, P: Park> Locked<'_, K, V, P> {
     /// Slot `i` of this shard (`i < self.len`).
     #[allow(clippy::mut_from_ref, reason = "the shard lock, held by `self`, makes the access exclusive")]
     fn slot(&self, i: usize) -> &mut Slot<K, V> {
@@ -187,7 +232,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize, P: Park> Locked<'_, K, V, N, P>
         // thread accesses it; within this module no two references returned
         // by `slot` are alive at once (each use is a single expression or a
         // short block that ends before the next call).
-        unsafe { &mut *self.map.slots[self.start + i].get() }
+        unsafe { &mut *self.map.slots[self.start + i].0.get() }
     }
 
     fn full(&self, i: usize) -> bool {
@@ -339,7 +384,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize, P: Park> Locked<'_, K, V, N, P>
     }
 }
 
-impl<K, V, const N: usize, P: Park> Drop for Locked<'_, K, V, N, P> {
+impl<K, V, P: Park> Drop for Locked<'_, K, V, P> {
     fn drop(&mut self) {
         // SAFETY: a `Locked` exists only while this process holds the lock.
         unsafe { self.shard.lock.unlock::<P>() };
@@ -373,37 +418,43 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         #[allow(clippy::let_unit_value, reason = "forces the compile-time capacity check")]
         let () = Self::VALID;
         let shard = || Shard { lock: RawMutex::new(), len: AtomicU64::new(0), dirty: AtomicU32::new(0), _reserved: 0 };
-        Map {
+        Map(MapRing {
             shards: core::array::from_fn(|_| shard()),
             poisoned: AtomicU32::new(0),
-            slots: core::array::from_fn(|_| UnsafeCell::new(Slot { full: 0, key: K::zeroed(), value: V::zeroed() })),
-        }
-    }
-
-    /// Up to [`SHARDS`], with at least 8 slots each (1 for tiny maps).
-    fn shard_count() -> usize {
-        Self::SHARD_COUNT
+            _entry: PhantomData,
+            slots: core::array::from_fn(|_| {
+                MapSlot(UnsafeCell::new(Slot { full: 0, key: K::zeroed(), value: V::zeroed() }))
+            }),
+        })
     }
 
     /// The number of shards (for schemas).
-    pub(crate) const SHARD_COUNT: usize = if N / 8 < SHARDS {
-        if N / 8 == 0 {
-            1
-        } else {
-            N / 8
-        }
-    } else {
-        SHARDS
-    };
+    pub(crate) const SHARD_COUNT: usize = shard_count(N);
     /// Where the slots start (for schemas): slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`,
     /// holding a `u64` "full" mark, the key at `KEY_AT` and the value at `VALUE_AT`.
-    pub(crate) const SLOTS_OFFSET: usize = core::mem::offset_of!(Self, slots);
+    pub(crate) const SLOTS_OFFSET: usize = core::mem::offset_of!(MapRing<K, V, [MapSlot<K, V>; N]>, slots);
     pub(crate) const SLOT_SIZE: usize = size_of::<Slot<K, V>>();
     pub(crate) const VALUE_AT: usize = core::mem::offset_of!(Slot<K, V>, value);
     /// Where the key is in a slot (8, or 16 for a 16-aligned key).
     pub(crate) const KEY_AT: usize = core::mem::offset_of!(Slot<K, V>, key);
+}
 
-    fn lock_shard<P: Park>(&self, index: usize) -> Locked<'_, K, V, N, P> {
+impl<K, V, const N: usize> core::ops::Deref for Map<K, V, N> {
+    type Target = MapRing<K, V>;
+    #[inline(always)]
+    fn deref(&self) -> &MapRing<K, V> {
+        &self.0
+    }
+}
+
+impl<K: Pod + Hash + Eq, V: Pod> MapRing<K, V> {
+    /// Up to [`SHARDS`], with at least 8 slots each (1 for tiny maps).
+    #[inline(always)]
+    fn shard_count(&self) -> usize {
+        shard_count(self.slots.len())
+    }
+
+    fn lock_shard<P: Park>(&self, index: usize) -> Locked<'_, K, V, P> {
         match self.lock_shard_until::<P>(index, None) {
             Ok(locked) => locked,
             Err(TimedOut) => unreachable!("no deadline, no timeout"),
@@ -414,9 +465,10 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         &self,
         index: usize,
         deadline: Option<Instant>,
-    ) -> Result<Locked<'_, K, V, N, P>, TimedOut> {
-        let count = Self::shard_count();
-        let (start, end) = (index * N / count, (index + 1) * N / count);
+    ) -> Result<Locked<'_, K, V, P>, TimedOut> {
+        let count = self.shard_count();
+        let n = self.slots.len();
+        let (start, end) = (over(index * n, count), over((index + 1) * n, count));
         let shard = &self.shards[index];
         shard.lock.lock_until::<P>(deadline).ok_or(TimedOut)?;
         let locked = Locked { map: self, shard, start, len: end - start, _park: PhantomData };
@@ -434,16 +486,23 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         Ok(locked)
     }
 
-    fn shard_of(key: &K) -> usize {
-        ((hash_of(key) >> 32) % Self::shard_count() as u64) as usize
+    fn shard_of(&self, key: &K) -> usize {
+        let count = self.shard_count();
+        let h = (hash_of(key) >> 32) as usize;
+        // `h % count`: a mask for the usual power-of-two shard counts.
+        if count.is_power_of_two() {
+            h & (count - 1)
+        } else {
+            h % count
+        }
     }
 
-    fn lock_for(&self, key: &K) -> Locked<'_, K, V, N> {
-        self.lock_shard::<Os>(Self::shard_of(key))
+    fn lock_for(&self, key: &K) -> Locked<'_, K, V> {
+        self.lock_shard::<Os>(self.shard_of(key))
     }
 
-    fn lock_for_within(&self, key: &K, timeout: Duration) -> Result<Locked<'_, K, V, N>, TimedOut> {
-        self.lock_shard_until::<Os>(Self::shard_of(key), crate::sync::deadline_after(timeout))
+    fn lock_for_within(&self, key: &K, timeout: Duration) -> Result<Locked<'_, K, V>, TimedOut> {
+        self.lock_shard_until::<Os>(self.shard_of(key), crate::sync::deadline_after(timeout))
     }
 
     /// [`insert`](Self::insert) with another [`Park`] (for the loom model).
@@ -452,13 +511,13 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// As [`insert`](Self::insert).
     #[doc(hidden)]
     pub fn insert_with<P: Park>(&self, key: K, value: V) -> InsertResult<K, V> {
-        Self::insert_locked(&self.lock_shard::<P>(Self::shard_of(&key)), key, value)
+        Self::insert_locked(&self.lock_shard::<P>(self.shard_of(&key)), key, value)
     }
 
     /// [`remove`](Self::remove) with another [`Park`] (for the loom model).
     #[doc(hidden)]
     pub fn remove_with<P: Park>(&self, key: &K) -> Option<V> {
-        let shard = self.lock_shard::<P>(Self::shard_of(key));
+        let shard = self.lock_shard::<P>(self.shard_of(key));
         shard.find(key).map(|i| shard.remove_at(i))
     }
 
@@ -467,7 +526,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     #[doc(hidden)]
     pub fn to_vec_with<P: Park>(&self) -> std::vec::Vec<(K, V)> {
         let mut out = std::vec::Vec::new();
-        for index in 0..Self::shard_count() {
+        for index in 0..self.shard_count() {
             let shard = self.lock_shard::<P>(index);
             for i in 0..shard.len {
                 if shard.full(i) {
@@ -478,9 +537,10 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         out
     }
 
-    /// The capacity `N` (see the module docs on per-shard capacity).
-    pub const fn capacity(&self) -> usize {
-        N
+    /// The capacity (`N` of a [`Map<K, V, N>`](Map); see the module docs on
+    /// per-shard capacity).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// The number of entries (a snapshot).
@@ -495,11 +555,11 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     pub fn len(&self) -> usize {
         // Each shard's count is shared memory a peer could have garbled:
         // never more than the map holds, never an overflow.
-        let total = self.shards[..Self::shard_count()]
+        let total = self.shards[..self.shard_count()]
             .iter()
-            .map(|s| (s.len.load(Ordering::Relaxed) as usize).min(N))
+            .map(|s| (s.len.load(Ordering::Relaxed) as usize).min(self.capacity()))
             .fold(0usize, usize::saturating_add);
-        total.min(N)
+        total.min(self.capacity())
     }
 
     /// Whether the map has no entries (a snapshot).
@@ -532,7 +592,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         Ok(Self::insert_locked(&self.lock_for_within(&key, timeout)?, key, value))
     }
 
-    fn insert_locked<P: Park>(shard: &Locked<'_, K, V, N, P>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
+    fn insert_locked<P: Park>(shard: &Locked<'_, K, V, P>, key: K, value: V) -> Result<Option<V>, Full<(K, V)>> {
         match shard.find(&key) {
             Some(i) => {
                 shard.shard.dirty.store(DIRTY_VALUE, Ordering::Relaxed);
@@ -634,7 +694,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         Ok(Self::update_locked(&self.lock_for_within(key, timeout)?, key, f))
     }
 
-    fn update_locked<P: Park>(shard: &Locked<'_, K, V, N, P>, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
+    fn update_locked<P: Park>(shard: &Locked<'_, K, V, P>, key: &K, f: impl FnOnce(&mut V)) -> Option<V> {
         let i = shard.find(key)?;
         let mut value = shard.slot(i).value;
         f(&mut value);
@@ -669,7 +729,7 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     /// Removes every entry (shard by shard; each shard is marked dirty
     /// meanwhile, so a process killed mid-clear leaves it to be repaired).
     pub fn clear(&self) {
-        for index in 0..Self::shard_count() {
+        for index in 0..self.shard_count() {
             let shard = self.lock_shard::<Os>(index);
             shard.shard.dirty.store(DIRTY_STRUCTURE, Ordering::Relaxed);
             crate::crash_point!("map.clear.dirty");
@@ -701,8 +761,8 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
     pub fn to_vec(&self) -> std::vec::Vec<(K, V)> {
         // `len` is shared memory another process could have garbled: never
         // let it size an allocation beyond the capacity.
-        let mut out = std::vec::Vec::with_capacity(self.len().min(N));
-        for index in 0..Self::shard_count() {
+        let mut out = std::vec::Vec::with_capacity(self.len().min(self.capacity()));
+        for index in 0..self.shard_count() {
             let shard = self.lock_shard::<Os>(index);
             for i in 0..shard.len {
                 let slot = shard.slot(i);
@@ -809,7 +869,7 @@ mod tests {
     fn full_only_when_the_keys_shard_is_full() {
         for seed in 0..20u64 {
             let map: Box<Map<u64, u64, 256>> = Box::default();
-            let count = Map::<u64, u64, 256>::shard_count();
+            let count = map.shard_count();
             let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             let mut accepted = 0usize;
             loop {
