@@ -149,6 +149,19 @@ pub struct MapRing<K, V, S: ?Sized = [MapSlot<K, V>]> {
 #[repr(transparent)]
 pub struct MapSlot<K, V>(UnsafeCell<Slot<K, V>>);
 
+/// Where a `Map<K, V, _>`'s parts are, whatever its capacity: the first
+/// slot, a slot's size, the key and the value in a slot, and the map's
+/// alignment (for a segment opened by schema).
+pub(crate) const fn ring_layout<K, V>() -> [usize; 5] {
+    [
+        core::mem::offset_of!(MapRing<K, V, [MapSlot<K, V>; 1]>, slots),
+        size_of::<Slot<K, V>>(),
+        core::mem::offset_of!(Slot<K, V>, key),
+        core::mem::offset_of!(Slot<K, V>, value),
+        core::mem::align_of::<MapRing<K, V, [MapSlot<K, V>; 1]>>(),
+    ]
+}
+
 /// `x / d`, a shift when `d` is a power of two (the usual shard counts):
 /// the division a constant `N` used to fold away.
 #[inline(always)]
@@ -391,7 +404,7 @@ impl<K, V, P: Park> Drop for Locked<'_, K, V, P> {
     }
 }
 
-/// What [`Map::insert`] returns: the previous value, or the entry back if
+/// What [`Map::insert`](MapRing::insert) returns: the previous value, or the entry back if
 /// its shard is full.
 pub type InsertResult<K, V> = Result<Option<V>, Full<(K, V)>>;
 

@@ -531,6 +531,68 @@ impl DynSegment {
         Some(unsafe { &*ring })
     }
 
+    /// The [`Map`](crate::Map) field at `path`, of keys `K` and values `V`
+    /// (their sizes and places in a slot must be the schema's; their types
+    /// are the caller's choice): a [`MapRing`](crate::containers::map::MapRing)
+    /// with the field's own capacity, the same protocol as a typed handle's
+    /// (keys hash by their bytes, so a `u32` key finds what a Rust `u32`
+    /// key stored).
+    ///
+    /// ```
+    /// #[derive(shmem::Shared)]
+    /// struct Cache {
+    ///     hits: shmem::Map<u32, u64, 64>,
+    /// }
+    /// # let name = format!("doc-dyn-map-{}", std::process::id());
+    /// let typed = shmem::Segment::<Cache>::create_zeroed(&name)?;
+    /// typed.hits().insert(7, 70).unwrap();
+    /// let seg = shmem::SegmentOptions::new().attach_dyn(&name)?;
+    /// let hits = seg.map::<u32, u64>("hits").expect("a map of u32 keys and u64 values");
+    /// assert_eq!((hits.get(&7), hits.capacity()), (Some(70), 64));
+    /// assert!(seg.map::<u64, u64>("hits").is_none()); // 8-byte keys: not this map
+    /// # Ok::<(), shmem::Error>(())
+    /// ```
+    pub fn map<K: bytemuck::Pod + core::hash::Hash + Eq, V: bytemuck::Pod>(
+        &self,
+        path: &str,
+    ) -> Option<&crate::containers::map::MapRing<K, V>> {
+        use crate::containers::map::{ring_layout, shard_count, MapRing, MapSlot};
+        use crate::segment::decode::kind_param;
+        let e = self.entries().iter().find(|e| e.path == path && e.kind.split_whitespace().next() == Some("map"))?;
+        let [slots, slot, key_at, value_at, align] = ring_layout::<K, V>().map(|x| x as u64);
+        let p = |k| kind_param(&e.kind, k);
+        let cap = p("cap")?;
+        let h = &self.core.header;
+        // The ring's own size, as `Map<K, V, cap>`'s.
+        let size = cap.checked_mul(slot)?.checked_add(slots)?.checked_next_multiple_of(align)?;
+        if p("key")? != core::mem::size_of::<K>() as u64
+            || p("value")? != core::mem::size_of::<V>() as u64
+            || p("slots")? != slots
+            || p("slot")? != slot
+            || p("key_at").unwrap_or(8) != key_at
+            || p("value_at")? != value_at
+            || cap == 0
+            || p("shards")? != shard_count(usize::try_from(cap).ok()?) as u64
+            || e.count != 1
+            || e.size < size
+            || e.offset.checked_add(size)? > h.data_size
+            || !(h.data_offset + e.offset).is_multiple_of(align)
+        {
+            return None;
+        }
+        let ring = core::ptr::slice_from_raw_parts(self.at(e.offset).cast::<MapSlot<K, V>>(), cap as usize)
+            as *const MapRing<K, V>;
+        // SAFETY: the ring (its shards, poison flag and `cap` slots, `size`
+        // bytes) lies in the data and is aligned for it (checked above; the
+        // mapping is page-aligned); its fields are locks, atomics and slots
+        // of plain data (a `u64` mark, `K: Pod`, `V: Pod`), valid for every
+        // bit pattern, reached only through the map's protocol (slots under
+        // their shard's lock), by this process and every other; the mapping
+        // lives as long as `&self`. The pointer carries `cap` as the slots'
+        // length, and the shard count derived from it is the schema's.
+        Some(unsafe { &*ring })
+    }
+
     /// The field at `path` of kind `kind` as a `T`: one of the waiters,
     /// whose words are atomics valid for every bit pattern.
     fn waiter<T: Waiter>(&self, path: &str, kind: &str) -> Option<&T> {
