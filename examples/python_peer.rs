@@ -39,6 +39,7 @@ struct Stats {
     ready: shmem::Event,
     slots: shmem::Semaphore,
     start: shmem::Barrier,
+    cache: shmem::Map<u32, u64, 64>,
 }
 
 /// A struct a Python program declares and creates (`shmem.Struct.create`).
@@ -123,6 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stats.jobs().try_push(5)?;
             stats.jobs().try_push(6)?;
             stats.ready().set();
+            stats.cache().insert(1, 10).map_err(|_| "the cache is full")?;
             println!("ready");
             let start = Instant::now();
             while stats.hits().load() < 3 {
@@ -141,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(p) => *p.into_inner(),
             };
             println!(
-                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={} jobs={:?}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={} jobs={:?} cache={:?}",
                 stats.hits().load(),
                 stats.inner().count().load(),
                 stats.inner().on().load(),
@@ -150,6 +152,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stats.slots().available(),
                 stats.limits().is_poisoned(),
                 stats.jobs().to_vec(),
+                {
+                    let mut entries = stats.cache().to_vec();
+                    entries.sort_unstable();
+                    entries
+                },
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

@@ -17,6 +17,7 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
+use shmem::containers::map::MapRing;
 use shmem::containers::queue::QueueRing;
 use shmem::sync::park::Os;
 use shmem::{ArraySegment, Atomic, Error, Event, RawMutex, Segment, SegmentOptions};
@@ -875,46 +876,102 @@ fn full_error(capacity: usize) -> PyErr {
     ))
 }
 
-impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> DynDict for Segment<shmem::Map<K, V, N>> {
+/// Where a dict's map is: a map segment, or a map field of a struct segment.
+trait MapHome: Send + Sync {
+    type K: Plain + std::hash::Hash + Eq;
+    type V: Plain;
+    fn name(&self) -> Option<String>;
+    fn share_fd(&self) -> PyResult<i32>;
+    /// Runs `f` on the map.
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&MapRing<Self::K, Self::V>) -> PyResult<R>) -> PyResult<R>;
+}
+
+impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> MapHome for Segment<shmem::Map<K, V, N>> {
+    type K = K;
+    type V = V;
     fn name(&self) -> Option<String> {
         (!Segment::is_anonymous(self)).then(|| Segment::name(self).to_owned())
     }
+    fn share_fd(&self) -> PyResult<i32> {
+        Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
+    }
+    fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&MapRing<K, V>) -> PyResult<R>) -> PyResult<R> {
+        f(self)
+    }
+}
+
+/// A map field of a struct segment opened by schema (checked when made:
+/// the schema does not change while the segment is open).
+struct FieldMap<K, V> {
+    st: Py<RawStruct>,
+    path: String,
+    _entry: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Plain + std::hash::Hash + Eq, V: Plain> MapHome for FieldMap<K, V> {
+    type K = K;
+    type V = V;
+    fn name(&self) -> Option<String> {
+        None
+    }
+    fn share_fd(&self) -> PyResult<i32> {
+        Err(PyValueError::new_err("a map field travels with its struct segment: pickle the field, not a descriptor"))
+    }
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&MapRing<K, V>) -> PyResult<R>) -> PyResult<R> {
+        let st = self.st.borrow(py);
+        let m = st.seg.map::<K, V>(&self.path).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!("`{}` is no longer a map field", self.path))
+        })?;
+        f(m)
+    }
+}
+
+impl<H: MapHome> DynDict for H {
+    fn name(&self) -> Option<String> {
+        MapHome::name(self)
+    }
     fn capacity(&self) -> usize {
-        N
+        Python::with_gil(|py| self.with(py, |m| Ok(m.capacity()))).unwrap_or(0)
     }
     fn len(&self) -> usize {
-        (**self).len()
+        Python::with_gil(|py| self.with(py, |m| Ok(m.len()))).unwrap_or(0)
     }
     fn poisoned(&self) -> bool {
-        self.is_poisoned()
+        Python::with_gil(|py| self.with(py, |m| Ok(m.is_poisoned()))).unwrap_or(false)
     }
     fn get(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        let k = K::from_py(k)?;
-        Ok(sliced(py, |t| self.get_timeout(&k, t))?.map(|v| v.to_py(py)))
+        let k = H::K::from_py(k)?;
+        self.with(py, |m| Ok(sliced(py, |t| m.get_timeout(&k, t))?.map(|v| v.to_py(py))))
     }
     fn set(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        let (k, v) = (K::from_py(k)?, V::from_py(v)?);
-        let old = sliced(py, |t| self.insert_timeout(k, v, t))?.map_err(|_| full_error(N))?;
-        Ok(old.map(|o| o.to_py(py)))
+        let (k, v) = (H::K::from_py(k)?, H::V::from_py(v)?);
+        self.with(py, |m| {
+            let old = sliced(py, |t| m.insert_timeout(k, v, t))?.map_err(|_| full_error(m.capacity()))?;
+            Ok(old.map(|o| o.to_py(py)))
+        })
     }
     fn remove(&self, py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
-        let k = K::from_py(k)?;
-        Ok(sliced(py, |t| self.remove_timeout(&k, t))?.map(|v| v.to_py(py)))
+        let k = H::K::from_py(k)?;
+        self.with(py, |m| Ok(sliced(py, |t| m.remove_timeout(&k, t))?.map(|v| v.to_py(py))))
     }
     fn setdefault(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<PyObject> {
-        let (k, v) = (K::from_py(k)?, V::from_py(v)?);
-        let got = py.allow_threads(|| self.get_or_insert(k, v)).map_err(|_| full_error(N))?;
-        Ok(got.to_py(py))
+        let (k, v) = (H::K::from_py(k)?, H::V::from_py(v)?);
+        self.with(py, |m| {
+            let got = py.allow_threads(|| m.get_or_insert(k, v)).map_err(|_| full_error(m.capacity()))?;
+            Ok(got.to_py(py))
+        })
     }
     fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
         // Everything Python is done before the shard is locked.
-        let (k, d) = (K::from_py(k)?, V::from_py(v)?);
+        let (k, d) = (H::K::from_py(k)?, H::V::from_py(v)?);
         let failed = std::sync::Mutex::new(None);
-        let after = sliced(py, |t| {
-            self.update_timeout(&k, t, |value| {
-                if let Err(why) = value.add(&d) {
-                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
-                }
+        let after = self.with(py, |m| {
+            sliced(py, |t| {
+                m.update_timeout(&k, t, |value| {
+                    if let Err(why) = value.add(&d) {
+                        *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                    }
+                })
             })
         })?;
         if let Some(why) = failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
@@ -923,14 +980,17 @@ impl<K: Plain + std::hash::Hash + Eq, V: Plain, const N: usize> DynDict for Segm
         Ok(after.map(|a| a.to_py(py)))
     }
     fn items(&self, py: Python<'_>) -> Vec<(PyObject, PyObject)> {
-        let all = py.allow_threads(|| self.to_vec());
+        let all = self.with(py, |m| Ok(py.allow_threads(|| m.to_vec()))).unwrap_or_default();
         all.into_iter().map(|(k, v)| (k.to_py(py), v.to_py(py))).collect()
     }
     fn clear(&self, py: Python<'_>) {
-        py.allow_threads(|| (**self).clear())
+        let _ = self.with(py, |m| {
+            py.allow_threads(|| m.clear());
+            Ok(())
+        });
     }
     fn share_fd(&self) -> PyResult<i32> {
-        Ok(Segment::share_fd(self).map_err(to_py)?.into_raw_fd())
+        MapHome::share_fd(self)
     }
 }
 
@@ -1039,6 +1099,63 @@ impl RawDict {
             }))
         })?;
         Ok(RawDict { inner, key: key.to_owned(), value: value.to_owned() })
+    }
+
+    /// The map field `path` of struct segment `st`, of keys of type code
+    /// `key` (`i I l L q Q`) and values of type code `value` (`b B h H i I
+    /// l L q Q f d`); their sizes must be the field's.
+    #[staticmethod]
+    fn field(py: Python<'_>, st: Py<RawStruct>, path: String, key: char, value: char) -> PyResult<Self> {
+        macro_rules! with_key {
+            ($k:ident => $body:expr) => {
+                match key {
+                    'i' => {
+                        type $k = i32;
+                        $body
+                    }
+                    'I' => {
+                        type $k = u32;
+                        $body
+                    }
+                    'l' | 'q' => {
+                        type $k = i64;
+                        $body
+                    }
+                    'L' | 'Q' => {
+                        type $k = u64;
+                        $body
+                    }
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "unsupported key type code {other:?}: use one of i I l L q Q"
+                        )))
+                    }
+                }
+            };
+        }
+        let inner: Box<dyn DynDict> = with_key!(K => with_code!(value, V => {
+            if st.borrow(py).seg.map::<K, V>(&path).is_none() {
+                let seg = &st.borrow(py).seg;
+                let held = seg
+                    .entries()
+                    .iter()
+                    .find(|e| e.path == path && e.kind.starts_with("map "))
+                    .map_or(String::from("no such map field"), |e| {
+                        let p = |k| shmem::segment::decode::kind_param(&e.kind, k).unwrap_or(0);
+                        format!("the field holds {}-byte keys and {}-byte values", p("key"), p("value"))
+                    });
+                return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                    "segment `{}` ({}): `{path}` is not a map of {}-byte keys and {}-byte values \
+                     (type codes {key:?}, {value:?}): {held}",
+                    seg.name(),
+                    seg.type_name(),
+                    core::mem::size_of::<K>(),
+                    core::mem::size_of::<V>()
+                )));
+            }
+            Box::new(FieldMap::<K, V> { st, path, _entry: std::marker::PhantomData })
+        }));
+        Ok(RawDict { inner, key: key.to_string(), value: value.to_string() })
     }
 
     #[getter]

@@ -411,6 +411,10 @@ def put_item(q, item):
     q.put(item, timeout=30)
 
 
+def set_item(d, k, v):
+    d[k] = v
+
+
 def pass_barrier(barrier):
     raise SystemExit(barrier.wait(60))
 
@@ -554,6 +558,19 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         child.join(60)
         assert child.exitcode == 0
         assert s.state("jobs", 8)["items"] == [struct.pack("=I", v) for v in (6, 9, 10)]
+        # A map field: Python finds what Rust stored under the same integer.
+        with pytest.raises(AttributeError, match="s.dict"):
+            s.cache
+        with pytest.raises(AttributeError, match="4-byte keys"):
+            s.dict("cache", "q", "Q")
+        cache = s.dict("cache", "I", "Q")
+        assert (cache[1], len(cache), 2 in cache) == (10, 1, False)
+        cache[2] = 20
+        child = mp.get_context("spawn").Process(target=set_item, args=(cache, 3, 30))  # pickles as (segment, field, codes)
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert sorted(cache.items()) == [(1, 10), (2, 20), (3, 30)]
         with pytest.raises(AttributeError, match="no lock, waiter or container field"):
             s.state("hits")
         # A Python process killed holding the field's lock: the next holder
@@ -576,7 +593,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         out, _ = p.communicate(timeout=60)
         assert out.strip() == (
             'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
-            " limits=[10, 20] limits_poisoned=false jobs=[6, 9, 10]"
+            " limits=[10, 20] limits_poisoned=false jobs=[6, 9, 10] cache=[(1, 10), (2, 20), (3, 30)]"
         )
 
     finally:

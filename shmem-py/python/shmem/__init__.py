@@ -1060,7 +1060,7 @@ class _LockedValue:
         self.poisoned = False
 
 
-_STATE_KINDS = ("condvar", "map")
+_STATE_KINDS = ("condvar",)
 
 
 class Struct:
@@ -1076,8 +1076,9 @@ class Struct:
     Barrier field is a ``shmem.Event``/``Semaphore``/``Barrier``
     (``s.ready.wait(1.0)``). The state of any lock, waiter or container
     field (who holds it, how full a queue is) is ``s.state(name)``; a
-    queue field is ``s.queue(name, typecode)``. The operations of condvar
-    and map fields are not available from Python yet."""
+    queue field is ``s.queue(name, typecode)``, a map field ``s.dict(name,
+    key, value)``. The operations of condvar fields are not available from
+    Python yet."""
 
     def __init__(self, raw, prefix=""):
         fields = {path: (kind, count) for path, kind, count in raw.fields()}
@@ -1107,6 +1108,10 @@ class Struct:
         if kind == "queue":
             raise AttributeError(
                 f"`{path}` is a queue: open it with its item type, `s.queue({path!r}, 'q')` (a type code)"
+            )
+        if kind == "map":
+            raise AttributeError(
+                f"`{path}` is a map: open it with its key and value types, `s.dict({path!r}, 'I', 'Q')` (type codes)"
             )
         if kind in _STATE_KINDS:  # no operations from Python yet
             raise AttributeError(
@@ -1176,6 +1181,18 @@ class Struct:
         q._location = (self._raw.name, path, typecode)
         return q
 
+    def dict(self, name, key, value):
+        """The ``Map<K, V, N>`` field ``name`` as a ``shmem.Dict`` (``d[k]``,
+        ``d[k] = v``, ``del d[k]``, ``items()``...), on the very map a Rust
+        program uses: its capacity is the field's, keys and values the type
+        codes' (``key``: ``'i' 'I' 'q' 'Q'``; ``value``: any of ``b B h H i I
+        q Q f d``; their sizes must be the field's). A key finds what Rust
+        stored under the same integer. Pickles as (segment, field, codes)."""
+        path = self._prefix + name
+        d = _DictField(_raw=_shmem.RawDict.field(self._raw, path, key, value))
+        d._location = (self._raw.name, path, key, value)
+        return d
+
     def locked(self, name, timeout=None):
         """The ``#[shared(lock)]`` or ``#[shared(rwlock)]`` field ``name``:
         ``with s.locked("log") as buf:`` holds its lock (an rwlock's write
@@ -1220,6 +1237,22 @@ class _BarrierField(_FieldPickle, Barrier):
 
 
 _WAITER_FIELDS = {"event": _EventField, "semaphore": _SemaphoreField, "barrier": _BarrierField}
+
+
+def _dict_field_of(name, path, key, value):
+    """Map field ``path`` of struct segment ``name`` (how it unpickles)."""
+    return Struct(_shmem.RawStruct.attach(name)).dict(path, key, value)
+
+
+class _DictField(Dict):
+    """A ``Map`` field of a struct segment: ``s.dict("cache", "I", "Q")``."""
+
+    def __reduce__(self):
+        return (_dict_field_of, self._location)
+
+    def __repr__(self):
+        name, path, key, value = self._location
+        return f"<shmem.Dict field {path!r} of {name!r} ({key!r}: {value!r}, {len(self._raw)} of {self._raw.capacity})>"
 
 
 def _queue_field_of(name, path, typecode):
