@@ -143,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(p) => *p.into_inner(),
             };
             println!(
-                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={} jobs={:?} cache={:?}",
+                "hits={} temps={temps:?} count={} on={} log={:?} poisoned={poisoned} ready={} slots={} limits={limits:?} limits_poisoned={} jobs={:?} cache={:?} cache[2]={:?} cache[3]={:?}",
                 stats.hits().load(),
                 stats.inner().count().load(),
                 stats.inner().on().load(),
@@ -157,6 +157,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     entries.sort_unstable();
                     entries
                 },
+                stats.cache().get(&2),
+                stats.cache().get(&3),
             );
         }
         other => return Err(format!("unknown command {other:?}").into()),

@@ -750,12 +750,21 @@ const CAPACITIES: [usize; 3] = [64, 1024, 16384];
 trait Plain: bytemuck::Pod + Send + Sync + 'static {
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self>;
     fn to_py(self, py: Python<'_>) -> PyObject;
+    /// What `d[k] += x` adds: the type itself, or a wider signed integer
+    /// for the narrower integers (so that `-= 1` works on unsigned values).
+    type Delta: Send + Sync;
+    /// Reads `x` of `d[k] += x` (before the shard is locked).
+    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta>;
     /// `self += d`, in pure Rust (it runs under a shard lock): `Err` with
     /// the reason if it cannot (overflow, a str that would not fit).
-    fn add(&mut self, d: &Self) -> Result<(), &'static str>;
+    fn add(&mut self, d: &Self::Delta) -> Result<(), &'static str>;
 }
 
 impl Plain for i64 {
+    type Delta = i64;
+    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+        v.extract()
+    }
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
         v.extract()
     }
@@ -769,6 +778,10 @@ impl Plain for i64 {
 }
 
 impl Plain for f64 {
+    type Delta = f64;
+    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+        v.extract()
+    }
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
         v.extract()
     }
@@ -781,51 +794,55 @@ impl Plain for f64 {
     }
 }
 
-/// The other numbers a struct's queue field may hold (type codes `b B h H
-/// i I L Q f`): integers checked against their width on the way in.
-macro_rules! plain_number {
+/// The other numbers a struct's queue or map field may hold (type codes
+/// `b B h H i I L Q f`): integers checked against their width on the way
+/// in; `+=` adds a signed delta, checked against the width on the way out.
+macro_rules! plain_int {
     ($($t:ty),*) => {$(
         impl Plain for $t {
+            type Delta = i128;
+            fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+                v.extract()
+            }
             fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
                 v.extract()
             }
             fn to_py(self, py: Python<'_>) -> PyObject {
                 self.into_py(py)
             }
-            fn add(&mut self, d: &Self) -> Result<(), &'static str> {
-                *self = <$t as Number>::checked(*self, *d).ok_or("the sum does not fit the type")?;
+            fn add(&mut self, d: &i128) -> Result<(), &'static str> {
+                let sum = i128::from(*self).checked_add(*d).ok_or("the sum does not fit the type")?;
+                *self = <$t>::try_from(sum).map_err(|_| "the sum does not fit the type")?;
                 Ok(())
             }
         }
     )*};
 }
 
-/// Addition that reports overflow, for `plain_number!`.
-trait Number: Sized {
-    fn checked(a: Self, b: Self) -> Option<Self>;
-}
+plain_int!(i8, u8, i16, u16, i32, u32, u64);
 
-macro_rules! number_ints {
-    ($($t:ty),*) => {$(
-        impl Number for $t {
-            fn checked(a: Self, b: Self) -> Option<Self> {
-                a.checked_add(b)
-            }
-        }
-    )*};
-}
-
-number_ints!(i8, u8, i16, u16, i32, u32, u64);
-
-impl Number for f32 {
-    fn checked(a: Self, b: Self) -> Option<Self> {
-        Some(a + b)
+impl Plain for f32 {
+    type Delta = f64;
+    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+        v.extract()
+    }
+    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+        v.extract()
+    }
+    fn to_py(self, py: Python<'_>) -> PyObject {
+        self.into_py(py)
+    }
+    fn add(&mut self, d: &f64) -> Result<(), &'static str> {
+        *self = (f64::from(*self) + d) as f32;
+        Ok(())
     }
 }
 
-plain_number!(i8, u8, i16, u16, i32, u32, u64, f32);
-
 impl Plain for PyStr {
+    type Delta = PyStr;
+    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+        Self::from_py(v)
+    }
     fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
         let text: String = v.extract()?;
         PyStr::try_from(text.as_str())
@@ -963,7 +980,7 @@ impl<H: MapHome> DynDict for H {
     }
     fn add(&self, py: Python<'_>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<Option<PyObject>> {
         // Everything Python is done before the shard is locked.
-        let (k, d) = (H::K::from_py(k)?, H::V::from_py(v)?);
+        let (k, d) = (H::K::from_py(k)?, H::V::delta_from_py(v)?);
         let failed = std::sync::Mutex::new(None);
         let after = self.with(py, |m| {
             sliced(py, |t| {

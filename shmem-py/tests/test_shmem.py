@@ -566,6 +566,11 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         cache = s.dict("cache", "I", "Q")
         assert (cache[1], len(cache), 2 in cache) == (10, 1, False)
         cache[2] = 20
+        cache[2] -= 5  # one atomic update, on an unsigned value too
+        assert cache[2] == 15
+        cache[2] += 5
+        with pytest.raises(OverflowError):
+            cache[2] -= 21  # below zero: refused, nothing written
         child = mp.get_context("spawn").Process(target=set_item, args=(cache, 3, 30))  # pickles as (segment, field, codes)
         child.start()
         child.join(60)
@@ -593,7 +598,7 @@ def test_a_rust_struct_opened_by_name_from_its_schema():
         out, _ = p.communicate(timeout=60)
         assert out.strip() == (
             'hits=3 temps=[0.0, 2.5, 1.0] count=-2 on=true log="repaired" poisoned=false ready=true slots=1'
-            " limits=[10, 20] limits_poisoned=false jobs=[6, 9, 10] cache=[(1, 10), (2, 20), (3, 30)]"
+            " limits=[10, 20] limits_poisoned=false jobs=[6, 9, 10] cache=[(1, 10), (2, 20), (3, 30)] cache[2]=Some(20) cache[3]=Some(30)"
         )
 
     finally:

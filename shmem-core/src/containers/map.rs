@@ -441,6 +441,11 @@ impl<K: Pod + Hash + Eq, V: Pod, const N: usize> Map<K, V, N> {
         })
     }
 
+    /// The capacity `N` (see the module docs on per-shard capacity).
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
     /// The number of shards (for schemas).
     pub(crate) const SHARD_COUNT: usize = shard_count(N);
     /// Where the slots start (for schemas): slot `i` is at `SLOTS_OFFSET + i * SLOT_SIZE`,
@@ -876,6 +881,36 @@ mod tests {
     /// `[1, 2, 3]` and `Str::<8>` "ab" (`b"ab"` and six zero bytes).
     #[cfg(target_endian = "little")]
     const PINNED: [u64; 4] = [12161962235692100059, 18391255487709368259, 15035938190718288956, 17490113133101049606];
+
+    /// A capacity whose shard count is no power of two (100 slots: 12
+    /// shards of 8 or 9): the divisions, not the shifts, split the slots,
+    /// every slot belongs to one shard, and every entry is found again.
+    #[test]
+    fn shard_counts_that_are_no_power_of_two() {
+        let map: Box<Map<u32, u64, 100>> = Box::default();
+        assert_eq!(map.shard_count(), 12);
+        let ranges: std::vec::Vec<(usize, usize)> =
+            (0..12).map(|i| (over(i * 100, 12), over((i + 1) * 100, 12))).collect();
+        assert_eq!((ranges[0].0, ranges[11].1), (0, 100));
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0 && w[0].1 - w[0].0 >= 8));
+        let mut stored = std::vec::Vec::new();
+        for k in 0..400u32 {
+            if map.insert(k, u64::from(k) * 3).is_ok() {
+                stored.push(k);
+            }
+        }
+        assert!(stored.len() > 50, "only {} of 100 slots filled", stored.len());
+        assert_eq!(map.len(), stored.len());
+        for &k in &stored {
+            assert_eq!(map.get(&k), Some(u64::from(k) * 3));
+        }
+        for &k in stored.iter().step_by(2) {
+            assert_eq!(map.remove(&k), Some(u64::from(k) * 3));
+        }
+        for (i, &k) in stored.iter().enumerate() {
+            assert_eq!(map.get(&k), (i % 2 == 1).then(|| u64::from(k) * 3));
+        }
+    }
 
     /// `Full` comes exactly when the key's own shard has no free slot.
     #[test]

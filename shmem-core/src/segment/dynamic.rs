@@ -228,18 +228,22 @@ impl super::SegmentOptions {
 }
 
 /// The byte ranges a handle may touch: scalars (atomics of their size),
-/// lock words with their poison flag (12 bytes) and locked values. Any
-/// partial overlap between them is refused: this process must never mix
-/// atomic widths on the same bytes. Identical scalar entries are allowed.
+/// a lock's own words (a mutex's lock word and poison flag, a seqlock's
+/// sequence, poison and writer lock, an rwlock's whole header), locked
+/// values, waiters, queues and maps (whole). Any partial overlap between
+/// them is refused: this process must never mix atomic widths, or atomic
+/// and plain accesses (a queue's slots, a map's entries), on the same
+/// bytes. Identical scalar entries are allowed.
 fn check_disjoint(entries: &[SchemaEntry]) -> std::result::Result<(), &'static str> {
     let mut ranges: Vec<(u64, u64, &str)> = Vec::new();
     for e in entries {
-        let len = if matches!(e.kind.as_str(), "mutex" | "rwlock" | "seqlock") {
-            12
-        } else if DynKind::parse(&e.kind).is_some() || is_locked_value(entries, &e.path) {
-            e.size
-        } else {
-            continue; // nested structs, containers: not touched
+        let len = match e.kind.split_whitespace().next().unwrap_or("") {
+            "mutex" => crate::sync::mutex::POISON_OFFSET + 4,
+            "seqlock" => 16,
+            "rwlock" => core::mem::size_of::<RwHeader>() as u64,
+            "queue" | "map" | "event" | "semaphore" | "barrier" | "condvar" => e.size,
+            _ if DynKind::parse(&e.kind).is_some() || is_locked_value(entries, &e.path) => e.size,
+            _ => continue, // nested structs: their fields are entries of their own
         };
         let end = e.offset.checked_add(len).ok_or("an entry's range overflows")?;
         ranges.push((e.offset, end, e.kind.as_str()));
@@ -512,17 +516,18 @@ impl DynSegment {
             || cap == 0
             || cap > u64::from(u32::MAX)
             || e.count != 1
-            || e.size < size
+            || e.size != size
             || e.offset.checked_add(size)? > h.data_size
-            || !(h.data_offset + e.offset).is_multiple_of(align)
+            || !(self.at(e.offset) as usize as u64).is_multiple_of(align)
         {
             return None;
         }
         let ring = core::ptr::slice_from_raw_parts(self.at(e.offset).cast::<QueueSlot<T>>(), cap as usize)
             as *const QueueRing<T>;
         // SAFETY: the ring (its words and `cap` slots, `size` bytes) lies in
-        // the data and is aligned for it (checked above; the mapping is
-        // page-aligned); its fields are atomics, locks and cells of `T: Pod`,
+        // the data and is aligned for it (checked above, on the address);
+        // no other entry the handle reaches overlaps it (`check_disjoint`
+        // at attach); its fields are atomics, locks and cells of `T: Pod`,
         // all valid for every bit pattern, reached only through the queue's
         // protocol (atomics, and slots under its locks), by this process and
         // every other; the mapping lives as long as `&self`. The pointer
@@ -574,17 +579,18 @@ impl DynSegment {
             || cap == 0
             || p("shards")? != shard_count(usize::try_from(cap).ok()?) as u64
             || e.count != 1
-            || e.size < size
+            || e.size != size
             || e.offset.checked_add(size)? > h.data_size
-            || !(h.data_offset + e.offset).is_multiple_of(align)
+            || !(self.at(e.offset) as usize as u64).is_multiple_of(align)
         {
             return None;
         }
         let ring = core::ptr::slice_from_raw_parts(self.at(e.offset).cast::<MapSlot<K, V>>(), cap as usize)
             as *const MapRing<K, V>;
         // SAFETY: the ring (its shards, poison flag and `cap` slots, `size`
-        // bytes) lies in the data and is aligned for it (checked above; the
-        // mapping is page-aligned); its fields are locks, atomics and slots
+        // bytes) lies in the data and is aligned for it (checked above, on
+        // the address); no other entry the handle reaches overlaps it
+        // (`check_disjoint` at attach); its fields are locks, atomics and slots
         // of plain data (a `u64` mark, `K: Pod`, `V: Pod`), valid for every
         // bit pattern, reached only through the map's protocol (slots under
         // their shard's lock), by this process and every other; the mapping
@@ -1119,3 +1125,32 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<DynSegment>()
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, offset: u64, size: u64, kind: &str) -> SchemaEntry {
+        SchemaEntry { offset, size, count: 1, kind: kind.to_owned(), path: path.to_owned() }
+    }
+
+    #[test]
+    fn containers_waiters_and_whole_lock_headers_must_not_overlap_fields() {
+        let queue = || entry("jobs", 64, 256, "queue item=4 cap=8 slots=192");
+        // A scalar on a queue's slots, on a map, on an event, inside an
+        // rwlock's reader slots (past the 12 bytes once checked), inside a
+        // seqlock's writer lock: refused.
+        for other in [
+            entry("hits", 256, 8, "u64"),
+            entry("hits", 64, 8, "u64"),
+            entry("m", 128, 64, "map key=4 value=8 cap=1 shards=1 slots=1024 slot=24 key_at=8 value_at=16"),
+        ] {
+            assert!(check_disjoint(&[queue(), other.clone()]).is_err(), "{other:?} over a queue");
+        }
+        assert!(check_disjoint(&[entry("ev", 0, 4, "event"), entry("x", 0, 4, "u32")]).is_err());
+        assert!(check_disjoint(&[entry("rw", 0, 288, "rwlock"), entry("x", 100, 8, "u64")]).is_err());
+        assert!(check_disjoint(&[entry("sl", 0, 24, "seqlock"), entry("x", 8, 8, "u64")]).is_err());
+        // Side by side: fine.
+        assert!(check_disjoint(&[queue(), entry("hits", 320, 8, "u64"), entry("ev", 0, 4, "event")]).is_ok());
+    }
+}
