@@ -760,43 +760,10 @@ trait Plain: bytemuck::Pod + Send + Sync + 'static {
     fn add(&mut self, d: &Self::Delta) -> Result<(), &'static str>;
 }
 
-impl Plain for i64 {
-    type Delta = i64;
-    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
-        v.extract()
-    }
-    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
-        v.extract()
-    }
-    fn to_py(self, py: Python<'_>) -> PyObject {
-        self.into_py(py)
-    }
-    fn add(&mut self, d: &Self) -> Result<(), &'static str> {
-        *self = self.checked_add(*d).ok_or("the sum does not fit a 64-bit integer")?;
-        Ok(())
-    }
-}
-
-impl Plain for f64 {
-    type Delta = f64;
-    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
-        v.extract()
-    }
-    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
-        v.extract()
-    }
-    fn to_py(self, py: Python<'_>) -> PyObject {
-        self.into_py(py)
-    }
-    fn add(&mut self, d: &Self) -> Result<(), &'static str> {
-        *self += *d;
-        Ok(())
-    }
-}
-
-/// The other numbers a struct's queue or map field may hold (type codes
-/// `b B h H i I L Q f`): integers checked against their width on the way
-/// in; `+=` adds a signed delta, checked against the width on the way out.
+/// The integers a Dict, a Queue or a struct's queue or map field may hold
+/// (`int` is `i64`; type codes `b B h H i I l L q Q`): checked against
+/// their width on the way in; `+=` adds a signed delta, checked against the
+/// width on the way out.
 macro_rules! plain_int {
     ($($t:ty),*) => {$(
         impl Plain for $t {
@@ -819,24 +786,31 @@ macro_rules! plain_int {
     )*};
 }
 
-plain_int!(i8, u8, i16, u16, i32, u32, u64);
+plain_int!(i8, u8, i16, u16, i32, u32, i64, u64);
 
-impl Plain for f32 {
-    type Delta = f64;
-    fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
-        v.extract()
-    }
-    fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
-        v.extract()
-    }
-    fn to_py(self, py: Python<'_>) -> PyObject {
-        self.into_py(py)
-    }
-    fn add(&mut self, d: &f64) -> Result<(), &'static str> {
-        *self = (f64::from(*self) + d) as f32;
-        Ok(())
-    }
+/// The floats (`float` is `f64`; type codes `f d`); `+=` adds in `f64`.
+macro_rules! plain_float {
+    ($($t:ty),*) => {$(
+        impl Plain for $t {
+            type Delta = f64;
+            fn delta_from_py(v: &Bound<'_, PyAny>) -> PyResult<Self::Delta> {
+                v.extract()
+            }
+            fn from_py(v: &Bound<'_, PyAny>) -> PyResult<Self> {
+                v.extract()
+            }
+            fn to_py(self, py: Python<'_>) -> PyObject {
+                self.into_py(py)
+            }
+            fn add(&mut self, d: &f64) -> Result<(), &'static str> {
+                *self = (f64::from(*self) + d) as $t;
+                Ok(())
+            }
+        }
+    )*};
 }
+
+plain_float!(f32, f64);
 
 impl Plain for PyStr {
     type Delta = PyStr;
